@@ -1,0 +1,33 @@
+# maskingnet: `make demo` then `make test` on a fresh machine.
+VENV ?= .venv
+PY := $(VENV)/bin/python
+PIP := $(PY) -m pip
+STAMP := $(VENV)/.installed
+EXTRAS ?= dev
+
+.PHONY: install demo test bench lint clean
+
+install: $(STAMP)
+
+# torch==2.13.0 first: it is the CPU build on this disk; an unpinned torch would pull a CUDA build.
+$(STAMP): pyproject.toml
+	test -x $(PY) || python3 -m venv $(VENV)
+	$(PIP) install -q --upgrade pip
+	$(PIP) install -q torch==2.13.0
+	$(PIP) install -q -e ".[$(EXTRAS)]"
+	touch $(STAMP)
+
+demo: $(STAMP)
+	$(PY) -m maskingnet demo --out runs/demo
+
+test: $(STAMP)
+	$(PY) -m pytest
+
+bench: $(STAMP)
+	$(PY) -m maskingnet bench --out runs/bench
+
+lint: $(STAMP)
+	$(VENV)/bin/ruff check src tests benchmarks
+
+clean:
+	rm -rf runs .pytest_cache build *.egg-info src/*.egg-info
