@@ -36,7 +36,7 @@ def atomic_save(path: str | os.PathLike, save) -> None:
     """
     path = Path(path)
     path.parent.mkdir(parents=True, exist_ok=True)
-    tmp = path.with_name(f".{path.stem}.tmp{path.suffix}")
+    tmp = path.with_name(f".{path.stem}.{os.getpid()}.tmp{path.suffix}")
     try:
         save(tmp)
         os.replace(tmp, path)
