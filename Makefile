@@ -3,7 +3,7 @@ VENV ?= .venv
 PY := $(VENV)/bin/python
 PIP := $(PY) -m pip
 STAMP := $(VENV)/.installed
-EXTRAS ?= dev
+EXTRAS ?= dev,onnx,serve
 
 .PHONY: install demo test bench lint clean
 
