@@ -1,0 +1,26 @@
+"""The six networks (U-Net, SegNet, Arc. #1-#3, MaskingNet) as one configurable encoder-decoder.
+
+Public API: :func:`create_model`, :func:`list_models`, :func:`save_model`, :func:`load_model`,
+:func:`load_vgg_weights`, :func:`model_report`, :class:`ModelConfig`.
+"""
+
+from __future__ import annotations
+
+from .checkpoint import CheckpointError, load_model, read_config, save_model
+from .encoder_decoder import EncoderDecoder, ModelConfig
+from .registry import MODEL_CONFIGS, PAPER_PARAMS, build_model, create_model, list_models, model_config
+
+__all__ = [
+    "MODEL_CONFIGS",
+    "PAPER_PARAMS",
+    "CheckpointError",
+    "EncoderDecoder",
+    "ModelConfig",
+    "build_model",
+    "create_model",
+    "list_models",
+    "load_model",
+    "model_config",
+    "read_config",
+    "save_model",
+]

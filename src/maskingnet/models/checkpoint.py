@@ -1,0 +1,112 @@
+"""Model files: safetensors weights with the model's config and a meta dict as JSON in the file's metadata.
+
+The file alone rebuilds its model, and loading never unpickles: anything that is not a well-formed
+safetensors file (a ``torch.save`` pickle or zip renamed ``.safetensors``, a truncated file) is refused
+with :class:`CheckpointError` before any tensor is read.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import struct
+from pathlib import Path
+from typing import Any
+
+import torch
+from safetensors import safe_open
+from safetensors.torch import save_file
+from torch import nn
+
+from maskingnet.utils import atomic_save
+
+from .encoder_decoder import EncoderDecoder, ModelConfig
+
+CONFIG_KEY = "maskingnet.config"
+META_KEY = "maskingnet.meta"
+FORMAT_KEY = "maskingnet.format"
+FORMAT_VERSION = "1"
+_MAX_HEADER = 100 * 1024 * 1024
+_PICKLE_PREFIXES = (b"PK\x03\x04", b"\x80")
+
+
+class CheckpointError(ValueError):
+    """A file that cannot be loaded as a maskingnet model; ``str(e) == f"{path}: {reason}"``."""
+
+    def __init__(self, path: str | os.PathLike, reason: str) -> None:
+        self.path = Path(path)
+        self.reason = reason
+        super().__init__(f"{path}: {reason}")
+
+
+def save_model(model: nn.Module, path: str | os.PathLike, meta: dict[str, Any] | None = None) -> Path:
+    """Write ``model``'s weights and BatchNorm statistics, its config and ``meta`` (JSON-able) atomically."""
+    config = getattr(model, "config", None)
+    if not isinstance(config, ModelConfig):
+        raise TypeError("save_model needs a maskingnet model (with a ModelConfig in .config)")
+    if meta is None:
+        meta = dict(getattr(model, "meta", {}) or {})
+    tensors = {name: tensor.detach().to("cpu").contiguous() for name, tensor in model.state_dict().items()}
+    metadata = {
+        FORMAT_KEY: FORMAT_VERSION,
+        CONFIG_KEY: json.dumps(config.to_dict()),
+        META_KEY: json.dumps(meta),
+    }
+    path = Path(path)
+    atomic_save(path, lambda tmp: save_file(tensors, str(tmp), metadata=metadata))
+    return path
+
+
+def read_header(path: str | os.PathLike) -> dict[str, str]:
+    """The safetensors ``__metadata__`` of ``path``, after checking it is a safetensors file at all."""
+    path = Path(path)
+    try:
+        size = path.stat().st_size
+        with open(path, "rb") as handle:
+            head = handle.read(9)
+    except OSError as err:
+        raise CheckpointError(path, f"cannot read ({err.strerror or err})") from err
+    if head.startswith(_PICKLE_PREFIXES):
+        raise CheckpointError(path, "is a pickle / torch.save file, not safetensors; refusing to unpickle it")
+    if len(head) < 9:
+        raise CheckpointError(path, f"is not a safetensors file ({size} bytes)")
+    (header_len,) = struct.unpack("<Q", head[:8])
+    if header_len > min(_MAX_HEADER, size - 8) or head[8:9] != b"{":
+        raise CheckpointError(path, "is not a safetensors file (bad header)")
+    try:
+        with safe_open(str(path), framework="pt") as handle:
+            return dict(handle.metadata() or {})
+    except Exception as err:
+        raise CheckpointError(path, f"is not a valid safetensors file ({err})") from err
+
+
+def read_config(path: str | os.PathLike) -> tuple[ModelConfig, dict[str, Any]]:
+    """The :class:`ModelConfig` and meta dict stored in a model file (no tensors are read)."""
+    metadata = read_header(path)
+    if CONFIG_KEY not in metadata:
+        raise CheckpointError(path, "has no maskingnet model config in its metadata")
+    try:
+        config = ModelConfig.from_dict(json.loads(metadata[CONFIG_KEY]))
+        meta = json.loads(metadata.get(META_KEY, "{}"))
+    except (ValueError, TypeError) as err:
+        raise CheckpointError(path, f"has an unusable model config ({err})") from err
+    return config, meta
+
+
+def load_model(path: str | os.PathLike, device: str | torch.device = "cpu") -> EncoderDecoder:
+    """Rebuild the model saved by :func:`save_model`, in eval mode on ``device``, with ``.meta``."""
+    config, meta = read_config(path)
+    model = EncoderDecoder(config)
+    state = {}
+    try:
+        with safe_open(str(path), framework="pt", device="cpu") as handle:
+            for key in handle.keys():
+                state[key] = handle.get_tensor(key)
+    except Exception as err:
+        raise CheckpointError(path, f"cannot read its tensors ({err})") from err
+    try:
+        model.load_state_dict(state, strict=True)
+    except RuntimeError as err:
+        raise CheckpointError(path, f"weights do not fit its config ({err})") from err
+    model.meta = meta
+    return model.to(device).eval()

@@ -1,0 +1,252 @@
+"""ONE configurable encoder-decoder; the six networks of the thesis are six rows of :class:`ModelConfig`.
+
+Levels are scales: level ``L`` works at ``1 / 2**L`` of the (padded) input. Encoder stage ``L`` is a stack
+of conv blocks at level ``L``; a 2x2 max-pool (keeping its indices) follows stages ``0 .. pools-1``, where
+``pools = len(decoder)``: SegNet-style configs pool after every stage (5 pools, the decoder starts by
+undoing pool 5), U-Net-style configs do not pool after the last stage (the bottleneck). Decoder blocks are
+listed deepest first; the block for level ``L`` up-samples to level ``L`` (unpool with pool ``L``'s indices,
+or a transposed conv), concatenates ``cat([decoder, encoder_L])`` when ``L`` is in ``concat_levels``, then
+runs its conv blocks. A plain conv classifier gives the logits.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+from dataclasses import dataclass
+from typing import Any
+
+import torch
+import torch.nn.functional as F
+from torch import nn
+
+from .blocks import (
+    ConvStack,
+    TransposedUp,
+    coord_maps,
+    pad_coord_maps,
+    pool_with_indices,
+    unpool_with_indices,
+)
+
+UPSAMPLE_KINDS = ("unpool", "transposed")
+COORD_PLACES = ("none", "input", "mid")
+COORD_CHANNELS = 2
+VGG16_ENCODER = ((64, 64), (128, 128), (256, 256, 256), (512, 512, 512), (512, 512, 512))
+SEGNET_DECODER = ((512, 512, 512), (512, 512, 256), (256, 256, 128), (128, 64), (64,))
+
+
+@dataclass(frozen=True)
+class ModelConfig:
+    """The ablation switches of the thesis as configuration fields (channel counts are at ``width=1``).
+
+    - ``encoder``: conv output channels of each encoder stage, one tuple per level.
+    - ``decoder``: conv output channels of each decoder block, deepest first; ``len(decoder)`` is the
+      number of pools (``len(encoder)`` or ``len(encoder) - 1``).
+    - ``upsample``: ``"unpool"`` (reuse max-pooling indices) or ``"transposed"`` (ConvTranspose2d k2 s2 to
+      the channel count of the encoder stage it joins).
+    - ``concat_levels``: levels whose encoder output is concatenated after up-sampling.
+    - ``coords``: ``"none"``, ``"input"`` (X/Y maps concatenated to the image) or ``"mid"`` (maps taken one
+      pixel in ``2**coord_level`` and concatenated to the input of encoder stage ``coord_level``).
+    - ``dilation``: dilation rate of the 3x3 convs at each level (encoder stage and decoder block).
+    - ``classifier_kernel``: kernel of the final conv (3 in the SegNet family, 1 in U-Net).
+    - ``width``: multiplies every channel count (rounded, at least 1).
+    """
+
+    name: str = "custom"
+    encoder: tuple[tuple[int, ...], ...] = VGG16_ENCODER
+    decoder: tuple[tuple[int, ...], ...] = SEGNET_DECODER
+    upsample: str = "unpool"
+    concat_levels: tuple[int, ...] = ()
+    coords: str = "none"
+    coord_level: int = 4
+    dilation: tuple[int, ...] = (1, 1, 1, 1, 1)
+    classifier_kernel: int = 3
+    width: float = 1.0
+    in_channels: int = 3
+    num_classes: int = 2
+
+    def __post_init__(self) -> None:
+        for name in ("encoder", "decoder"):
+            stages = tuple(tuple(int(c) for c in stage) for stage in getattr(self, name))
+            object.__setattr__(self, name, stages)
+        for name in ("concat_levels", "dilation"):
+            object.__setattr__(self, name, tuple(int(v) for v in getattr(self, name)))
+        self._validate()
+
+    def _validate(self) -> None:
+        levels = len(self.encoder)
+        problems = []
+        if levels < 2 or any(len(stage) == 0 for stage in self.encoder + self.decoder):
+            problems.append("encoder needs at least 2 stages and every stage at least one conv")
+        if self.pools not in (levels, levels - 1):
+            problems.append(f"decoder has {len(self.decoder)} blocks; expected {levels} or {levels - 1}")
+        if self.upsample not in UPSAMPLE_KINDS:
+            problems.append(f"upsample {self.upsample!r} is not one of {UPSAMPLE_KINDS}")
+        if self.coords not in COORD_PLACES:
+            problems.append(f"coords {self.coords!r} is not one of {COORD_PLACES}")
+        if self.coords == "mid" and not 1 <= self.coord_level < levels:
+            problems.append(f"coord_level {self.coord_level} must be in 1..{levels - 1}")
+        if len(self.dilation) != levels or min(self.dilation, default=1) < 1:
+            problems.append(f"dilation needs {levels} rates >= 1, got {self.dilation}")
+        if any(not 0 <= level < self.pools for level in self.concat_levels):
+            problems.append(f"concat_levels {self.concat_levels} must be in 0..{self.pools - 1}")
+        if self.classifier_kernel < 1 or self.classifier_kernel % 2 == 0:
+            problems.append(f"classifier_kernel must be odd and >= 1, got {self.classifier_kernel}")
+        if self.width <= 0 or self.in_channels < 1 or self.num_classes < 1:
+            problems.append("width, in_channels and num_classes must be positive")
+        if problems:
+            raise ValueError(f"invalid ModelConfig {self.name!r}: " + "; ".join(problems))
+
+    @property
+    def pools(self) -> int:
+        return len(self.decoder)
+
+    @property
+    def stride(self) -> int:
+        """Inputs are padded to a multiple of ``2 ** pools`` (32 for the SegNet family, 16 for U-Net)."""
+        return 2**self.pools
+
+    def channels(self, base: int) -> int:
+        """``base`` scaled by ``width``: rounded, at least 1."""
+        return max(1, round(base * self.width))
+
+    def to_dict(self) -> dict[str, Any]:
+        data = dataclasses.asdict(self)
+        data["encoder"] = [list(stage) for stage in self.encoder]
+        data["decoder"] = [list(stage) for stage in self.decoder]
+        data["concat_levels"] = list(self.concat_levels)
+        data["dilation"] = list(self.dilation)
+        return data
+
+    @classmethod
+    def from_dict(cls, data: dict[str, Any]) -> ModelConfig:
+        known = {f.name for f in dataclasses.fields(cls)}
+        unknown = sorted(set(data) - known)
+        if unknown:
+            raise ValueError(f"unknown ModelConfig fields: {', '.join(unknown)}")
+        return cls(**data)
+
+
+class DecoderBlock(nn.Module):
+    """Up-sample to one level, optionally concatenate that level's encoder output, then conv blocks."""
+
+    def __init__(self, up: nn.Module | None, convs: ConvStack, concat: bool) -> None:
+        super().__init__()
+        self.up = up
+        self.convs = convs
+        self.concat = concat
+
+    def forward(self, x: torch.Tensor, indices: torch.Tensor | None, skip: torch.Tensor) -> torch.Tensor:
+        x = unpool_with_indices(x, indices, skip) if self.up is None else self.up(x)
+        if self.concat:
+            x = torch.cat([x, skip], dim=1)
+        return self.convs(x)
+
+
+class EncoderDecoder(nn.Module):
+    """The one network class; build it from a :class:`ModelConfig` (see the module docstring)."""
+
+    def __init__(self, config: ModelConfig) -> None:
+        super().__init__()
+        self.config = config
+        self.meta: dict[str, Any] = {}
+        self.encoder = nn.ModuleList()
+        encoder_out = self._build_encoder(config)
+        self.decoder = nn.ModuleList()
+        self.decoder_levels = tuple(range(config.pools - 1, -1, -1))
+        channels = self._build_decoder(config, encoder_out)
+        k = config.classifier_kernel
+        self.classifier = nn.Conv2d(channels, config.num_classes, k, padding=k // 2, bias=True)
+
+    def _build_encoder(self, config: ModelConfig) -> list[int]:
+        channels = config.in_channels + (COORD_CHANNELS if config.coords == "input" else 0)
+        encoder_out = []
+        for level, stage in enumerate(config.encoder):
+            if config.coords == "mid" and level == config.coord_level:
+                channels += COORD_CHANNELS
+            widths = tuple(config.channels(c) for c in stage)
+            self.encoder.append(ConvStack(channels, widths, config.dilation[level]))
+            channels = widths[-1]
+            encoder_out.append(channels)
+        return encoder_out
+
+    def _build_decoder(self, config: ModelConfig, encoder_out: list[int]) -> int:
+        channels = encoder_out[config.pools - 1] if config.pools == len(encoder_out) else encoder_out[-1]
+        for stage, level in zip(config.decoder, self.decoder_levels, strict=True):
+            skip = encoder_out[level]
+            if config.upsample == "transposed":
+                up = TransposedUp(channels, skip)
+                channels = skip
+            else:
+                up = None
+                if channels != skip:
+                    raise ValueError(
+                        f"invalid ModelConfig {config.name!r}: unpool to level {level} gets {channels} "
+                        f"channels but pool {level} has {skip}"
+                    )
+            concat = level in config.concat_levels
+            widths = tuple(config.channels(c) for c in stage)
+            in_channels = channels + (skip if concat else 0)
+            convs = ConvStack(in_channels, widths, config.dilation[level])
+            self.decoder.append(DecoderBlock(up, convs, concat))
+            channels = widths[-1]
+        return channels
+
+    @property
+    def num_classes(self) -> int:
+        return self.config.num_classes
+
+    def forward(self, image: torch.Tensor, coords: torch.Tensor | None = None) -> torch.Tensor:
+        """Logits ``(B, num_classes, H, W)`` for an image batch ``(B, in_channels, H, W)`` of any size.
+
+        ``coords`` ``(B, 2, H, W)`` are the photo's X/Y maps cut like the image (crops, flips, resizes);
+        when None, maps for the whole input are built. Configs without coordinate maps ignore them.
+        """
+        height, width = image.shape[-2], image.shape[-1]
+        stride = self.config.stride
+        pad_bottom, pad_right = (-height) % stride, (-width) % stride
+        x = F.pad(image, (0, pad_right, 0, pad_bottom), mode="replicate")
+        maps = None
+        if self.config.coords != "none":
+            maps = self._padded_coords(image, coords, pad_bottom, pad_right)
+        skips, indices = self._encode(x, maps)
+        x = skips[-1] if self.config.pools < len(skips) else indices[-1][0]
+        for block, level in zip(self.decoder, self.decoder_levels, strict=True):
+            x = block(x, indices[level][1], skips[level])
+        return self.classifier(x)[..., :height, :width]
+
+    def _encode(
+        self, x: torch.Tensor, maps: torch.Tensor | None
+    ) -> tuple[list[torch.Tensor], list[tuple[torch.Tensor, torch.Tensor | None]]]:
+        config = self.config
+        skips, pooled = [], []
+        for level, stage in enumerate(self.encoder):
+            if maps is not None and config.coords == "input" and level == 0:
+                x = torch.cat([x, maps], dim=1)
+            if maps is not None and config.coords == "mid" and level == config.coord_level:
+                step = 2**level
+                x = torch.cat([x, maps[..., ::step, ::step]], dim=1)
+            x = stage(x)
+            skips.append(x)
+            if level < config.pools and config.upsample == "unpool":
+                x, idx = pool_with_indices(x)
+                pooled.append((x, idx))
+            elif level < config.pools:
+                x = F.max_pool2d(x, kernel_size=2, stride=2)
+                pooled.append((x, None))
+        return skips, pooled
+
+    def _padded_coords(
+        self, image: torch.Tensor, coords: torch.Tensor | None, pad_bottom: int, pad_right: int
+    ) -> torch.Tensor:
+        batch, height, width = image.shape[0], image.shape[-2], image.shape[-1]
+        if coords is None:
+            maps = coord_maps(
+                height, width, height + pad_bottom, width + pad_right, device=image.device, dtype=image.dtype
+            )
+            return maps.unsqueeze(0).expand(batch, -1, -1, -1)
+        if not (torch.compiler.is_compiling() or torch.compiler.is_exporting()):
+            expected = (batch, COORD_CHANNELS, height, width)
+            if tuple(coords.shape) != expected:
+                raise ValueError(f"coords must have shape {expected}, got {tuple(coords.shape)}")
+        return pad_coord_maps(coords.to(image.dtype), pad_bottom, pad_right)
