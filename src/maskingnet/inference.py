@@ -1,0 +1,301 @@
+"""Running a trained network: device and precision choice, the CPU fast path, backends, TTA, up-sampling.
+
+A *backend* is a callable ``backend(images (B,3,H,W) float32, coords (B,2,H,W) | None) -> (B,H,W)`` float32
+car probabilities on the CPU, with ``.config``, ``.meta``, ``.input_size``, ``.device`` and ``.precision``.
+:class:`TorchBackend` wraps a PyTorch model; ONNX Runtime lives in :mod:`maskingnet.export`.
+
+The CPU fast path (what ``precision="auto"`` picks on a CPU with native bf16): BatchNorm folded into the
+convolutions, weights and activations in bf16, channels-last memory layout, ``torch.inference_mode``.
+On CPUs without bf16 the same path runs in fp32 (folded BN, channels-last) and says so in
+:func:`precision_support`.
+"""
+
+from __future__ import annotations
+
+import copy
+import functools
+import os
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import torch
+import torch.nn.functional as F
+from torch import nn
+
+PRECISIONS = ("fp32", "bf16", "fp16")
+BACKENDS = ("auto", "torch", "onnxruntime")
+_DTYPES = {"fp32": torch.float32, "bf16": torch.bfloat16, "fp16": torch.float16}
+
+
+def resolve_device(device: str | torch.device = "auto") -> torch.device:
+    """``"auto"`` picks CUDA, then Apple MPS, then the CPU; anything else is passed to ``torch.device``."""
+    if isinstance(device, torch.device):
+        return device
+    if device != "auto":
+        return torch.device(device)
+    if torch.cuda.is_available():
+        return torch.device("cuda")
+    mps = getattr(torch.backends, "mps", None)
+    if mps is not None and mps.is_available():
+        return torch.device("mps")
+    return torch.device("cpu")
+
+
+@functools.lru_cache(maxsize=1)
+def cpu_flags() -> frozenset[str]:
+    """The CPU feature flags from ``/proc/cpuinfo`` (empty where that file does not exist)."""
+    try:
+        text = Path("/proc/cpuinfo").read_text()
+    except OSError:
+        return frozenset()
+    for line in text.splitlines():
+        if line.startswith("flags"):
+            return frozenset(line.split(":", 1)[1].split())
+    return frozenset()
+
+
+@functools.lru_cache(maxsize=1)
+def cpu_bf16_supported() -> bool:
+    """True when this CPU runs bf16 convolutions natively (AVX512-BF16 or AMX), so bf16 is a speed-up.
+
+    oneDNN's own check is the authority; ``/proc/cpuinfo`` flags are the fallback where that op is missing.
+    Emulated bf16 (plain AVX512/AVX2) is slower than fp32, so it does not count.
+    """
+    if os.environ.get("MASKINGNET_NO_BF16"):
+        return False
+    check = getattr(torch.ops.mkldnn, "_is_mkldnn_bf16_supported", None)
+    if check is not None and torch.backends.mkldnn.is_available():
+        try:
+            if not check():
+                return False
+        except RuntimeError:
+            pass
+    flags = cpu_flags()
+    if flags:
+        return bool({"avx512_bf16", "amx_bf16"} & flags)
+    return check is not None and torch.backends.mkldnn.is_available()
+
+
+def precision_support(device: str | torch.device = "cpu") -> dict[str, Any]:
+    """What this machine offers for inference precision (reported by ``maskingnet bench``)."""
+    device = resolve_device(device)
+    if device.type == "cuda":
+        return {
+            "device": str(device),
+            "bf16": bool(torch.cuda.is_bf16_supported()),
+            "fp16": True,
+            "auto": resolve_precision("auto", device),
+        }
+    flags = cpu_flags()
+    return {
+        "device": str(device),
+        "bf16": cpu_bf16_supported() if device.type == "cpu" else False,
+        "fp16": device.type == "mps",
+        "mkldnn": bool(torch.backends.mkldnn.is_available()),
+        "cpu_capability": torch.backends.cpu.get_cpu_capability(),
+        "cpu_flags": sorted({"avx2", "avx512f", "avx512_bf16", "amx_bf16", "amx_tile"} & flags),
+        "auto": resolve_precision("auto", device),
+    }
+
+
+def resolve_precision(precision: str = "auto", device: str | torch.device = "cpu") -> str:
+    """``"auto"``: bf16 on CUDA GPUs that support it (else fp16), fp16 on MPS, bf16 on CPUs with native bf16
+    (else fp32). An explicit request for a precision the device cannot run falls back to fp32."""
+    device = resolve_device(device)
+    if precision not in ("auto", *PRECISIONS):
+        raise ValueError(f"precision must be one of auto, {', '.join(PRECISIONS)}; got {precision!r}")
+    if device.type == "cuda":
+        if precision == "auto":
+            return "bf16" if torch.cuda.is_bf16_supported() else "fp16"
+        return precision
+    if device.type == "mps":
+        return "fp16" if precision == "auto" else precision
+    if precision == "auto":
+        return "bf16" if cpu_bf16_supported() else "fp32"
+    if precision == "fp16":
+        return "fp32"
+    return precision
+
+
+def fold_batchnorm(model: nn.Module) -> nn.Module:
+    """A copy of ``model`` in eval mode where every ``Conv2d`` directly followed by a ``BatchNorm2d`` (in a
+    ``nn.Sequential``) has the BN's affine and running statistics folded into its weights and bias, and the
+    BN is replaced by ``nn.Identity``. Same logits as the eval-mode original, one pass less over memory."""
+    folded = copy.deepcopy(model).eval()
+    for module in folded.modules():
+        if isinstance(module, nn.Sequential):
+            _fold_sequential(module)
+    return folded
+
+
+def _fold_sequential(sequential: nn.Sequential) -> None:
+    names = list(sequential._modules)
+    for first, second in zip(names[:-1], names[1:], strict=True):
+        conv, bn = sequential._modules[first], sequential._modules[second]
+        if isinstance(conv, nn.Conv2d) and isinstance(bn, nn.BatchNorm2d) and bn.track_running_stats:
+            _fold_conv_bn(conv, bn)
+            sequential._modules[second] = nn.Identity()
+
+
+@torch.no_grad()
+def _fold_conv_bn(conv: nn.Conv2d, bn: nn.BatchNorm2d) -> None:
+    scale = torch.rsqrt(bn.running_var.double() + bn.eps)
+    if bn.affine:
+        scale = scale * bn.weight.double()
+    shift = -bn.running_mean.double() * scale
+    if bn.affine:
+        shift = shift + bn.bias.double()
+    bias = conv.bias.double() if conv.bias is not None else torch.zeros_like(shift)
+    conv.weight.copy_((conv.weight.double() * scale.view(-1, 1, 1, 1)).to(conv.weight.dtype))
+    new_bias = (bias * scale + shift).to(conv.weight.dtype)
+    if conv.bias is None:
+        conv.bias = nn.Parameter(new_bias)
+    else:
+        conv.bias.copy_(new_bias)
+
+
+def prepare_model(
+    model: nn.Module,
+    device: torch.device,
+    precision: str,
+    *,
+    fold_bn: bool = True,
+    channels_last: bool = True,
+) -> nn.Module:
+    """The inference copy of ``model``: eval mode, BN folded, on ``device``, in the precision's dtype and
+    (on CPU and CUDA) channels-last. The caller's model is left untouched."""
+    prepared = fold_batchnorm(model) if fold_bn else copy.deepcopy(model).eval()
+    prepared = prepared.to(device=device, dtype=_DTYPES[precision])
+    if channels_last and device.type in ("cpu", "cuda"):
+        prepared = prepared.to(memory_format=torch.channels_last)
+    for parameter in prepared.parameters():
+        parameter.requires_grad_(False)
+    return prepared
+
+
+class TorchBackend:
+    """A PyTorch model as a backend: probabilities of class 1 ("car") as float32 ``(B, H, W)`` on the CPU.
+
+    ``fast=True`` (default) runs the fast path: BN folded, the precision's dtype for weights and
+    activations, channels-last. ``fast=False`` is the plain eager model under autocast (the reference).
+    """
+
+    def __init__(
+        self,
+        model: nn.Module,
+        device: str | torch.device = "auto",
+        precision: str = "auto",
+        *,
+        fast: bool = True,
+    ) -> None:
+        self.device = resolve_device(device)
+        self.precision = resolve_precision(precision, self.device)
+        self.config = getattr(model, "config", None)
+        self.meta: dict[str, Any] = dict(getattr(model, "meta", {}) or {})
+        size = self.meta.get("input_size")
+        self.input_size: tuple[int, int] | None = (int(size[0]), int(size[1])) if size else None
+        self.fast = fast
+        if fast:
+            self.model = prepare_model(model, self.device, self.precision)
+        else:
+            self.model = copy.deepcopy(model).eval().to(self.device)
+
+    @property
+    def dtype(self) -> torch.dtype:
+        return _DTYPES[self.precision]
+
+    def logits(self, images: torch.Tensor, coords: torch.Tensor | None = None) -> torch.Tensor:
+        """Raw model output on the backend's device (the dtype the path computes in)."""
+        images = images.to(self.device, non_blocking=True)
+        coords = coords.to(self.device, non_blocking=True) if coords is not None else None
+        with torch.inference_mode():
+            if self.fast:
+                memory_format = torch.channels_last if self.device.type in ("cpu", "cuda") else None
+                images = images.to(dtype=self.dtype)
+                if memory_format is not None:
+                    images = images.contiguous(memory_format=memory_format)
+                coords = coords.to(dtype=self.dtype) if coords is not None else None
+                return self.model(images, coords)
+            with self._autocast():
+                return self.model(images, coords)
+
+    def _autocast(self):
+        if self.precision == "fp32" or self.device.type not in ("cpu", "cuda", "mps"):
+            return torch.autocast(self.device.type, enabled=False)
+        return torch.autocast(self.device.type, dtype=self.dtype)
+
+    def __call__(self, images: torch.Tensor, coords: torch.Tensor | None = None) -> torch.Tensor:
+        with torch.inference_mode():
+            return logits_to_probs(self.logits(images, coords))
+
+
+def logits_to_probs(logits: torch.Tensor) -> torch.Tensor:
+    """Class-1 probability as float32 on the CPU: softmax over classes (sigmoid for one-class output)."""
+    logits = logits.float()
+    if logits.shape[1] == 1:
+        probs = torch.sigmoid(logits[:, 0])
+    else:
+        probs = torch.softmax(logits, dim=1)[:, 1]
+    return probs.contiguous().cpu()
+
+
+def load_backend(
+    path: str | os.PathLike,
+    device: str | torch.device = "auto",
+    precision: str = "auto",
+    backend: str = "auto",
+):
+    """A backend for a checkpoint: ``.onnx`` files or ``backend="onnxruntime"`` give
+    :class:`maskingnet.export.OnnxBackend`; everything else a :class:`TorchBackend` on a loaded model."""
+    if backend not in BACKENDS:
+        raise ValueError(f"backend must be one of {', '.join(BACKENDS)}; got {backend!r}")
+    path = Path(path)
+    if backend == "onnxruntime" or (backend == "auto" and path.suffix.lower() == ".onnx"):
+        from maskingnet.export import OnnxBackend
+
+        return OnnxBackend(path)
+    from maskingnet.models import load_model
+
+    return TorchBackend(load_model(path, device="cpu"), device=device, precision=precision)
+
+
+def whole_photo_coords(batch: int, height: int, width: int) -> torch.Tensor:
+    """Coordinate maps ``(batch, 2, H, W)`` for uncropped photos: ``X = j / W - 0.5``, ``Y = i / H - 0.5``."""
+    xs = torch.arange(width, dtype=torch.float32) / width - 0.5
+    ys = torch.arange(height, dtype=torch.float32) / height - 0.5
+    maps = torch.stack([xs.view(1, width).expand(height, width), ys.view(height, 1).expand(height, width)])
+    return maps.unsqueeze(0).expand(batch, -1, -1, -1).contiguous()
+
+
+def predict_probs(backend, images: torch.Tensor, coords: torch.Tensor | None = None, tta: bool = False):
+    """Car probabilities ``(B, H, W)`` float32 on the CPU for a batch of normalised images.
+
+    With ``tta`` the horizontally flipped batch is also run - image *and* coordinate maps flipped together,
+    so every pixel keeps its true coordinates - and the two probability maps are averaged after flipping the
+    second one back. When ``coords`` is None the whole-photo maps are built (what the model itself would use).
+    """
+    if not tta:
+        return backend(images, coords)
+    if coords is None:
+        coords = whole_photo_coords(images.shape[0], images.shape[-2], images.shape[-1])
+    probs = backend(images, coords)
+    flipped = backend(torch.flip(images, dims=[-1]), torch.flip(coords, dims=[-1]))
+    return (probs + torch.flip(flipped, dims=[-1])) / 2
+
+
+def upsample_probs(probs, size: tuple[int, int]):
+    """Bilinear resize of probabilities ``(B, h, w)`` to ``size = (H, W)``; thresholding comes after.
+
+    Accepts a tensor (returns a float32 tensor) or a numpy array (returns a float32 array).
+    """
+    as_numpy = isinstance(probs, np.ndarray)
+    tensor = torch.from_numpy(np.ascontiguousarray(probs)) if as_numpy else probs
+    tensor = tensor.float()
+    height, width = int(size[0]), int(size[1])
+    if tuple(tensor.shape[-2:]) != (height, width):
+        tensor = F.interpolate(
+            tensor.unsqueeze(1), size=(height, width), mode="bilinear", align_corners=False
+        )
+        tensor = tensor.squeeze(1).clamp_(0.0, 1.0)
+    return tensor.numpy() if as_numpy else tensor
