@@ -57,5 +57,111 @@ def synth(
     )
 
 
+@app.command()
+def predict(
+    checkpoint: Annotated[Path, typer.Argument(help="Checkpoint (.safetensors) or exported .onnx model.")],
+    inputs: Annotated[list[str], typer.Argument(help="Image files, folders, globs (found by content).")],
+    out: Annotated[Path, typer.Option(help="Folder for the outputs.")],
+    save: Annotated[str, typer.Option(help="Any of mask,cutout,white,overlay.")] = "mask,cutout",
+    size: Annotated[str | None, typer.Option(help="Model input N or WxH (default: checkpoint's).")] = None,
+    batch_size: Annotated[int, typer.Option(help="Images per model batch.")] = 4,
+    workers: Annotated[int | None, typer.Option(help="Decoding processes (0: none).")] = None,
+    device: Annotated[str, typer.Option(help="auto, cpu, cuda, cuda:N, mps.")] = "auto",
+    precision: Annotated[str, typer.Option(help="auto, fp32, bf16, fp16.")] = "auto",
+    backend: Annotated[str, typer.Option(help="auto, torch, onnxruntime.")] = "auto",
+    tta: Annotated[bool, typer.Option(help="Average with the horizontally flipped photo.")] = False,
+    threshold: Annotated[float, typer.Option(help="Car where the probability exceeds this.")] = 0.5,
+    background: Annotated[str, typer.Option(help="Colour behind the car in the 'white' output.")] = "white",
+    soft_edges: Annotated[bool, typer.Option(help="Soft alpha in a thin edge band.")] = False,
+    overwrite: Annotated[bool, typer.Option(help="Redo images whose outputs already exist.")] = False,
+    recursive: Annotated[bool, typer.Option(help="Look into sub-folders of folder inputs.")] = True,
+    progress: Annotated[bool, typer.Option(help="Show a progress bar.")] = True,
+) -> None:
+    """Cut cars out of photos: masks, transparent cut-outs, white-background JPEGs, overlays."""
+    from maskingnet.outputs import parse_color, parse_kinds
+    from maskingnet.predict import PredictConfig, parse_size, predict_files
+
+    try:
+        config = PredictConfig(
+            checkpoint=checkpoint, inputs=inputs, out=out, save=parse_kinds(save), size=parse_size(size),
+            batch_size=batch_size, workers=workers, device=device, precision=precision, backend=backend,
+            tta=tta, threshold=threshold, background=parse_color(background), soft_edges=soft_edges,
+            overwrite=overwrite, recursive=recursive, progress=progress,
+        )
+    except ValueError as error:
+        typer.echo(f"predict: {error}", err=True)
+        raise typer.Exit(2) from None
+    summary = predict_files(config)
+    typer.echo(
+        f"{summary.done} done, {summary.failed} failed, {summary.skipped} skipped (outputs exist) "
+        f"in {summary.seconds:.1f} s ({summary.images_per_second:.2f} img/s) -> {out}",
+        err=summary.failed > 0,
+    )
+    if summary.failed:
+        raise typer.Exit(1)
+
+
+@app.command()
+def submit(
+    checkpoint: Annotated[Path, typer.Argument(help="Checkpoint (.safetensors) or exported .onnx model.")],
+    test_dir: Annotated[Path, typer.Argument(help="Kaggle test folder.")],
+    out: Annotated[Path, typer.Option(help="submission.csv or .csv.gz.")] = Path("submission.csv.gz"),
+    size: Annotated[str | None, typer.Option(help="Model input N or WxH (default: checkpoint's).")] = None,
+    tta: Annotated[bool, typer.Option(help="Average with the horizontally flipped photo.")] = False,
+    threshold: Annotated[float, typer.Option(help="Car where the probability exceeds this.")] = 0.5,
+    batch_size: Annotated[int, typer.Option(help="Images per model batch.")] = 4,
+    workers: Annotated[int | None, typer.Option(help="Decoding processes (0: none).")] = None,
+    device: Annotated[str, typer.Option(help="auto, cpu, cuda, cuda:N, mps.")] = "auto",
+    precision: Annotated[str, typer.Option(help="auto, fp32, bf16, fp16.")] = "auto",
+    backend: Annotated[str, typer.Option(help="auto, torch, onnxruntime.")] = "auto",
+    sample: Annotated[Path | None, typer.Option(help="Row-order CSV (default: beside TEST_DIR).")] = None,
+    flush_every: Annotated[int, typer.Option(help="Rows per durable chunk.")] = 64,
+    progress: Annotated[bool, typer.Option(help="Show a progress bar.")] = True,
+) -> None:
+    """Write a Kaggle Carvana submission (img,rle_mask), streaming and resumable; torchrun splits the work."""
+    from maskingnet.predict import parse_size
+    from maskingnet.submit import SubmitConfig, kaggle_estimate
+    from maskingnet.submit import submit as run_submit
+
+    try:
+        config = SubmitConfig(
+            checkpoint=checkpoint, test_dir=test_dir, out=out, size=parse_size(size), tta=tta,
+            threshold=threshold, batch_size=batch_size, workers=workers, device=device, precision=precision,
+            backend=backend, sample=sample, flush_every=flush_every, progress=progress,
+        )
+    except ValueError as error:
+        typer.echo(f"submit: {error}", err=True)
+        raise typer.Exit(2) from None
+    summary = run_submit(config)
+    typer.echo(kaggle_estimate(summary), err=True)
+    if summary.merged:
+        typer.echo(f"{summary.out}: {summary.rows} rows written ({summary.resumed} resumed)", err=True)
+    typer.echo(f"{summary.done} done, {summary.failed} failed", err=summary.failed > 0)
+    if summary.failed:
+        raise typer.Exit(1)
+
+
+@app.command()
+def export(
+    checkpoint: Annotated[Path, typer.Argument(help="Checkpoint (.safetensors) to export.")],
+    out: Annotated[Path, typer.Option(help="The .onnx file to write.")] = Path("model.onnx"),
+    opset: Annotated[int, typer.Option(help="ONNX opset (18 or newer).")] = 18,
+    size: Annotated[str, typer.Option(help="'dynamic' (batch, height, width) or a fixed N / WxH.")] = "dynamic",
+    check: Annotated[bool, typer.Option(help="Run onnx.checker on the result.")] = True,
+) -> None:
+    """Export a checkpoint to ONNX (input image + coords, output P(car)) for ONNX Runtime and other runtimes."""
+    from maskingnet.export import ExportError, export_onnx
+
+    try:
+        result = export_onnx(checkpoint, out, opset=opset, size=size, check=check)
+    except (ExportError, ValueError, OSError) as error:
+        typer.echo(f"{checkpoint}: {error}", err=True)
+        raise typer.Exit(1) from None
+    shape = "dynamic batch/height/width" if result.dynamic else "dynamic batch, {}x{}".format(*result.input_size)
+    for note in result.notes:
+        typer.echo(f"note: {note}", err=True)
+    typer.echo(f"{result.path}: opset {result.opset}, {shape}, {result.seconds:.1f} s")
+
+
 def main() -> None:
     app()

@@ -1,0 +1,392 @@
+"""Kaggle Carvana submissions: ``img,rle_mask`` rows for every test image, streamed, resumable, scalable.
+
+Row order follows ``sample_submission.csv`` when it sits beside the test folder (Kaggle's layout), sorted file
+names otherwise. Each mask is the model's probability map up-sampled to the image's own resolution, then
+thresholded and run-length encoded (``maskingnet.data.rle``).
+
+Resuming: rows are appended to a hidden part file in chunks of ``flush_every`` rows; after each chunk is on
+disk (fsync) a small progress file records how many rows and bytes are good. A killed run restarts from
+there, cutting off any half-written chunk, so the finished file is complete and valid. For ``.csv.gz`` every
+chunk is its own gzip member; concatenated members are one valid gzip stream (RFC 1952), so no chunk is ever
+recompressed. Under ``torchrun`` each rank writes its own contiguous slice of the rows as its own part; rank 0
+waits for every part to be complete and concatenates them in rank order, which is the submission order.
+"""
+
+from __future__ import annotations
+
+import csv
+import gzip
+import hashlib
+import json
+import os
+import shutil
+import sys
+import time
+from collections.abc import Callable, Sequence
+from concurrent.futures import Future, ThreadPoolExecutor
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+import torch
+
+from maskingnet.predict import (
+    Predictor,
+    Prepared,
+    batched_good,
+    distributed_rank,
+    iterate_prepared,
+    rank_device,
+    share_cpu_threads,
+)
+from maskingnet.utils import atomic_write
+
+HEADER = "img,rle_mask\n"
+KAGGLE_TEST_IMAGES = 100_064
+
+
+@dataclass
+class SubmitConfig:
+    """Options of ``maskingnet submit`` (see ``maskingnet submit --help``)."""
+
+    checkpoint: Any
+    test_dir: Path
+    out: Path
+    size: tuple[int, int] | None = None
+    tta: bool = False
+    threshold: float = 0.5
+    batch_size: int = 4
+    workers: int | None = None
+    device: str = "auto"
+    precision: str = "auto"
+    backend: str = "auto"
+    sample: Path | None = None
+    flush_every: int = 64
+    progress: bool = True
+    poll_seconds: float = 0.5
+
+
+@dataclass
+class SubmitSummary:
+    """``rows`` in this rank's part (``resumed`` of them found on disk); ``failed`` rows got an empty mask."""
+
+    out: Path
+    rows: int = 0
+    done: int = 0
+    resumed: int = 0
+    failed: int = 0
+    problems: list[str] = field(default_factory=list)
+    seconds: float = 0.0
+    merged: bool = False
+    world: int = 1
+
+    @property
+    def images_per_second(self) -> float:
+        return self.done / self.seconds if self.seconds > 0 else 0.0
+
+
+def sample_submission_path(test_dir: Path) -> Path:
+    """Kaggle puts ``sample_submission.csv`` beside ``test/``."""
+    return Path(test_dir).parent / "sample_submission.csv"
+
+
+def read_sample_names(sample: Path) -> list[str]:
+    """The ``img`` column of a sample submission, in its order."""
+    with open(sample, newline="", encoding="utf-8") as handle:
+        reader = csv.reader(handle)
+        header = [name.strip().lower() for name in next(reader, [])]
+        if "img" not in header:
+            raise ValueError(f"{sample}: no 'img' column in the header {header}")
+        column = header.index("img")
+        return [row[column] for row in reader if row]
+
+
+def submission_order(test_dir: Path, sample: Path | None = None) -> tuple[list[tuple[str, Path]], list[str]]:
+    """(name, path) per row in submission order, and problem lines for inputs that are not usable images."""
+    from maskingnet.data.io import list_images
+
+    test_dir = Path(test_dir)
+    sample = Path(sample) if sample is not None else sample_submission_path(test_dir)
+    if sample.is_file():
+        return [(name, test_dir / name) for name in read_sample_names(sample)], []
+    files, problems = list_images([str(test_dir)], recursive=False)
+    return sorted(((path.name, path) for path in files), key=lambda row: row[0]), problems
+
+
+def rank_slice(count: int, rank: int, world: int) -> slice:
+    """Contiguous slice of ``count`` rows for ``rank``, so rank order is row order."""
+    return slice(count * rank // world, count * (rank + 1) // world)
+
+
+def part_files(out: Path, rank: int, world: int) -> tuple[Path, Path]:
+    """(part file, progress file) of one rank, hidden beside the final output."""
+    base = out.with_name(f".{out.name}.part{rank}of{world}")
+    return base.with_name(base.name + ".partial"), base.with_name(base.name + ".progress.json")
+
+
+def job_fingerprint(
+    config: SubmitConfig, names: Sequence[str], size: tuple[int, int], rank: int, world: int
+) -> str:
+    """What the part file's rows depend on; a resumed part is only reused when this matches."""
+    checkpoint: dict[str, Any] = {"checkpoint": repr(config.checkpoint)}
+    if isinstance(config.checkpoint, (str, os.PathLike)) and Path(config.checkpoint).is_file():
+        stat = Path(config.checkpoint).stat()
+        checkpoint = {
+            "checkpoint": str(Path(config.checkpoint).resolve()),
+            "bytes": stat.st_size,
+            "mtime_ns": stat.st_mtime_ns,
+        }
+    job = {
+        **checkpoint,
+        "size": list(size),
+        "tta": config.tta,
+        "threshold": config.threshold,
+        "gzip": is_gzip(config.out),
+        "rank": rank,
+        "world": world,
+        "names": hashlib.sha1("\n".join(names).encode()).hexdigest(),
+    }
+    return hashlib.sha1(json.dumps(job, sort_keys=True).encode()).hexdigest()
+
+
+def is_gzip(path: Path) -> bool:
+    return Path(path).suffix.lower() == ".gz"
+
+
+def read_progress(progress: Path) -> dict[str, Any]:
+    try:
+        return json.loads(progress.read_text())
+    except (OSError, ValueError):
+        return {}
+
+
+class PartWriter:
+    """Appends chunks of rows to a part file, recording after each fsync how far the file is good."""
+
+    def __init__(self, partial: Path, progress: Path, fingerprint: str, gz: bool, expected_rows: int) -> None:
+        self.partial, self.progress, self.fingerprint, self.gz = partial, progress, fingerprint, gz
+        self.expected_rows = expected_rows
+        state = read_progress(progress)
+        usable = (
+            state.get("fingerprint") == fingerprint
+            and partial.is_file()
+            and partial.stat().st_size >= int(state.get("bytes", -1)) >= 0
+        )
+        self.rows = int(state["rows"]) if usable else 0
+        self.bytes = int(state["bytes"]) if usable else 0
+        partial.parent.mkdir(parents=True, exist_ok=True)
+        self.handle = open(partial, "r+b" if usable else "w+b")  # noqa: SIM115 - closed in close()
+        self.handle.truncate(self.bytes)
+        self.handle.seek(self.bytes)
+        if not usable:
+            self._record()
+
+    @property
+    def complete(self) -> bool:
+        return self.rows >= self.expected_rows
+
+    def write(self, text: str, rows: int) -> None:
+        """Append one chunk (``rows`` rows of ``text``) durably, then record the new good length."""
+        data = text.encode("utf-8")
+        if self.gz:
+            data = gzip.compress(data, compresslevel=6, mtime=0)
+        self.handle.write(data)
+        self.handle.flush()
+        os.fsync(self.handle.fileno())
+        self.bytes += len(data)
+        self.rows += rows
+        self._record()
+
+    def _record(self) -> None:
+        state = {
+            "fingerprint": self.fingerprint,
+            "rows": self.rows,
+            "bytes": self.bytes,
+            "complete": self.complete,
+        }
+        with atomic_write(self.progress, "w") as handle:
+            json.dump(state, handle)
+
+    def close(self) -> None:
+        self.handle.close()
+
+
+def encode_row(
+    predictor: Predictor, name: str, probs_small: torch.Tensor, size: tuple[int, int], threshold: float
+) -> str:
+    """One CSV row: up-sample to the image's own size, threshold, run-length encode."""
+    from maskingnet.data.rle import rle_encode
+
+    mask = predictor.upsample(probs_small, size) > threshold
+    return f"{name},{rle_encode(mask)}\n"
+
+
+def _say(line: str) -> None:
+    print(line, file=sys.stderr, flush=True)
+
+
+class OrderedRows:
+    """Collects rows that finish out of order (writer threads, bad inputs) and releases them in order."""
+
+    def __init__(self, writer: PartWriter, flush_every: int, first_index: int) -> None:
+        self.writer, self.flush_every = writer, max(1, flush_every)
+        self.next_index = first_index
+        self.waiting: dict[int, Future | str] = {}
+        self.buffer: list[str] = []
+
+    def add(self, index: int, row: Future | str) -> None:
+        self.waiting[index] = row
+
+    def drain(self, block: bool, on_row: Callable[[], None]) -> None:
+        while self.next_index in self.waiting:
+            row = self.waiting[self.next_index]
+            if isinstance(row, Future):
+                if not block and not row.done() and len(self.waiting) < 4 * self.flush_every:
+                    return
+                row = row.result()
+            del self.waiting[self.next_index]
+            self.buffer.append(row)
+            self.next_index += 1
+            on_row()
+            if len(self.buffer) >= self.flush_every:
+                self.flush()
+
+    def flush(self) -> None:
+        if self.buffer:
+            self.writer.write("".join(self.buffer), len(self.buffer))
+            self.buffer = []
+
+
+def write_part(
+    config: SubmitConfig,
+    rows: list[tuple[str, Path]],
+    first: int,
+    writer: PartWriter,
+    predictor: Predictor,
+    summary: SubmitSummary,
+    report: Callable[[str], None],
+) -> None:
+    """Predict rows ``first..`` of this rank's slice and append them to its part, in order."""
+    from tqdm import tqdm
+
+    todo = rows[first:]
+    bar = tqdm(
+        total=len(rows),
+        initial=first,
+        unit="img",
+        disable=not config.progress,
+        file=sys.stderr,
+        dynamic_ncols=True,
+        desc="submit",
+    )
+    ordered = OrderedRows(writer, config.flush_every, first_index=0)
+
+    def fail(item: Prepared) -> None:
+        summary.failed += 1
+        line = item.error or f"{todo[item.index][1]}: cannot be read"
+        summary.problems.append(line)
+        bar.write(line, file=sys.stderr)
+        ordered.add(item.index, f"{todo[item.index][0]},\n")
+
+    def counted() -> None:
+        summary.done += 1
+        bar.update(1)
+
+    items = iterate_prepared(
+        [path for _, path in todo], predictor.size, False, config.workers, pin=predictor.device.type == "cuda"
+    )
+    writers = max(1, min(4, os.cpu_count() or 1))
+    with ThreadPoolExecutor(max_workers=writers, thread_name_prefix="maskingnet-rle") as pool:
+        for batch in batched_good(items, max(1, config.batch_size), fail):
+            probs = predictor.infer(torch.stack([item.tensor for item in batch]))
+            for i, item in enumerate(batch):
+                name = todo[item.index][0]
+                ordered.add(
+                    item.index,
+                    pool.submit(encode_row, predictor, name, probs[i].clone(), item.size, config.threshold),
+                )
+            ordered.drain(block=False, on_row=counted)
+        ordered.drain(block=True, on_row=counted)
+        ordered.flush()
+    bar.close()
+
+
+def merge_parts(out: Path, world: int, poll_seconds: float) -> None:
+    """Rank 0: wait until every rank's part is complete, then concatenate them in rank order into ``out``."""
+    parts = [part_files(out, rank, world) for rank in range(world)]
+    while not all(read_progress(progress).get("complete") for _partial, progress in parts):
+        time.sleep(poll_seconds)
+    if world == 1:
+        os.replace(parts[0][0], out)
+    else:
+        with atomic_write(out) as handle:
+            for partial, _progress in parts:
+                with open(partial, "rb") as source:
+                    shutil.copyfileobj(source, handle, length=1 << 22)
+        for partial, _progress in parts:
+            partial.unlink(missing_ok=True)
+    for _partial, progress in parts:
+        progress.unlink(missing_ok=True)
+
+
+def format_duration(seconds: float) -> str:
+    minutes, secs = divmod(int(round(seconds)), 60)
+    hours, minutes = divmod(minutes, 60)
+    return f"{hours}h{minutes:02d}m" if hours else f"{minutes}m{secs:02d}s"
+
+
+def kaggle_estimate(summary: SubmitSummary) -> str:
+    """One line: this run's throughput and what it means for Kaggle's 100,064 test images.
+
+    Under torchrun this rank's rate times the number of ranks (they run side by side on equal slices).
+    """
+    world = summary.world
+    rate = summary.images_per_second * world
+    if rate <= 0:
+        return "no images predicted in this run: no throughput to extrapolate from"
+    return (
+        f"{summary.done} images in {summary.seconds:.1f} s ({rate:.2f} img/s over {world} process(es)); "
+        f"{KAGGLE_TEST_IMAGES:,} test images at this rate: ~{format_duration(KAGGLE_TEST_IMAGES / rate)}"
+    )
+
+
+def submit(config: SubmitConfig, report: Callable[[str], None] = _say) -> SubmitSummary:
+    """Write the submission ``config.out`` (resuming a killed run); see the module docstring."""
+    out = Path(config.out)
+    summary = SubmitSummary(out=out)
+    all_rows, problems = submission_order(Path(config.test_dir), config.sample)
+    for line in problems:
+        summary.problems.append(line)
+        report(line)
+    summary.failed += len(problems)
+    rank, world, _local = distributed_rank()
+    summary.world = world
+    rows = all_rows[rank_slice(len(all_rows), rank, world)]
+    share_cpu_threads()
+    predictor = Predictor(
+        config.checkpoint,
+        rank_device(config.device),
+        config.precision,
+        config.size,
+        config.tta,
+        config.backend,
+    )
+    partial, progress = part_files(out, rank, world)
+    fingerprint = job_fingerprint(config, [name for name, _ in rows], predictor.size, rank, world)
+    writer = PartWriter(partial, progress, fingerprint, is_gzip(out), expected_rows=len(rows))
+    try:
+        if rank == 0 and writer.bytes == 0:
+            writer.write(HEADER, 0)
+        summary.resumed = writer.rows
+        if writer.rows:
+            report(f"{out}: resuming after {writer.rows} of {len(rows)} rows")
+        started = time.perf_counter()
+        write_part(config, rows, writer.rows, writer, predictor, summary, report)
+        summary.rows = writer.rows
+    finally:
+        writer.close()
+    summary.seconds = time.perf_counter() - started
+    if rank == 0:
+        merge_parts(out, world, config.poll_seconds)
+        summary.merged = True
+    return summary
