@@ -1,0 +1,334 @@
+"""Reading photos and masks deliberately, whatever arrives: every image becomes RGB, every failure one line.
+
+``read_image`` turns grey, palette, CMYK, RGBA (alpha dropped, not composited), 16-bit and EXIF-rotated
+photos into upright 8-bit RGB, decoding JPEGs at reduced scale when a target size allows it. Zero-byte,
+truncated, unreadable and not-an-image files, and decompression bombs, raise ``BadInputError`` whose text is
+``"path: what is wrong"`` (the form every command prints). ``list_images`` expands files, folders and globs
+and recognises images by their bytes, not their names.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import glob
+import os
+import warnings
+from collections.abc import Iterable, Iterator
+from pathlib import Path
+from typing import BinaryIO
+
+import numpy as np
+from PIL import Image, ImageOps, UnidentifiedImageError
+
+DEFAULT_MAX_PIXELS = 200_000_000
+"""Largest image accepted (width x height), above which a file is treated as a decompression bomb."""
+
+_ORIENTATION_TAG = 0x0112
+_TRANSPOSED_ORIENTATIONS = {5, 6, 7, 8}
+_LOSSY_FORMATS = {"JPEG", "MPO"}
+_MAGIC = (
+    b"\xff\xd8\xff",  # JPEG
+    b"\x89PNG\r\n\x1a\n",
+    b"GIF87a",
+    b"GIF89a",
+    b"BM",
+    b"II*\x00",  # TIFF little-endian
+    b"MM\x00*",  # TIFF big-endian
+    b"P1",
+    b"P2",
+    b"P3",
+    b"P4",
+    b"P5",
+    b"P6",
+)
+_READ_ERRORS = (OSError, SyntaxError, ValueError, EOFError, IndexError, TypeError, MemoryError)
+
+
+class BadInputError(ValueError):
+    """A file that cannot be used as an image; ``str(error)`` is ``"path: reason"``."""
+
+    def __init__(self, path: str | os.PathLike, reason: str) -> None:
+        self.path = path
+        self.reason = reason
+        super().__init__(f"{path}: {reason}")
+
+
+def read_image(
+    path: str | os.PathLike,
+    target_size: tuple[int, int] | None = None,
+    *,
+    max_pixels: int = DEFAULT_MAX_PIXELS,
+) -> Image.Image:
+    """Read ``path`` as an upright 8-bit RGB image.
+
+    With ``target_size`` = (W, H), a JPEG is decoded at the smallest 1/2, 1/4 or 1/8 scale still at least
+    that large in both sides (``PIL.Image.draft``); resizing to the target is the caller's job. EXIF
+    orientation is applied. Grey, palette, CMYK, RGBA/LA (alpha dropped), 16-bit and float images are
+    converted (16-bit scaled by 1/257). Raises ``BadInputError`` for anything that is not a usable image.
+    """
+    with _open_image(path, max_pixels) as image:
+        if target_size is not None:
+            _draft(image, target_size)
+        _load(image, path)
+        image = _upright(image)
+        return _to_rgb(image, path)
+
+
+def read_mask(path: str | os.PathLike, *, max_pixels: int = DEFAULT_MAX_PIXELS) -> np.ndarray:
+    """Read a mask as an (H, W) bool array: any non-zero pixel is car (0/1 and 0/255 both work).
+
+    Palette images (Carvana's GIFs) are read by palette index; colour images count a pixel as car when any
+    colour channel is non-zero (alpha is ignored); lossy JPEG masks are thresholded at 128 so that
+    compression noise does not become car.
+    """
+    with _open_image(path, max_pixels) as image:
+        _load(image, path)
+        lossy = image.format in _LOSSY_FORMATS
+        image = _upright(image)
+        values = _mask_values(image, path)
+    return values >= 128 if lossy else values != 0
+
+
+def image_size(path: str | os.PathLike, *, max_pixels: int = DEFAULT_MAX_PIXELS) -> tuple[int, int]:
+    """(width, height) of the upright image, from its header only (no pixels are decoded)."""
+    with _open_image(path, max_pixels) as image:
+        size = image.size
+        if _orientation(image) in _TRANSPOSED_ORIENTATIONS:
+            size = (size[1], size[0])
+        return size
+
+
+def list_images(
+    inputs: str | os.PathLike | Iterable[str | os.PathLike], recursive: bool = True
+) -> tuple[list[Path], list[str]]:
+    """Expand files, folders and glob patterns into image files, recognised by content.
+
+    Returns ``(paths, problems)``: paths in input order (folders sorted), without duplicates; one
+    ``"path: what is wrong"`` line per unusable input (each once) (missing, empty, not an image). Inside
+    folders and glob matches, files that are neither images nor named like images are passed over quietly,
+    as are hidden files (names starting with a dot).
+    """
+    if isinstance(inputs, (str, os.PathLike)):
+        inputs = [inputs]
+    paths: list[Path] = []
+    problems: list[str] = []
+    for item in inputs:
+        found, trouble = _expand(Path(item), str(item), recursive)
+        paths.extend(found)
+        problems.extend(trouble)
+    return _unique(paths), list(dict.fromkeys(problems))
+
+
+def sniff_image(path: Path) -> str | None:
+    """None when ``path`` holds an image, else why not.
+
+    Decided by the first bytes (JPEG, PNG, GIF, BMP, TIFF, WebP, PNM); files named like another format PIL
+    reads are asked of PIL (header only)."""
+    try:
+        with open(path, "rb") as handle:
+            head = handle.read(16)
+    except OSError as error:
+        return f"cannot read ({error.strerror or error})"
+    if not head:
+        return "empty file (0 bytes)"
+    if head.startswith(_MAGIC) or (head[:4] == b"RIFF" and head[8:12] == b"WEBP"):
+        return None
+    if path.suffix.lower() not in Image.registered_extensions():
+        return "not an image"
+    try:
+        with warnings.catch_warnings():
+            warnings.simplefilter("ignore")
+            with Image.open(path):
+                return None
+    except (UnidentifiedImageError, *_READ_ERRORS, Image.DecompressionBombError):
+        return "not an image (unrecognised content)"
+
+
+@contextlib.contextmanager
+def _open_image(path: str | os.PathLike, max_pixels: int) -> Iterator[Image.Image]:
+    """The image with its header checked, read from a file we own, so the decoded image outlives it."""
+    with _open_file(path) as handle:
+        yield _identify(handle, path, max_pixels)
+
+
+def _open_file(path: str | os.PathLike) -> BinaryIO:
+    try:
+        if os.path.isdir(path):
+            raise BadInputError(path, "is a folder, not an image")
+        if os.path.getsize(path) == 0:
+            raise BadInputError(path, "empty file (0 bytes)")
+        return open(path, "rb")
+    except FileNotFoundError:
+        raise BadInputError(path, "no such file") from None
+    except PermissionError:
+        raise BadInputError(path, "cannot read (permission denied)") from None
+    except OSError as error:
+        raise BadInputError(path, f"cannot read ({error.strerror or error})") from None
+
+
+def _identify(handle: BinaryIO, path: str | os.PathLike, max_pixels: int) -> Image.Image:
+    _allow_pil_up_to(max_pixels)
+    try:
+        with warnings.catch_warnings():
+            warnings.simplefilter("ignore", Image.DecompressionBombWarning)
+            image = Image.open(handle)
+    except Image.DecompressionBombError:
+        raise BadInputError(path, f"decompression bomb (more than {max_pixels:,} pixels)") from None
+    except UnidentifiedImageError:
+        raise BadInputError(path, "not an image (unrecognised content)") from None
+    except _READ_ERRORS as error:
+        raise BadInputError(path, f"corrupt image header ({error})") from None
+    width, height = image.size
+    if width < 1 or height < 1:
+        raise BadInputError(path, f"image has no pixels ({width}x{height})")
+    if width * height > max_pixels:
+        raise BadInputError(
+            path, f"decompression bomb ({width}x{height} = {width * height:,} pixels, limit {max_pixels:,})"
+        )
+    return image
+
+
+def _allow_pil_up_to(max_pixels: int) -> None:
+    """PIL refuses images above 2 x ``Image.MAX_IMAGE_PIXELS`` by itself; lift that to our own limit so the
+    caller's ``max_pixels`` is the one that decides (our check still runs on every image)."""
+    limit = Image.MAX_IMAGE_PIXELS
+    if limit is not None and 2 * limit < max_pixels:
+        Image.MAX_IMAGE_PIXELS = max_pixels // 2 + 1
+
+
+def _draft(image: Image.Image, target_size: tuple[int, int]) -> None:
+    if image.format not in _LOSSY_FORMATS:
+        return
+    width, height = target_size
+    if _orientation(image) in _TRANSPOSED_ORIENTATIONS:
+        width, height = height, width
+    try:
+        image.draft(image.mode, (max(1, int(width)), max(1, int(height))))
+    except _READ_ERRORS:
+        return
+
+
+def _load(image: Image.Image, path: str | os.PathLike) -> None:
+    try:
+        with warnings.catch_warnings():
+            warnings.simplefilter("ignore")
+            image.load()
+    except _READ_ERRORS as error:
+        reason = str(error) or type(error).__name__
+        if "truncated" in reason or isinstance(error, EOFError):
+            raise BadInputError(path, f"truncated image ({reason})") from None
+        raise BadInputError(path, f"corrupt image data ({reason})") from None
+
+
+def _orientation(image: Image.Image) -> int:
+    try:
+        return int(image.getexif().get(_ORIENTATION_TAG, 1))
+    except _READ_ERRORS:
+        return 1
+
+
+def _upright(image: Image.Image) -> Image.Image:
+    """Apply EXIF orientation; a broken EXIF block leaves the image as stored rather than failing it."""
+    if _orientation(image) == 1:
+        return image
+    try:
+        return ImageOps.exif_transpose(image)
+    except _READ_ERRORS:
+        return image
+
+
+def _to_rgb(image: Image.Image, path: str | os.PathLike) -> Image.Image:
+    if image.mode == "RGB":
+        return image
+    if image.mode.startswith("I") or image.mode == "F":
+        return Image.fromarray(_to_uint8(np.asarray(image), image.mode)).convert("RGB")
+    if image.mode == "P":
+        image = image.convert("RGBA")
+    try:
+        return image.convert("RGB")
+    except ValueError:
+        raise BadInputError(path, f"unsupported colour mode {image.mode}") from None
+
+
+def _to_uint8(values: np.ndarray, mode: str) -> np.ndarray:
+    """16-bit and 32-bit integer images are scaled 65535 -> 255; float images in 0..1 are scaled to 0..255,
+    other float images clipped."""
+    values = values.astype(np.float64)
+    if mode == "F":
+        if np.nanmax(values, initial=0.0) <= 1.0:
+            values = values * 255.0
+    elif mode.startswith("I;16") or np.max(values, initial=0) > 255:
+        values = values / 257.0
+    return np.clip(np.nan_to_num(values), 0, 255).round().astype(np.uint8)
+
+
+def _mask_values(image: Image.Image, path: str | os.PathLike) -> np.ndarray:
+    if image.mode in ("P", "PA"):
+        return np.asarray(image.convert("P") if image.mode == "PA" else image)
+    if image.mode in ("1", "L", "F") or image.mode.startswith("I"):
+        return np.asarray(image)
+    if image.mode in ("LA", "La"):
+        return np.asarray(image)[..., 0]
+    try:
+        rgb = np.asarray(image.convert("RGB"))
+    except ValueError:
+        raise BadInputError(path, f"unsupported colour mode {image.mode} for a mask") from None
+    return rgb.max(axis=2)
+
+
+def _expand(path: Path, text: str, recursive: bool) -> tuple[list[Path], list[str]]:
+    if path.is_dir():
+        return _scan_folder(path, recursive)
+    if path.is_file():
+        reason = sniff_image(path)
+        return ([path], []) if reason is None else ([], [f"{path}: {reason}"])
+    if glob.has_magic(text):
+        return _expand_glob(text, recursive)
+    return [], [f"{path}: no such file or folder"]
+
+
+def _scan_folder(folder: Path, recursive: bool) -> tuple[list[Path], list[str]]:
+    found: list[Path] = []
+    problems: list[str] = []
+    candidates = folder.rglob("*") if recursive else folder.iterdir()
+    for path in sorted(candidates):
+        if any(part.startswith(".") for part in path.relative_to(folder).parts) or not path.is_file():
+            continue
+        _take_quietly(path, found, problems)
+    return found, problems
+
+
+def _expand_glob(pattern: str, recursive: bool) -> tuple[list[Path], list[str]]:
+    matches = sorted(glob.glob(pattern, recursive=True))
+    if not matches:
+        return [], [f"{pattern}: no file matches this pattern"]
+    found: list[Path] = []
+    problems: list[str] = []
+    for match in map(Path, matches):
+        if match.is_dir():
+            more, trouble = _scan_folder(match, recursive)
+            found.extend(more)
+            problems.extend(trouble)
+        elif match.is_file():
+            _take_quietly(match, found, problems)
+    return found, problems
+
+
+def _take_quietly(path: Path, found: list[Path], problems: list[str]) -> None:
+    """Keep an image; report a file named like an image that is not one; pass over anything else."""
+    reason = sniff_image(path)
+    if reason is None:
+        found.append(path)
+    elif path.suffix.lower() in Image.registered_extensions():
+        problems.append(f"{path}: {reason}")
+
+
+def _unique(paths: list[Path]) -> list[Path]:
+    seen: set[Path] = set()
+    unique: list[Path] = []
+    for path in paths:
+        key = path.resolve()
+        if key not in seen:
+            seen.add(key)
+            unique.append(path)
+    return unique
