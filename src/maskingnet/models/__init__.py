@@ -9,6 +9,8 @@ from __future__ import annotations
 from .checkpoint import CheckpointError, load_model, read_config, save_model
 from .encoder_decoder import EncoderDecoder, ModelConfig
 from .registry import MODEL_CONFIGS, PAPER_PARAMS, build_model, create_model, list_models, model_config
+from .report import model_report
+from .vgg import load_vgg_weights
 
 __all__ = [
     "MODEL_CONFIGS",
@@ -20,7 +22,9 @@ __all__ = [
     "create_model",
     "list_models",
     "load_model",
+    "load_vgg_weights",
     "model_config",
+    "model_report",
     "read_config",
     "save_model",
 ]

@@ -157,6 +157,18 @@ class EncoderDecoder(nn.Module):
         channels = self._build_decoder(config, encoder_out)
         k = config.classifier_kernel
         self.classifier = nn.Conv2d(channels, config.num_classes, k, padding=k // 2, bias=True)
+        self._init_weights()
+
+    def _init_weights(self) -> None:
+        """He-normal convs (fan-out, as torchvision's VGG), zero biases, unit BatchNorm: activations keep
+        their scale through the 26 convs even before BatchNorm has running statistics."""
+        for module in self.modules():
+            if isinstance(module, (nn.Conv2d, nn.ConvTranspose2d)):
+                nn.init.kaiming_normal_(module.weight, mode="fan_out", nonlinearity="relu")
+                nn.init.zeros_(module.bias)
+            elif isinstance(module, nn.BatchNorm2d):
+                nn.init.ones_(module.weight)
+                nn.init.zeros_(module.bias)
 
     def _build_encoder(self, config: ModelConfig) -> list[int]:
         channels = config.in_channels + (COORD_CHANNELS if config.coords == "input" else 0)
