@@ -261,4 +261,4 @@ class EncoderDecoder(nn.Module):
             expected = (batch, COORD_CHANNELS, height, width)
             if tuple(coords.shape) != expected:
                 raise ValueError(f"coords must have shape {expected}, got {tuple(coords.shape)}")
-        return pad_coord_maps(coords.to(image.dtype), pad_bottom, pad_right)
+        return pad_coord_maps(coords.float(), pad_bottom, pad_right).to(image.dtype)
