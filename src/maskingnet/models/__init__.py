@@ -9,7 +9,7 @@ from __future__ import annotations
 from .checkpoint import CheckpointError, load_model, read_config, save_model
 from .encoder_decoder import EncoderDecoder, ModelConfig
 from .registry import MODEL_CONFIGS, PAPER_PARAMS, build_model, create_model, list_models, model_config
-from .report import model_report
+from .report import format_models_table, model_report, models_table
 from .vgg import load_vgg_weights
 
 __all__ = [
@@ -17,6 +17,7 @@ __all__ = [
     "PAPER_PARAMS",
     "CheckpointError",
     "EncoderDecoder",
+    "format_models_table",
     "ModelConfig",
     "build_model",
     "create_model",
@@ -25,6 +26,7 @@ __all__ = [
     "load_vgg_weights",
     "model_config",
     "model_report",
+    "models_table",
     "read_config",
     "save_model",
 ]

@@ -65,3 +65,36 @@ def _meta_copy(model_or_name: nn.Module | str) -> nn.Module:
         with torch.device("meta"):
             return EncoderDecoder(config).eval()
     return copy.deepcopy(model_or_name).to("meta").eval()
+
+
+def models_table(
+    names: list[str] | None = None, size: tuple[int, int] = (512, 512), width: float = 1.0
+) -> list[dict[str, Any]]:
+    """:func:`model_report` for several registry models (all six by default) at one size and width."""
+    from .registry import PAPER_PARAMS, list_models
+
+    rows = []
+    for name in names or list_models():
+        with torch.device("meta"):
+            model = create_model(name, width=width)
+        row = model_report(model, size=size)
+        row["paper_params"] = PAPER_PARAMS.get(name) if width == 1.0 else None
+        rows.append(row)
+    return rows
+
+
+def format_models_table(rows: list[dict[str, Any]]) -> str:
+    """A Markdown table of :func:`models_table` rows: switches, parameters and GFLOPs."""
+    size = "x".join(str(v) for v in rows[0]["size"]) if rows else ""
+    lines = [
+        f"| model | pool indices | concat levels | coord maps | dilation | params | GFLOPs @{size} |",
+        "|---|---|---|---|---|---:|---:|",
+    ]
+    for row in rows:
+        concat = ",".join(str(v) for v in row["concat_levels"]) or "-"
+        dilation = ",".join(str(v) for v in row["dilation"])
+        lines.append(
+            f"| `{row['name']}` | {'yes' if row['pool_indices'] else 'no'} | {concat} | {row['coords']} "
+            f"| {dilation} | {row['params']:,} | {row['gflops']:.1f} |"
+        )
+    return "\n".join(lines)
