@@ -1,0 +1,33 @@
+"""The ``maskingnet models`` verb."""
+
+from __future__ import annotations
+
+import json
+
+from typer.testing import CliRunner
+
+from maskingnet.cli import app
+
+
+def test_models_verb_prints_a_row_per_network():
+    result = CliRunner().invoke(app, ["models", "--width", "0.125", "--size", "64"])
+    assert result.exit_code == 0
+    assert [line.split("|")[1].strip() for line in result.output.splitlines()[2:]] == [
+        "`unet`",
+        "`segnet`",
+        "`arc1`",
+        "`arc2`",
+        "`arc3`",
+        "`maskingnet`",
+    ]
+
+
+def test_models_verb_json_has_params_and_gflops():
+    result = CliRunner().invoke(app, ["models", "--width", "0.125", "--size", "64x32", "--json"])
+    rows = json.loads(result.output)
+    assert rows[0]["size"] == [64, 32] and rows[0]["params"] > 0 and rows[0]["gflops"] > 0
+
+
+def test_models_verb_rejects_a_bad_size():
+    result = CliRunner().invoke(app, ["models", "--size", "big"])
+    assert result.exit_code == 1
