@@ -43,8 +43,7 @@ def models(
     """The six networks: switches, parameters and GFLOPs of one forward pass (FLOPs = 2 x MACs)."""
     import json
 
-    from maskingnet.models import format_models_table, models_table
-    from maskingnet.train import parse_size
+    from maskingnet.models.report import format_models_table, models_table, parse_size
 
     try:
         rows = models_table(size=parse_size(size), width=width)
