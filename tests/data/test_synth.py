@@ -99,8 +99,8 @@ def test_side_views_are_wider_than_front_views(synth_dir):
 
 
 def test_same_seed_gives_identical_files_whatever_the_workers(tmp_path):
-    generate(tmp_path / "a", cars=2, test_cars=1, size=(64, 48), seed=7, workers=1)
-    generate(tmp_path / "b", cars=2, test_cars=1, size=(64, 48), seed=7, workers=2)
+    generate(tmp_path / "a", cars=1, test_cars=1, size=(64, 48), seed=7, workers=1)
+    generate(tmp_path / "b", cars=1, test_cars=1, size=(64, 48), seed=7, workers=2)
     assert _files(tmp_path / "a") == _files(tmp_path / "b")
 
 

@@ -123,14 +123,13 @@ def _write_bytes(path: Path, data: bytes) -> None:
 
 def _render_car_files(job: tuple[CarSpec, tuple[int, int], str]) -> list[tuple[str, str]]:
     """Render and write the 16 views of one car; returns ``(img name, rle)`` rows (rle empty for test)."""
-    from maskingnet.data.synth_render import render_view
+    from maskingnet.data.synth_render import render_car
 
     spec, size, out = job
     root = Path(out)
     rows = []
-    for angle in range(1, ANGLES + 1):
+    for angle, image, mask in render_car(spec.seed, size):
         name = f"{spec.car_id}_{angle:02d}"
-        image, mask = render_view(spec.seed, angle, size)
         _write_bytes(root / spec.split / f"{name}.jpg", image_to_jpeg_bytes(image))
         if spec.split == "train":
             _write_bytes(root / "train_masks" / f"{name}_mask.gif", mask_to_gif_bytes(mask))

@@ -1,36 +1,898 @@
-"""Renderer of the synthetic Carvana cars (see ``maskingnet.data.synth``)."""
+"""Renderer of the synthetic Carvana photos used by ``maskingnet.data.synth``.
+
+A car is a handful of parametric surfaces in metres (x forward, y to the car's left, z up, floor at z=0):
+a lofted lower body whose cross-sections are superellipses, a greenhouse lofted on top of it, four wheels,
+two mirrors and an optional antenna, plus flat details laid on the body (lights, grille, plates, door
+seams). Every surface is cut into small polygons, shaded from its normal in a studio environment (soft key
+light, bright ceiling, white wall with dark lettering, grey floor) and drawn far to near (painter's
+algorithm) at ``SUPERSAMPLE`` times the target size, then box-filtered down. The mask is the union of the
+car's own polygons: a pixel is car when the car covers at least half of it, so it is exact by construction
+and never includes the shadow, which is drawn on the floor only.
+
+The camera stands still and the car turns, as on Carvana's turntable: angle 1 faces the front of the car,
+angle 5 shows its left side with the front to the left of the picture, angle 9 the back.
+"""
 
 from __future__ import annotations
 
+from collections.abc import Iterator
+from dataclasses import dataclass
+
 import numpy as np
-from PIL import Image, ImageDraw, ImageFilter
+from PIL import Image, ImageChops, ImageDraw, ImageFilter, ImageFont
+
+ANGLES = 16
+SUPERSAMPLE = 2
+LETTERING = "MASKINGNET"
+
+# Car colours and how often used cars come in them (white and silver on a white backdrop are the hard cases).
+PAINTS = [
+    ((0.93, 0.93, 0.92), 0.22, 0.9),  # white
+    ((0.66, 0.68, 0.70), 0.16, 1.2),  # silver
+    ((0.35, 0.36, 0.38), 0.10, 1.1),  # grey
+    ((0.03, 0.03, 0.035), 0.17, 1.0),  # black
+    ((0.55, 0.04, 0.05), 0.10, 1.0),  # red
+    ((0.06, 0.14, 0.40), 0.09, 1.0),  # blue
+    ((0.04, 0.06, 0.14), 0.05, 1.0),  # dark blue
+    ((0.20, 0.30, 0.22), 0.04, 1.0),  # green
+    ((0.55, 0.50, 0.40), 0.04, 1.0),  # beige
+    ((0.78, 0.40, 0.06), 0.03, 1.0),  # orange
+]
+
+
+@dataclass(frozen=True)
+class Car:
+    """Shape (metres) and colours of one car."""
+
+    length: float
+    width: float
+    clearance: float
+    belt: float  # height of the shoulder line where the greenhouse starts
+    hood_front: float  # height of the body top at the nose
+    tail_top: float  # height of the body top at the tail
+    roof: float  # total height
+    plan_power: float  # rounding of the body seen from above (higher: squarer corners)
+    cabin_rear: float  # x where the greenhouse meets the body at the back
+    cabin_front: float  # x of the windshield base
+    roof_rear: float
+    roof_front: float
+    roof_taper: float  # roof half-width / greenhouse base half-width
+    wheel_radius: float
+    wheel_base: float
+    wheel_width: float
+    rim_fraction: float
+    spokes: int
+    paint: tuple[float, float, float]
+    reflectivity: float
+    roof_paint: tuple[float, float, float]
+    pillar_paint: tuple[float, float, float]
+    mirror_paint: tuple[float, float, float]
+    rim_colour: tuple[float, float, float]
+    antenna: bool
+    steer: float  # front wheel angle, radians
+
+
+@dataclass(frozen=True)
+class Studio:
+    """The photo session: backdrop tones, lettering, camera placement; shared by the 16 views of a car."""
+
+    wall: float
+    floor: float
+    turntable: float
+    letters: float
+    seam: float  # seam height as a fraction of the image height
+    exposure: float
+    tint: tuple[float, float, float]
+    distance: float
+    camera_height: float
+    focal: float  # focal length in image widths
+    centre_y: float  # where the car's middle lands, fraction of the height
+
+
+def sample_car(rng: np.random.Generator) -> Car:
+    """A random plausible car: sedan, hatchback, SUV or coupe proportions."""
+    kind = rng.choice(["sedan", "hatch", "suv", "coupe"], p=[0.4, 0.2, 0.3, 0.1])
+    length = {"sedan": 4.7, "hatch": 4.2, "suv": 4.6, "coupe": 4.5}[kind] * rng.uniform(0.93, 1.07)
+    width = rng.uniform(1.75, 1.95) if kind != "hatch" else rng.uniform(1.68, 1.82)
+    suv = kind == "suv"
+    clearance = rng.uniform(0.20, 0.26) if suv else rng.uniform(0.13, 0.18)
+    belt = rng.uniform(1.0, 1.12) if suv else rng.uniform(0.82, 0.95)
+    roof = belt + (rng.uniform(0.58, 0.72) if suv else rng.uniform(0.42, 0.56))
+    if kind == "coupe":
+        roof = belt + rng.uniform(0.38, 0.46)
+    half = length / 2
+    cabin_front = half * rng.uniform(0.3, 0.42)
+    if kind in ("hatch", "suv"):
+        cabin_rear = -half * rng.uniform(0.86, 0.93)
+        roof_rear = -half * rng.uniform(0.72, 0.82)
+    else:
+        cabin_rear = -half * rng.uniform(0.58, 0.7)
+        roof_rear = -half * rng.uniform(0.3, 0.42)
+    roof_front = cabin_front - (roof - belt) * rng.uniform(1.3, 1.8)
+    paint = _pick_paint(rng)
+    black = (0.025, 0.025, 0.03)
+    wheel_radius = rng.uniform(0.34, 0.39) if suv else rng.uniform(0.31, 0.35)
+    return Car(
+        length=length,
+        width=width,
+        clearance=clearance,
+        belt=belt,
+        hood_front=belt - rng.uniform(0.16, 0.28),
+        tail_top=belt - (rng.uniform(0.02, 0.08) if kind in ("sedan", "coupe") else rng.uniform(0.05, 0.15)),
+        roof=roof,
+        plan_power=rng.uniform(3.2, 5.0),
+        cabin_rear=cabin_rear,
+        cabin_front=cabin_front,
+        roof_rear=roof_rear,
+        roof_front=roof_front,
+        roof_taper=rng.uniform(0.74, 0.84),
+        wheel_radius=wheel_radius,
+        wheel_base=length * rng.uniform(0.57, 0.62),
+        wheel_width=rng.uniform(0.21, 0.26),
+        rim_fraction=rng.uniform(0.58, 0.72),
+        spokes=int(rng.choice([5, 5, 6, 7, 10])),
+        paint=paint,
+        reflectivity=_paint_reflectivity(paint),
+        roof_paint=black if rng.random() < 0.08 else paint,
+        pillar_paint=black if rng.random() < 0.6 else paint,
+        mirror_paint=black if rng.random() < 0.25 else paint,
+        rim_colour=(0.12, 0.12, 0.13) if rng.random() < 0.15 else tuple(rng.uniform(0.62, 0.8, size=1)) * 3,
+        antenna=bool(rng.random() < 0.5),
+        steer=float(rng.uniform(-0.25, 0.25) if rng.random() < 0.3 else 0.0),
+    )
+
+
+def _pick_paint(rng: np.random.Generator) -> tuple[float, float, float]:
+    weights = np.array([p[1] for p in PAINTS])
+    colour, _, _ = PAINTS[int(rng.choice(len(PAINTS), p=weights / weights.sum()))]
+    jitter = rng.normal(0, 0.025, size=3)
+    return tuple(float(c) for c in np.clip(np.array(colour) * rng.uniform(0.9, 1.08) + jitter, 0.01, 0.97))
+
+
+def _paint_reflectivity(paint: tuple[float, float, float]) -> float:
+    return 1.0 + 0.3 * float(np.ptp(paint) < 0.06)
+
+
+def sample_studio(rng: np.random.Generator) -> Studio:
+    """Backdrop and camera of one photo session; Carvana's vary a little from car to car."""
+    return Studio(
+        wall=rng.uniform(0.88, 0.97),
+        floor=rng.uniform(0.62, 0.74),
+        turntable=rng.uniform(0.56, 0.68),
+        letters=rng.uniform(0.36, 0.48),
+        seam=rng.uniform(0.36, 0.43),
+        exposure=rng.uniform(0.94, 1.04),
+        tint=tuple(float(t) for t in 1 + rng.normal(0, 0.005, size=3)),
+        distance=rng.uniform(10.0, 11.0),
+        camera_height=rng.uniform(1.55, 1.85),
+        focal=rng.uniform(1.5, 1.62),
+        centre_y=rng.uniform(0.55, 0.6),
+    )
+
+
+# ---------------------------------------------------------------------------------------------- geometry
+
+
+@dataclass
+class Surface:
+    """Polygons of one material: ``points (F, K, 3)``, outward unit ``normals (F, 3)``."""
+
+    points: np.ndarray
+    normals: np.ndarray
+    material: str
+    colour: tuple[float, float, float]
+    bias: float = 0.0  # metres to draw earlier (positive: later) than its depth says; details on surfaces
+    two_sided: bool = False
+
+
+def _grid_quads(grid: np.ndarray, closed: bool) -> np.ndarray:
+    """Quads (F, 4, 3) between neighbouring rows and columns of a grid (rows, cols, 3)."""
+    if closed:
+        grid = np.concatenate([grid, grid[:, :1]], axis=1)
+    a, b = grid[:-1, :-1], grid[:-1, 1:]
+    c, d = grid[1:, 1:], grid[1:, :-1]
+    return np.stack([a, b, c, d], axis=2).reshape(-1, 4, 3)
+
+
+def _normals(quads: np.ndarray, outward_from: np.ndarray) -> np.ndarray:
+    """Unit normals of quads, turned to point away from ``outward_from`` (one point per quad)."""
+    n = np.cross(quads[:, 2] - quads[:, 0], quads[:, 3] - quads[:, 1])
+    length = np.linalg.norm(n, axis=1, keepdims=True)
+    n = n / np.maximum(length, 1e-12)
+    centre = quads.mean(axis=1)
+    flip = np.einsum("ij,ij->i", n, centre - outward_from) < 0
+    n[flip] *= -1
+    return n
+
+
+def _bulge(rel: np.ndarray) -> np.ndarray:
+    """Width factor over relative height (-1 bottom .. 1 top): widest just below the middle, so the upper
+    sides lean in and catch the bright wall and the lower sides lean out and catch the floor."""
+    return 1 - 0.07 * ((rel + 0.15) / 1.15) ** 2
+
+
+def _even_samples(power_top: float, power_bottom: float, count: int) -> np.ndarray:
+    """Parameters t of ``count`` points round a superellipse, spaced by arc length plus turning angle so
+    that the rounded corners get as many points as the flat sides."""
+    t = np.linspace(0, 2 * np.pi, 2000, endpoint=False)
+    cy, cz = _superellipse(t, np.where(np.sin(t) >= 0, power_top, power_bottom))
+    cy = cy * _bulge(cz)
+    seg = np.diff(np.stack([cy, cz], -1), axis=0, append=np.stack([cy[:1], cz[:1]], -1))
+    length = np.linalg.norm(seg, axis=1)
+    heading = np.unwrap(np.arctan2(seg[:, 1], seg[:, 0]))
+    turn = np.abs(np.diff(heading, append=heading[:1] + 2 * np.pi))
+    measure = np.concatenate([[0], np.cumsum(length / length.sum() + turn / turn.sum())])[:-1]
+    return np.interp(np.linspace(0, measure[-1], count, endpoint=False), measure, t)
+
+
+def _superellipse(t: np.ndarray, power: np.ndarray | float) -> tuple[np.ndarray, np.ndarray]:
+    c, s = np.cos(t), np.sin(t)
+    return np.sign(c) * np.abs(c) ** (2 / power), np.sign(s) * np.abs(s) ** (2 / power)
+
+
+class BodyShape:
+    """The lower body: for each station ``x`` a superellipse cross-section of half-width ``w(x)``
+    between ``bottom(x)`` and ``top(x)``; wheel arches lift the bottom."""
+
+    top_power = 5.0
+    bottom_power = 7.0
+
+    def __init__(self, car: Car):
+        self.car = car
+        self.half = car.length / 2
+        self.wheels_x = np.array([car.wheel_base / 2, -car.wheel_base / 2]) + car.length * 0.01
+
+    def half_width(self, x: np.ndarray) -> np.ndarray:
+        u = np.clip(np.abs(x) / self.half, 0, 1)
+        power = self.car.plan_power * np.where(x > 0, 1.0, 1.25)
+        return self.car.width / 2 * (1 - u**power) ** (1 / power)
+
+    def top(self, x: np.ndarray) -> np.ndarray:
+        car = self.car
+        front = np.clip((x - car.cabin_front) / (self.half - car.cabin_front), 0, 1)
+        rear = np.clip((car.cabin_rear - x) / (self.half + car.cabin_rear), 0, 1)
+        z = car.belt - (car.belt - car.hood_front) * front**1.6 - (car.belt - car.tail_top) * rear**2.2
+        return z
+
+    def bottom(self, x: np.ndarray) -> np.ndarray:
+        car = self.car
+        u = np.abs(x) / self.half
+        z = car.clearance + 0.9 * np.clip(u - 0.82, 0, None) ** 1.5 * (car.belt - car.clearance)
+        arch = car.wheel_radius * 1.13
+        for wx in self.wheels_x:
+            dx = np.clip(np.abs(x - wx) / arch, 0, 1)
+            z = np.maximum(z, np.where(dx < 1, car.wheel_radius + arch * np.sqrt(1 - dx**2), 0))
+        return np.minimum(z, self.top(x) - 0.06)
+
+    def stations(self, count: int) -> np.ndarray:
+        s = np.linspace(-1, 1, count)
+        x = 0.998 * self.half * (0.55 * np.sin(s * np.pi / 2) + 0.45 * s)
+        arch = self.car.wheel_radius * 1.13
+        extra = [wx + arch * np.linspace(-1, 1, 11) for wx in self.wheels_x]
+        x = np.unique(np.round(np.concatenate([x, *extra]), 5))
+        return x[np.abs(x) <= 0.998 * self.half]
+
+    def section(self, x: np.ndarray, t: np.ndarray) -> np.ndarray:
+        """Points (len(x), len(t), 3) on the surface; t=0 is the left side, pi/2 the top."""
+        power = np.where(np.sin(t) >= 0, self.top_power, self.bottom_power)
+        cy, cz = _superellipse(t, power)
+        cy = cy * _bulge(cz)
+        top, bottom = self.top(x)[:, None], self.bottom(x)[:, None]
+        y = self.half_width(x)[:, None] * cy[None, :]
+        z = (top + bottom) / 2 + (top - bottom) / 2 * cz[None, :]
+        return np.stack([np.broadcast_to(x[:, None], y.shape), y, z], axis=-1)
+
+    def side_point(self, x: np.ndarray, z: np.ndarray, side: float) -> np.ndarray:
+        """The surface point at station x and height z on the left (+1) or right (-1) side."""
+        top, bottom = self.top(x), self.bottom(x)
+        rel = np.clip((z - (top + bottom) / 2) / np.maximum((top - bottom) / 2, 1e-6), -0.999, 0.999)
+        power = np.where(rel >= 0, self.top_power, self.bottom_power)
+        y = self.half_width(x) * _bulge(rel) * (1 - np.abs(rel) ** power) ** (1 / power)
+        return np.stack([x, side * y, z], axis=-1)
+
+    def end_point(self, y: np.ndarray, z: np.ndarray, front: bool) -> np.ndarray:
+        """The surface point at lateral y and height z on the nose (front) or the tail.
+
+        Walks in from the end of the car to the first station whose cross-section holds (y, z), then
+        bisects between that station and the one before it. Points the body never holds stay at the end.
+        """
+        sign = 1.0 if front else -1.0
+        steps = sign * self.half * np.linspace(1.0, 0.45, 56)
+        inside = self._inside(steps[:, None], y[None, :], z[None, :])
+        first = np.where(inside.any(axis=0), inside.argmax(axis=0), 0)
+        hit = steps[first]
+        miss = steps[np.maximum(first - 1, 0)]
+        for _ in range(14):
+            mid = (hit + miss) / 2
+            now_inside = self._inside(mid, y, z)
+            hit, miss = np.where(now_inside, mid, hit), np.where(now_inside, miss, mid)
+        return np.stack([hit, y, z], axis=-1)
+
+    def _inside(self, x: np.ndarray, y: np.ndarray, z: np.ndarray) -> np.ndarray:
+        top, bottom = self.top(x), self.bottom(x)
+        rel = (z - (top + bottom) / 2) / np.maximum((top - bottom) / 2, 1e-6)
+        power = np.where(rel >= 0, self.top_power, self.bottom_power)
+        w = np.maximum(self.half_width(x) * _bulge(rel), 1e-6)
+        return np.abs(y / w) ** power + np.abs(rel) ** power < 1
+
+    def normal_at(self, points: np.ndarray) -> np.ndarray:
+        """Outward normals at surface points, from the gradient of the inside test's level function."""
+        eps = 0.01
+        grads = []
+        for axis in range(3):
+            step = np.zeros(3)
+            step[axis] = eps
+            grads.append(self._level(points + step) - self._level(points - step))
+        n = np.stack(grads, axis=-1)
+        return n / np.maximum(np.linalg.norm(n, axis=-1, keepdims=True), 1e-12)
+
+    def _level(self, p: np.ndarray) -> np.ndarray:
+        x, y, z = p[..., 0], p[..., 1], p[..., 2]
+        top, bottom = self.top(x), self.bottom(x)
+        rel = (z - (top + bottom) / 2) / np.maximum((top - bottom) / 2, 1e-6)
+        power = np.where(rel >= 0, self.top_power, self.bottom_power)
+        w = np.maximum(self.half_width(x) * _bulge(rel), 1e-6)
+        return np.abs(y / w) ** power + np.abs(rel) ** power
+
+
+def body_surfaces(car: Car, shape: BodyShape) -> list[Surface]:
+    x = shape.stations(60)
+    t = _even_samples(shape.top_power, shape.bottom_power, 44)
+    grid = shape.section(x, t)
+    quads = _grid_quads(grid, closed=True)
+    centre = np.array([0.0, 0.0, (car.belt + car.clearance) / 2])
+    normals = _normals(quads, np.broadcast_to(centre, (len(quads), 3)))
+    centres = quads.mean(axis=1)
+    in_arch = np.zeros(len(quads), dtype=bool)
+    for wx in shape.wheels_x:
+        in_arch |= (np.abs(centres[:, 0] - wx) < car.wheel_radius * 1.2) & (np.abs(normals[:, 1]) < 0.6)
+    under = (normals[:, 2] < -0.4) | (in_arch & (centres[:, 2] < shape.bottom(centres[:, 0]) + 0.05))
+    caps = np.stack([grid[-1], grid[0]])
+    return [
+        Surface(quads[~under], normals[~under], "paint", car.paint),
+        Surface(quads[under], normals[under], "matte", (0.05, 0.05, 0.055)),
+        # The flat ends are big polygons: drawn as if further away, so the lights and plates on them win.
+        Surface(caps, np.array([[1.0, 0.0, 0.0], [-1.0, 0.0, 0.0]]), "paint", car.paint, bias=-0.4),
+    ]
+
+
+# The greenhouse cross-section from the sill to the roof centre: (lateral fraction, height fraction, part).
+# Lateral fractions below 1 lean the side glass in (tumblehome); "taper" stands for the roof taper.
+CABIN_PROFILE = [
+    (1.0, 0.0, "sill"),
+    (0.985, 0.08, "side"),
+    (None, 0.33, "side"),
+    (None, 0.58, "side"),
+    (None, 0.82, "rail"),
+    ("taper", 0.92, "corner"),
+    ("taper-", 0.975, "top"),
+    (0.7, 1.0, "top"),
+    (0.35, 1.012, "top"),
+    (0.0, 1.016, None),
+]
+
+
+def _cabin_profile(taper: float) -> tuple[np.ndarray, np.ndarray, list[str]]:
+    side_top = taper + 0.05
+    lateral, height, parts = [], [], []
+    for y, z, part in CABIN_PROFILE:
+        if y is None:
+            y = 0.985 + (side_top - 0.985) * (z - 0.08) / (0.82 - 0.08)
+        elif y == "taper":
+            y = taper
+        elif y == "taper-":
+            y = taper - 0.07
+        lateral.append(y)
+        height.append(z)
+        parts.append(part)
+    return np.array(lateral), np.array(height), parts[:-1]
+
+
+def greenhouse_surfaces(car: Car, shape: BodyShape) -> list[Surface]:
+    """Greenhouse: side glass, windshield and rear window; painted sills, rails, pillars and roof."""
+    x = np.concatenate(
+        [
+            np.linspace(car.cabin_rear, car.roof_rear, 14, endpoint=False),
+            np.linspace(car.roof_rear, car.roof_front, 16, endpoint=False),
+            np.linspace(car.roof_front, car.cabin_front, 16),
+        ]
+    )
+    base_z = shape.top(x) - 0.03
+    height = _cabin_height(car, x, base_z)
+    base_w = shape.half_width(x) * 0.95
+    lateral, level, parts = _cabin_profile(car.roof_taper)
+    lateral = np.concatenate([lateral, -lateral[-2::-1]])
+    level = np.concatenate([level, level[-2::-1]])
+    parts = parts + parts[::-1]
+    grid = np.stack(
+        [
+            np.broadcast_to(x[:, None], (len(x), len(lateral))),
+            base_w[:, None] * lateral[None, :],
+            base_z[:, None] + height[:, None] * level[None, :],
+        ],
+        axis=-1,
+    )
+    quads = _grid_quads(grid, closed=False)
+    centres = quads.mean(axis=1)
+    inner = np.stack([centres[:, 0], np.zeros(len(quads)), np.full(len(quads), car.belt - 0.3)], axis=-1)
+    normals = _normals(quads, inner)
+    part = np.tile(np.array(parts), len(x) - 1)
+    station_x = centres[:, 0]
+    on_slope = (station_x > car.roof_front) | (station_x < car.roof_rear)
+    b_pillar = np.abs(station_x - ((car.roof_front + car.roof_rear) / 2 + 0.1)) < 0.05
+    glass = ((part == "side") & ~b_pillar) | ((part == "top") & on_slope)
+    roof = (part == "top") & ~on_slope
+    pillar = (part == "corner") | ((part == "side") & b_pillar)
+    frame = ~glass & ~roof & ~pillar
+    return [
+        Surface(quads[glass], normals[glass], "glass", (0.03, 0.035, 0.04)),
+        Surface(quads[roof], normals[roof], "paint", car.roof_paint),
+        Surface(quads[frame], normals[frame], "paint", car.paint),
+        Surface(quads[pillar], normals[pillar], "paint", car.pillar_paint),
+    ]
+
+
+def _cabin_height(car: Car, x: np.ndarray, base_z: np.ndarray) -> np.ndarray:
+    rise = np.clip((x - car.cabin_rear) / max(car.roof_rear - car.cabin_rear, 1e-3), 0, 1)
+    fall = np.clip((car.cabin_front - x) / max(car.cabin_front - car.roof_front, 1e-3), 0, 1)
+    profile = np.minimum(np.sin(rise * np.pi / 2) ** 0.8, np.sin(fall * np.pi / 2) ** 0.7)
+    bulge = 0.03 * np.cos(np.clip(x / (car.length / 2), -1, 1) * np.pi / 2)
+    return np.maximum((car.roof + bulge - base_z) * profile, 0.005)
+
+
+def wheel_surfaces(car: Car, shape: BodyShape) -> list[Surface]:
+    surfaces: list[Surface] = []
+    r = car.wheel_radius
+    ring = np.linspace(0, 2 * np.pi, 28, endpoint=False)
+    for wx, steer in zip(shape.wheels_x, (car.steer, 0.0), strict=True):
+        for side in (1.0, -1.0):
+            y_out = side * (car.width / 2 - 0.05)
+            y_in = y_out - side * car.wheel_width
+            centre = np.array([wx, (y_out + y_in) / 2, r])
+            rot = _yaw(steer)
+
+            def place(pts, centre=centre, rot=rot):
+                return (pts - centre) @ rot.T + centre
+
+            rim_ring = np.stack([wx + r * np.cos(ring), np.full_like(ring, y_out), r + r * np.sin(ring)], -1)
+            inner_ring = rim_ring.copy()
+            inner_ring[:, 1] = y_in
+            tread = np.stack([rim_ring, np.roll(rim_ring, -1, 0), np.roll(inner_ring, -1, 0), inner_ring], 1)
+            tread = place(tread)
+            tread_n = _normals(tread, np.broadcast_to(place(centre), (len(tread), 3)))
+            surfaces.append(Surface(tread, tread_n, "tyre", (0.045, 0.045, 0.05)))
+            for y, sign in ((y_out, side), (y_in, -side)):
+                disc = rim_ring.copy()
+                disc[:, 1] = y
+                normal = rot @ np.array([0.0, sign, 0.0])
+                surfaces.append(Surface(place(disc)[None], normal[None], "tyre", (0.05, 0.05, 0.055)))
+            surfaces.extend(_rim(car, wx, y_out + side * 0.004, side, place, rot))
+            surfaces.append(_wheel_well(car, wx, side))
+    return surfaces
+
+
+def _wheel_well(car: Car, wx: float, side: float) -> Surface:
+    """The dark drum above a wheel, so the arch never shows the floor through the car."""
+    r = car.wheel_radius * 1.13
+    a = np.linspace(-0.35, np.pi + 0.35, 16)
+    y_out, y_in = side * (car.width / 2 - 0.02), side * (car.width / 2 - 0.55)
+    arc = np.stack([wx + r * np.cos(a), np.zeros_like(a), car.wheel_radius + r * np.sin(a)], -1)
+    outer, inner = arc + [0.0, y_out, 0.0], arc + [0.0, y_in, 0.0]
+    band = np.stack([outer[:-1], outer[1:], inner[1:], inner[:-1]], 1)
+    normals = _normals(band, np.broadcast_to([wx, y_out, 5.0], (len(band), 3)))
+    return Surface(band, normals, "matte", (0.02, 0.02, 0.022), bias=-0.3, two_sided=True)
+
+
+def _yaw(angle: float) -> np.ndarray:
+    c, s = np.cos(angle), np.sin(angle)
+    return np.array([[c, -s, 0.0], [s, c, 0.0], [0.0, 0.0, 1.0]])
+
+
+def _rim(car: Car, wx: float, y: float, side: float, place, rot: np.ndarray) -> list[Surface]:
+    r = car.wheel_radius * car.rim_fraction
+    normal = (rot @ np.array([0.0, side, 0.0]))[None]
+
+    def disc(radius: float, start: float = 0.0, stop: float = 2 * np.pi, inner: float = 0.0, n: int = 24):
+        a = np.linspace(start, stop, n)
+        outer = np.stack(
+            [wx + radius * np.cos(a), np.full_like(a, y), car.wheel_radius + radius * np.sin(a)], -1
+        )
+        if inner <= 0:
+            return place(outer)[None]
+        back = np.stack(
+            [wx + inner * np.cos(a[::-1]), np.full_like(a, y), car.wheel_radius + inner * np.sin(a[::-1])], -1
+        )
+        return place(np.concatenate([outer, back]))[None]
+
+    parts = [Surface(disc(r), normal, "metal", car.rim_colour, bias=0.01)]
+    step = 2 * np.pi / car.spokes
+    for k in range(car.spokes):
+        start = k * step + step * 0.22
+        hole = disc(r * 0.86, start, start + step * 0.56, inner=r * 0.34, n=8)
+        parts.append(Surface(hole, normal, "matte", (0.03, 0.03, 0.035), bias=0.02))
+    parts.append(Surface(disc(r * 0.2), normal, "metal", tuple(c * 0.8 for c in car.rim_colour), bias=0.03))
+    return parts
+
+
+def mirror_surfaces(car: Car, shape: BodyShape) -> list[Surface]:
+    surfaces = []
+    x0 = car.cabin_front - 0.22
+    z0 = shape.top(np.array([x0]))[0] + 0.05
+    for side in (1.0, -1.0):
+        y0 = side * shape.half_width(np.array([x0]))[0] * 0.93
+        lo = np.array([x0 - 0.06, y0 + side * 0.03, z0])
+        hi = np.array([x0 + 0.03, y0 + side * 0.18, z0 + 0.1])
+        quads, normals = _box(lo, hi)
+        glass_face = normals[:, 0] < -0.5
+        surfaces.append(
+            Surface(quads[~glass_face], normals[~glass_face], "paint", car.mirror_paint, bias=0.02)
+        )
+        surfaces.append(Surface(quads[glass_face], normals[glass_face], "glass", (0.1, 0.1, 0.11), bias=0.02))
+        stalk_lo = np.array([x0 - 0.03, y0 - side * 0.02, z0 + 0.02])
+        stalk_hi = np.array([x0 + 0.02, y0 + side * 0.05, z0 + 0.06])
+        q, n = _box(np.minimum(stalk_lo, stalk_hi), np.maximum(stalk_lo, stalk_hi))
+        surfaces.append(Surface(q, n, "paint", car.mirror_paint, bias=0.01))
+    return surfaces
+
+
+def _box(a: np.ndarray, b: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+    lo, hi = np.minimum(a, b), np.maximum(a, b)
+    corners = np.array(
+        [[hi[0] if i & 1 else lo[0], hi[1] if i & 2 else lo[1], hi[2] if i & 4 else lo[2]] for i in range(8)]
+    )
+    faces = [(0, 2, 6, 4), (1, 3, 7, 5), (0, 1, 5, 4), (2, 3, 7, 6), (0, 1, 3, 2), (4, 5, 7, 6)]
+    quads = corners[np.array(faces)]
+    return quads, _normals(quads, np.broadcast_to((lo + hi) / 2, (6, 3)))
+
+
+def detail_surfaces(car: Car, shape: BodyShape, rng: np.random.Generator) -> list[Surface]:
+    """Lights, grille, plates, door seams and handles: thin polygons laid just outside the body."""
+    w = car.width / 2
+    front_top = car.hood_front
+    front_bottom = shape.bottom(np.array([shape.half * 0.97]))[0]
+    h = front_top - front_bottom
+    lamp_z = front_top - h * 0.22
+    lamp_hw = rng.uniform(0.15, 0.24)
+    surfaces = []
+    for side in (1.0, -1.0):
+        lamp = _outline_rect(side * (w * 0.78 - lamp_hw), side * w * 0.84, lamp_z - 0.07, lamp_z + 0.04)
+        surfaces.append(_end_detail(shape, lamp, True, "lamp", (0.75, 0.77, 0.8)))
+        tail_z = car.tail_top - 0.12
+        tail = _outline_rect(side * w * 0.5, side * w * 0.86, tail_z - 0.09, tail_z + 0.05)
+        surfaces.append(_end_detail(shape, tail, False, "lamp", (0.5, 0.02, 0.03)))
+    grille = _outline_rect(-w * 0.34, w * 0.34, lamp_z - 0.13, lamp_z + 0.01)
+    surfaces.append(_end_detail(shape, grille, True, "matte", (0.04, 0.04, 0.045)))
+    intake = _outline_rect(-w * 0.52, w * 0.52, front_bottom + 0.05, front_bottom + 0.14)
+    surfaces.append(_end_detail(shape, intake, True, "matte", (0.05, 0.05, 0.055)))
+    for front in (True, False):
+        z = front_bottom + 0.15 if front else car.tail_top - 0.38
+        plate = _outline_rect(-0.26, 0.26, z, z + 0.12)
+        surfaces.append(_end_detail(shape, plate, front, "matte", (0.88, 0.88, 0.86), bias=0.13))
+    surfaces.extend(_door_seams(car, shape))
+    return surfaces
+
+
+def _outline_rect(y0: float, y1: float, z0: float, z1: float, n: int = 6) -> np.ndarray:
+    ys = np.linspace(y0, y1, n)
+    zs = np.linspace(z0, z1, n)
+    top = np.stack([ys, np.full(n, z1)], -1)
+    right = np.stack([np.full(n, y1), zs[::-1]], -1)
+    bottom = np.stack([ys[::-1], np.full(n, z0)], -1)
+    left = np.stack([np.full(n, y0), zs], -1)
+    return np.concatenate([top, right, bottom, left])
+
+
+def _end_detail(
+    shape: BodyShape, outline: np.ndarray, front: bool, material: str, colour, bias: float = 0.12
+):
+    pts = shape.end_point(outline[:, 0], outline[:, 1], front)
+    normals = shape.normal_at(pts)
+    pts = pts + normals * 0.006
+    normal = normals.mean(axis=0)
+    return Surface(pts[None], (normal / np.linalg.norm(normal))[None], material, colour, bias=bias)
+
+
+def _door_seams(car: Car, shape: BodyShape) -> list[Surface]:
+    seams = []
+    xs = [car.cabin_front - 0.05, (car.roof_front + car.roof_rear) / 2 + 0.1]
+    if car.cabin_rear < -shape.half * 0.7 or car.length > 4.4:
+        xs.append(car.roof_rear + 0.1)
+    for side in (1.0, -1.0):
+        for x in xs:
+            z = np.linspace(car.clearance + 0.12, shape.top(np.array([x]))[0] - 0.04, 8)
+            left = shape.side_point(np.full_like(z, x - 0.006), z, side)
+            right = shape.side_point(np.full_like(z, x + 0.006), z, side)
+            poly = np.concatenate([left, right[::-1]])
+            poly = poly + np.array([0.0, side * 0.004, 0.0])
+            seams.append(
+                Surface(poly[None], np.array([[0.0, side, 0.0]]), "matte", (0.02, 0.02, 0.02), bias=0.1)
+            )
+        for x in xs[1:]:
+            z0 = car.belt - 0.16
+            x0 = x - 0.28
+            xx = np.array([x0, x0 + 0.16, x0 + 0.16, x0])
+            zz = np.array([z0, z0, z0 + 0.035, z0 + 0.035])
+            handle = shape.side_point(xx, zz, side) + np.array([0.0, side * 0.01, 0.0])
+            seams.append(Surface(handle[None], np.array([[0.0, side, 0.0]]), "paint", car.paint, bias=0.11))
+    return seams
+
+
+def antenna_line(car: Car) -> np.ndarray:
+    x = car.roof_rear + 0.12
+    return np.array([[x, 0.0, car.roof], [x - 0.18, 0.0, car.roof + 0.32]])
+
+
+# ---------------------------------------------------------------------------------------------- camera
+
+
+@dataclass(frozen=True)
+class Camera:
+    position: np.ndarray
+    right: np.ndarray
+    up: np.ndarray
+    forward: np.ndarray
+    focal: float  # pixels
+    centre: tuple[float, float]  # pixels
+
+    def project(self, points: np.ndarray) -> np.ndarray:
+        d = points - self.position
+        depth = np.maximum(d @ self.forward, 1e-3)
+        u = self.centre[0] + self.focal * (d @ self.right) / depth
+        v = self.centre[1] - self.focal * (d @ self.up) / depth
+        return np.stack([u, v], axis=-1)
+
+
+def camera_for(angle: int, size: tuple[int, int], studio: Studio, jitter: float) -> Camera:
+    """Camera in the car's frame: angle 1 in front of it, going round the car's left side."""
+    width, height = size
+    phi = (angle - 1) * 2 * np.pi / ANGLES + jitter
+    position = np.array([studio.distance * np.cos(phi), studio.distance * np.sin(phi), studio.camera_height])
+    target = np.array([0.0, 0.0, 0.62])
+    forward = target - position
+    forward /= np.linalg.norm(forward)
+    right = np.cross(forward, [0.0, 0.0, 1.0])
+    right /= np.linalg.norm(right)
+    up = np.cross(right, forward)
+    return Camera(position, right, up, forward, studio.focal * width, (width / 2, studio.centre_y * height))
+
+
+# ---------------------------------------------------------------------------------------------- shading
+
+
+def environment(direction: np.ndarray, studio: Studio) -> np.ndarray:
+    """Brightness the studio sends back along ``direction``: ceiling lights, wall, lettering, floor."""
+    z = direction[..., 2]
+    azimuth = np.arctan2(direction[..., 1], direction[..., 0])
+    wall = studio.wall * np.ones_like(z)
+    lettering = (z > 0.06) & (z < 0.22) & (np.sin(azimuth * 9.0) > 0.2)
+    wall = np.where(lettering, studio.letters + 0.15, wall)
+    value = np.interp(z, [-1.0, -0.35, -0.04, 0.0, 0.35, 0.7, 1.0], [0.08, 0.35, 0.62, 0.8, 0.92, 0.97, 1.0])
+    return np.where((z > 0.0) & (z < 0.35), np.minimum(wall, value + 0.15), value)
+
+
+MATERIALS = {
+    # ambient, diffuse, base reflectance, reflection weight, specular, shininess
+    "paint": (0.42, 0.6, 0.05, 0.9, 0.18, 12.0),
+    "glass": (0.6, 0.3, 0.04, 0.6, 0.25, 20.0),
+    "tyre": (0.7, 0.45, 0.02, 0.12, 0.05, 8.0),
+    "matte": (0.75, 0.35, 0.02, 0.1, 0.05, 10.0),
+    "metal": (0.2, 0.3, 0.55, 0.8, 0.3, 15.0),
+    "lamp": (0.45, 0.35, 0.12, 0.8, 0.3, 20.0),
+}
+
+
+def shade(
+    colour: np.ndarray,
+    normals: np.ndarray,
+    to_eye: np.ndarray,
+    material: str,
+    studio: Studio,
+    reflectivity: float,
+) -> np.ndarray:
+    ambient, diffuse, r0, weight, specular, shininess = MATERIALS[material]
+    light = np.array([0.35, 0.0, 0.94])
+    n_dot_v = np.clip(np.einsum("ij,ij->i", normals, to_eye), 0, 1)
+    reflected = 2 * n_dot_v[:, None] * normals - to_eye
+    lit = ambient + diffuse * np.clip(normals @ light, 0, 1) + 0.15 * n_dot_v
+    fresnel = r0 + (1 - r0) * (1 - n_dot_v) ** 5
+    mix = np.clip(
+        fresnel * weight * reflectivity + (0.25 * weight if material in ("metal", "glass") else 0), 0, 1
+    )
+    env = environment(reflected, studio)[:, None]
+    base = colour[None, :] if colour.ndim == 1 else colour
+    half = to_eye + light
+    half /= np.linalg.norm(half, axis=1, keepdims=True)
+    gloss = specular * np.clip(np.einsum("ij,ij->i", normals, half), 0, 1) ** shininess
+    return base * lit[:, None] * (1 - mix[:, None]) + env * mix[:, None] + gloss[:, None]
+
+
+# ---------------------------------------------------------------------------------------------- studio
+
+
+def studio_background(size: tuple[int, int], studio: Studio, rng: np.random.Generator) -> np.ndarray:
+    """The backdrop (H, W, 3) in 0..1: white wall with lettering, cove, grey floor and turntable."""
+    width, height = size
+    yy, xx = np.mgrid[0:height, 0:width].astype(np.float32)
+    v = yy / height
+    u = xx / width
+    seam = studio.seam + 0.015 * ((u - 0.5) * 2) ** 2
+    wall = studio.wall * (1.0 - 0.06 * (1 - v / studio.seam) ** 2)
+    floor = studio.floor + 0.08 * (v - seam) + 0.03 * np.cos((u - 0.5) * np.pi)
+    cove = np.clip((v - seam) / 0.02, 0, 1)
+    image = wall * (1 - cove) + floor * cove
+    image = image - 0.06 * np.exp(-(((v - seam) / 0.006) ** 2))
+    rx, ry = 0.64, 0.40
+    cy = studio.centre_y + 0.2
+    inside = ((u - 0.5) / rx) ** 2 + ((v - cy) / ry) ** 2
+    turntable = (inside < 1) & (v > seam + 0.01)
+    image = np.where(turntable, image - (studio.floor - studio.turntable), image)
+    edge = np.exp(-(((np.sqrt(inside) - 1) * 90) ** 2)) * (v > seam + 0.01)
+    image = image + 0.05 * edge
+    smudge = _low_frequency_noise(rng, (height, width), 7) * 0.012 * cove
+    image = (image + smudge)[..., None] * np.ones(3, dtype=np.float32)
+    letters = _lettering(size, studio) * (1 - cove)
+    image = image * (1 - letters[..., None]) + studio.letters * letters[..., None]
+    return image
+
+
+def _low_frequency_noise(rng: np.random.Generator, shape: tuple[int, int], cells: int) -> np.ndarray:
+    small = rng.normal(0, 1, size=(cells, int(cells * shape[1] / shape[0]) + 1)).astype(np.float32)
+    image = Image.fromarray(small, mode="F").resize((shape[1], shape[0]), Image.BICUBIC)
+    return np.asarray(image)
+
+
+def _lettering(size: tuple[int, int], studio: Studio) -> np.ndarray:
+    width, height = size
+    font_size = max(6, int(height * 0.2))
+    font = ImageFont.load_default(size=font_size)
+    text_width = font.getlength(LETTERING)
+    font_size = max(6, int(font_size * 0.86 * width / max(text_width, 1)))
+    font = ImageFont.load_default(size=font_size)
+    layer = Image.new("L", size, 0)
+    draw = ImageDraw.Draw(layer)
+    left, top, right, bottom = draw.textbbox((0, 0), LETTERING, font=font, stroke_width=font_size // 40)
+    x = (width - (right - left)) / 2 - left
+    y = studio.seam * height - 0.05 * height - bottom
+    draw.text((x, y), LETTERING, fill=255, font=font, stroke_width=font_size // 40, stroke_fill=255)
+    return np.asarray(layer, dtype=np.float32) / 255
+
+
+def _shadow(car: Car, shape: BodyShape, camera: Camera, size: tuple[int, int]) -> Image.Image:
+    """How much light the floor keeps (L, 255 = all) under the car's soft shadow and the tyres' contact
+    patches. Drawn and blurred at a quarter of the size: it is smooth anyway."""
+    width, height = size
+    shrink = 4 if min(size) >= 256 else 1
+    small = (max(1, width // shrink), max(1, height // shrink))
+    scale = (small[0] / width, small[1] / height)
+    x = np.linspace(-shape.half, shape.half, 40)
+    w = shape.half_width(x) + 0.12
+    outline = np.concatenate([np.stack([x, w, 0 * x], -1), np.stack([x[::-1], -w[::-1], 0 * x], -1)])
+    body = Image.new("L", small, 0)
+    ImageDraw.Draw(body).polygon([tuple(p * scale) for p in camera.project(outline)], fill=150)
+    body = body.filter(ImageFilter.GaussianBlur(max(0.6, small[0] * 0.018)))
+    contact = Image.new("L", small, 0)
+    draw = ImageDraw.Draw(contact)
+    corners = ((-0.3, -0.15), (0.3, -0.15), (0.3, 0.15), (-0.3, 0.15))
+    for wx in shape.wheels_x:
+        for side in (1.0, -1.0):
+            y = side * (car.width / 2 - 0.05 - car.wheel_width / 2)
+            patch = np.array([[wx + dx, y + dy, 0.0] for dx, dy in corners])
+            draw.polygon([tuple(p * scale) for p in camera.project(patch)], fill=230)
+    contact = contact.filter(ImageFilter.GaussianBlur(max(0.5, small[0] * 0.005)))
+    darkness = np.maximum(np.asarray(body, np.float32), np.asarray(contact, np.float32))
+    kept = Image.fromarray((255 - 0.62 * darkness).astype(np.uint8), mode="L")
+    return kept.resize(size, Image.BILINEAR) if shrink > 1 else kept
+
+
+# ---------------------------------------------------------------------------------------------- drawing
+
+
+@dataclass(frozen=True)
+class Scene:
+    car: Car
+    shape: BodyShape
+    surfaces: list[Surface]
+    studio: Studio
+
+
+def build_scene(car_seed: int) -> Scene:
+    """The car and the photo session of ``car_seed``; the same for its 16 views."""
+    rng = np.random.default_rng([car_seed, 1])
+    car = sample_car(rng)
+    studio = sample_studio(rng)
+    shape = BodyShape(car)
+    surfaces = (
+        body_surfaces(car, shape)
+        + greenhouse_surfaces(car, shape)
+        + wheel_surfaces(car, shape)
+        + mirror_surfaces(car, shape)
+        + detail_surfaces(car, shape, rng)
+    )
+    return Scene(car, shape, [s for s in surfaces if len(s.points)], studio)
+
+
+def _draw_car(scene: Scene, camera: Camera, size: tuple[int, int], scale: int) -> Image.Image:
+    """The car alone, RGBA at ``scale`` times ``size``: colour on black, alpha 255 where car."""
+    big = (size[0] * scale, size[1] * scale)
+    canvas = Image.new("RGBA", big, (0, 0, 0, 0))
+    draw = ImageDraw.Draw(canvas)
+    polygons, colours, keys = [], [], []
+    for surface in scene.surfaces:
+        centres = surface.points.mean(axis=1)
+        to_eye = camera.position - centres
+        distance = np.linalg.norm(to_eye, axis=1)
+        to_eye /= distance[:, None]
+        normals = surface.normals
+        facing = np.einsum("ij,ij->i", normals, to_eye)
+        if surface.two_sided:
+            normals = np.where(facing[:, None] < 0, -normals, normals)
+            facing = np.abs(facing)
+        visible = facing > 0
+        if not visible.any():
+            continue
+        reflectivity = scene.car.reflectivity if surface.material == "paint" else 1.0
+        colour = shade(
+            np.array(surface.colour),
+            normals[visible],
+            to_eye[visible],
+            surface.material,
+            scene.studio,
+            reflectivity,
+        )
+        polygons.extend(camera.project(surface.points[visible]) * scale)
+        colours.extend(colour)
+        keys.extend(distance[visible] - surface.bias)
+    order = np.argsort(-np.asarray(keys), kind="stable")
+    grade = scene.studio.exposure * np.array(scene.studio.tint) * 255
+    rgba = np.concatenate(
+        [np.clip(np.asarray(colours) * grade, 0, 255), np.full((len(colours), 1), 255)], axis=1
+    )
+    fills = [tuple(c) for c in rgba.astype(np.uint8).tolist()]
+    for index in order.tolist():
+        draw.polygon(polygons[index].ravel().tolist(), fill=fills[index])
+    if scene.car.antenna:
+        tip = camera.project(antenna_line(scene.car)) * scale
+        line_width = max(scale, int(round(size[0] * 0.0016 * scale)))
+        draw.line([tuple(p) for p in tip], fill=(20, 20, 22, 255), width=line_width)
+    return canvas
+
+
+def backdrop(car_seed: int, scene: Scene, size: tuple[int, int]) -> Image.Image:
+    """The studio behind the car (RGB), shared by its 16 views."""
+    studio = scene.studio
+    pixels = studio_background(size, studio, np.random.default_rng([car_seed, 3]))
+    grade = studio.exposure * np.array(studio.tint, dtype=np.float32) * 255
+    return Image.fromarray(np.clip(pixels * grade, 0, 255).astype(np.uint8), mode="RGB")
+
+
+def render_angle(
+    car_seed: int, scene: Scene, studio_image: Image.Image, angle: int
+) -> tuple[Image.Image, np.ndarray]:
+    """One view of a built scene over its backdrop: the photo and its exact mask."""
+    size = studio_image.size
+    rng = np.random.default_rng([car_seed, 2, angle])
+    camera = camera_for(angle, size, scene.studio, jitter=float(rng.normal(0, 0.012)))
+    red, green, blue, alpha = _draw_car(scene, camera, size, SUPERSAMPLE).split()
+    coverage = alpha.reduce(SUPERSAMPLE)
+    car = Image.merge("RGB", (red, green, blue)).reduce(SUPERSAMPLE)
+    floor_light = _shadow(scene.car, scene.shape, camera, size)
+    behind = ImageChops.multiply(studio_image, Image.merge("RGB", (floor_light,) * 3))
+    uncovered = ImageChops.invert(coverage)
+    photo = ImageChops.add(car, ImageChops.multiply(behind, Image.merge("RGB", (uncovered,) * 3)))
+    grain = rng.integers(-2, 3, size=(size[1], size[0], 3), dtype=np.int16)
+    pixels = np.clip(np.asarray(photo, dtype=np.int16) + grain, 0, 255).astype(np.uint8)
+    return Image.fromarray(pixels, mode="RGB"), np.asarray(coverage) >= 128
+
+
+def render_car(car_seed: int, size: tuple[int, int]) -> Iterator[tuple[int, Image.Image, np.ndarray]]:
+    """The 16 views ``(angle, photo, mask)`` of car ``car_seed`` at ``size`` = (W, H)."""
+    scene = build_scene(car_seed)
+    studio_image = backdrop(car_seed, scene, size)
+    for angle in range(1, ANGLES + 1):
+        yield (angle, *render_angle(car_seed, scene, studio_image, angle))
 
 
 def render_view(car_seed: int, angle: int, size: tuple[int, int]) -> tuple[Image.Image, np.ndarray]:
-    """One studio photo of car ``car_seed`` seen from angle ``angle`` (1..16) and its exact mask."""
-    width, height = size
-    rng = np.random.default_rng([car_seed, angle])
-    car = np.random.default_rng(car_seed)
-    color = tuple(int(c) for c in car.integers(20, 235, size=3))
-    theta = (angle - 1) * 2 * np.pi / 16
-    half_length = 0.30 * width * (0.35 + 0.65 * abs(np.sin(theta)))
-    cx, cy = width / 2, height * 0.58
-    image = Image.new("RGB", size, (232, 232, 235))
-    draw = ImageDraw.Draw(image)
-    draw.rectangle([0, int(height * 0.4), width, height], fill=(170, 172, 178))
-    shadow = Image.new("L", size, 0)
-    ImageDraw.Draw(shadow).ellipse([cx - half_length, cy + 0.08 * height, cx + half_length, cy + 0.16 * height], 140)
-    shadow = shadow.filter(ImageFilter.GaussianBlur(max(1, width // 100)))
-    image = Image.composite(Image.new("RGB", size, (60, 60, 64)), image, shadow)
-    mask = Image.new("L", size, 0)
-    for target, fill in ((image, color), (mask, 1)):
-        d = ImageDraw.Draw(target)
-        d.rounded_rectangle(
-            [cx - half_length, cy - 0.10 * height, cx + half_length, cy + 0.10 * height],
-            radius=max(1, int(0.05 * height)),
-            fill=fill,
-        )
-        d.ellipse([cx - 0.6 * half_length, cy - 0.20 * height, cx + 0.6 * half_length, cy], fill=fill)
-    noise = rng.normal(0, 2, size=(height, width, 3))
-    pixels = np.clip(np.asarray(image, dtype=np.float32) + noise, 0, 255).astype(np.uint8)
-    return Image.fromarray(pixels), np.asarray(mask, dtype=bool)
+    """One studio photo (RGB, ``size`` = (W, H)) of car ``car_seed`` from ``angle`` (1..16), and its mask."""
+    scene = build_scene(car_seed)
+    return render_angle(car_seed, scene, backdrop(car_seed, scene, size), angle)
