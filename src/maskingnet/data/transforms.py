@@ -27,6 +27,10 @@ IMAGENET_MEAN = (0.485, 0.456, 0.406)
 IMAGENET_STD = (0.229, 0.224, 0.225)
 FILL_RGB = tuple(round(255 * m) for m in IMAGENET_MEAN)
 """Colour of pixels that come from outside the photo: the ImageNet mean, i.e. 0 after normalisation."""
+_UINT8_TO_NORMALISED = (
+    (np.arange(256, dtype=np.float32)[None, :] / 255 - np.asarray(IMAGENET_MEAN, np.float32)[:, None])
+    / np.asarray(IMAGENET_STD, np.float32)[:, None]
+).astype(np.float32)
 
 
 def coord_maps(height: int, width: int) -> np.ndarray:
@@ -60,11 +64,15 @@ def to_tensor(image: Image.Image | np.ndarray) -> torch.Tensor:
             array = np.repeat(array[:, :, None], 3, axis=2)
         if array.ndim != 3 or array.shape[2] != 3:
             raise ValueError(f"to_tensor needs an H x W x 3 image, got shape {array.shape}")
-    scale = 255.0 if array.dtype == np.uint8 else 1.0
-    tensor = torch.from_numpy(np.ascontiguousarray(array, dtype=np.float32).transpose(2, 0, 1).copy())
-    mean = torch.tensor(IMAGENET_MEAN, dtype=torch.float32).view(3, 1, 1) * scale
-    std = torch.tensor(IMAGENET_STD, dtype=torch.float32).view(3, 1, 1) * scale
-    return (tensor - mean) / std
+    if array.dtype == np.uint8:
+        planes = np.empty((3, *array.shape[:2]), dtype=np.float32)
+        for channel in range(3):
+            np.take(_UINT8_TO_NORMALISED[channel], array[..., channel], out=planes[channel])
+        return torch.from_numpy(planes)
+    planes = np.ascontiguousarray(array.transpose(2, 0, 1), dtype=np.float32)
+    mean = np.asarray(IMAGENET_MEAN, np.float32)[:, None, None]
+    std = np.asarray(IMAGENET_STD, np.float32)[:, None, None]
+    return torch.from_numpy((planes - mean) / std)
 
 
 def denormalize(tensor: torch.Tensor) -> np.ndarray:
@@ -148,7 +156,7 @@ def shift_scale_rotate(
     _check_same_size(sample)
     w, h = sample.size
     matrix, offset = _inverse_affine(w, h, angle, scale, shift)
-    ys, xs = np.mgrid[0:h, 0:w].astype(np.float64)
+    xs, ys = np.arange(w, dtype=np.float64)[None, :], np.arange(h, dtype=np.float64)[:, None]
     src_x = matrix[0, 0] * xs + matrix[0, 1] * ys + offset[0]
     src_y = matrix[1, 0] * xs + matrix[1, 1] * ys + offset[1]
     pil_data = _pil_affine_data(matrix, offset)
@@ -241,7 +249,18 @@ def _resize_coords(coords: np.ndarray, size: tuple[int, int]) -> np.ndarray:
     (w, h), (in_h, in_w) = size, coords.shape[1:]
     src_x = (np.arange(w) + 0.5) * (in_w / w) - 0.5
     src_y = (np.arange(h) + 0.5) * (in_h / h) - 0.5
-    return _bilinear_extrapolating(coords, src_x[None, :], src_y[:, None])
+    return _linear_along(_linear_along(coords, src_x, axis=2), src_y, axis=1)
+
+
+def _linear_along(maps: np.ndarray, positions: np.ndarray, axis: int) -> np.ndarray:
+    """Linear interpolation of ``maps`` at ``positions`` along one axis, extrapolating past the ends."""
+    left, offset = _cell(positions, maps.shape[axis])
+    right = np.minimum(left + 1, maps.shape[axis] - 1)
+    shape = [1] * maps.ndim
+    shape[axis] = positions.size
+    offset = offset.reshape(shape).astype(np.float32)
+    low = np.take(maps, left, axis=axis)
+    return (low + (np.take(maps, right, axis=axis) - low) * offset).astype(np.float32)
 
 
 def _resize_nearest(mask: np.ndarray, size: tuple[int, int]) -> np.ndarray:
@@ -252,15 +271,20 @@ def _resize_nearest(mask: np.ndarray, size: tuple[int, int]) -> np.ndarray:
 
 
 def _bilinear_extrapolating(maps: np.ndarray, src_x: np.ndarray, src_y: np.ndarray) -> np.ndarray:
-    """Sample (C, H, W) ``maps`` at pixel positions (broadcastable ``src_x``, ``src_y``), bilinear inside and
+    """Sample (C, H, W) ``maps`` at pixel positions ``src_x``, ``src_y`` (both (h, w)), bilinear inside and
     linear extrapolation outside: exact for ramps, which the coordinate maps are."""
-    x0, tx = _cell(src_x, maps.shape[2])
-    y0, ty = _cell(src_y, maps.shape[1])
-    x1 = np.minimum(x0 + 1, maps.shape[2] - 1)
-    y1 = np.minimum(y0 + 1, maps.shape[1] - 1)
-    top = maps[:, y0, x0] * (1 - tx) + maps[:, y0, x1] * tx
-    bottom = maps[:, y1, x0] * (1 - tx) + maps[:, y1, x1] * tx
-    return (top * (1 - ty) + bottom * ty).astype(np.float32)
+    channels, height, width = maps.shape
+    x0, tx = _cell(src_x, width)
+    y0, ty = _cell(src_y, height)
+    x1 = np.minimum(x0 + 1, width - 1)
+    y1 = np.minimum(y0 + 1, height - 1)
+    flat = maps.reshape(channels, -1)
+    tx, ty = tx.astype(np.float32), ty.astype(np.float32)
+    top_left, top_right = np.take(flat, y0 * width + x0, axis=1), np.take(flat, y0 * width + x1, axis=1)
+    bottom_left, bottom_right = np.take(flat, y1 * width + x0, axis=1), np.take(flat, y1 * width + x1, axis=1)
+    top = top_left + (top_right - top_left) * tx
+    bottom = bottom_left + (bottom_right - bottom_left) * tx
+    return (top + (bottom - top) * ty).astype(np.float32)
 
 
 def _cell(position: np.ndarray, length: int) -> tuple[np.ndarray, np.ndarray]:
