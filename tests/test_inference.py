@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import copy
 import sys
 import types
 
@@ -36,7 +37,7 @@ def _tiny_model(name: str = "maskingnet") -> torch.nn.Module:
     return model.eval()
 
 
-def _images(batch: int = 2, height: int = 48, width: int = 80) -> torch.Tensor:
+def _images(batch: int = 2, height: int = 32, width: int = 64) -> torch.Tensor:
     return torch.randn(batch, 3, height, width, generator=torch.Generator().manual_seed(1))
 
 
@@ -83,7 +84,7 @@ def test_fold_batchnorm_leaves_the_original_model_alone():
 
 def test_backend_returns_float32_probabilities_on_cpu():
     probs = TorchBackend(_tiny_model(), device="cpu", precision="fp32")(_images())
-    assert probs.shape == (2, 48, 80) and probs.dtype == torch.float32 and probs.device.type == "cpu"
+    assert probs.shape == (2, 32, 64) and probs.dtype == torch.float32 and probs.device.type == "cpu"
     assert float(probs.min()) >= 0.0 and float(probs.max()) <= 1.0
 
 
@@ -127,14 +128,14 @@ class _PositionAwareBackend:
 
 def test_tta_flips_image_and_coords_together():
     backend, images = _PositionAwareBackend(), _images()
-    coords = inference.whole_photo_coords(2, 48, 80)
+    coords = inference.whole_photo_coords(2, 32, 64)
     plain = predict_probs(backend, images, coords, tta=False)
     torch.testing.assert_close(predict_probs(backend, images, coords, tta=True), plain)
 
 
 def test_tta_builds_whole_photo_coords_when_none_given():
     backend, images = _PositionAwareBackend(), _images()
-    coords = inference.whole_photo_coords(2, 48, 80)
+    coords = inference.whole_photo_coords(2, 32, 64)
     torch.testing.assert_close(predict_probs(backend, images, None, tta=True), backend(images, coords))
 
 
@@ -161,9 +162,9 @@ def test_load_backend_rebuilds_a_saved_checkpoint(tmp_path):
 
     model = _tiny_model()
     path = tmp_path / "model.safetensors"
-    save_model(model, path, meta={"input_size": [80, 48]})
+    save_model(model, path, meta={"input_size": [64, 32]})
     backend = load_backend(path, device="cpu", precision="fp32")
-    assert backend.input_size == (80, 48) and backend.config == model.config
+    assert backend.input_size == (64, 32) and backend.config == model.config
     naive = TorchBackend(model, device="cpu", precision="fp32", fast=False)(_images())
     torch.testing.assert_close(backend(_images()), naive, rtol=1e-4, atol=1e-5)
 
@@ -174,3 +175,40 @@ def test_load_backend_hands_onnx_files_to_the_export_module(tmp_path, monkeypatc
     monkeypatch.setitem(sys.modules, "maskingnet.export", fake)
     path = tmp_path / "model.onnx"
     assert load_backend(path) == ("onnx", path)
+
+
+def test_fused_conv_matches_conv_then_relu_for_two_input_shapes():
+    conv = torch.nn.Conv2d(8, 16, 3, padding=2, dilation=2).eval()
+    fused = inference.FusedConv2d(conv, relu=True)
+    for shape in [(1, 8, 20, 24), (2, 8, 9, 13)]:
+        x = torch.randn(shape)
+        with torch.inference_mode():
+            torch.testing.assert_close(fused(x), torch.relu(conv(x)), rtol=1e-4, atol=1e-5)
+
+
+def test_prepare_model_fuses_every_conv_where_onednn_allows():
+    prepared = inference.prepare_model(_tiny_model(), torch.device("cpu"), "fp32")
+    fused = [m for m in prepared.modules() if isinstance(m, inference.FusedConv2d)]
+    plain = [m for m in prepared.modules() if type(m) is torch.nn.Conv2d]
+    if inference.onednn_fusion_available():
+        assert fused and not plain and all(m.attr == "relu" for m in fused[:-1]) and fused[-1].attr == "none"
+    else:
+        assert plain and not fused
+
+
+def test_without_onednn_fusion_the_fast_path_still_matches(monkeypatch):
+    monkeypatch.setattr(inference, "onednn_fusion_available", lambda: False)
+    model, images = _tiny_model(), _images()
+    backend = TorchBackend(model, device="cpu", precision="fp32")
+    assert not any(isinstance(m, inference.FusedConv2d) for m in backend.model.modules())
+    naive = TorchBackend(model, device="cpu", precision="fp32", fast=False)(images)
+    torch.testing.assert_close(backend(images), naive, rtol=1e-4, atol=1e-5)
+
+
+def test_fast_backend_model_survives_deepcopy():
+    backend = TorchBackend(_tiny_model(), device="cpu", precision="fp32")
+    images = _images()
+    expected = backend(images)
+    clone = copy.deepcopy(backend.model)
+    with torch.inference_mode():
+        torch.testing.assert_close(inference.logits_to_probs(clone(images, None)), expected)
