@@ -81,7 +81,8 @@ def test_top_level_names_are_the_data_module():
         ("99 5", "past the last pixel"),
         ("5 3 6 1", "overlaps"),
         ("5 3 1 1", "comes before"),
-        ("1 123456789012345678901234567890", "larger than"),
+        ("1 123456789012345678901234567890", "too large"),
+        ("1\u00a02", "is not"),
     ],
 )
 def test_bad_rle_raises_a_clear_value_error(rle, message):

@@ -11,8 +11,8 @@ import re
 
 import numpy as np
 
-_ONLY_DIGITS_AND_SPACE = re.compile(r"[0-9\s]*")
-_NOT_A_TOKEN = re.compile(r"\S*[^0-9\s]\S*")
+_ONLY_DIGITS_AND_SPACE = re.compile(r"[0-9 \t\r\n]*")
+_NOT_A_TOKEN = re.compile(r"[^ \t\r\n]*[^0-9 \t\r\n][^ \t\r\n]*")
 
 
 def rle_encode(mask: np.ndarray) -> str:
@@ -46,13 +46,13 @@ def rle_runs(rle: str, shape: tuple[int, int]) -> tuple[np.ndarray, np.ndarray]:
     if not _ONLY_DIGITS_AND_SPACE.fullmatch(rle):
         bad = _NOT_A_TOKEN.search(rle)
         raise ValueError(f"RLE token {bad.group(0)!r} is not a non-negative integer")
-    tokens = rle.split()
-    if len(tokens) % 2:
-        raise ValueError(f"RLE has an odd number of tokens ({len(tokens)}); it needs start length pairs")
-    numbers = list(map(int, tokens))
-    if numbers and max(numbers) > 2 * total + 1:
-        raise ValueError(f"RLE number {max(numbers)} is larger than any run in a {shape[0]}x{shape[1]} mask")
-    values = np.array(numbers, dtype=np.int64)
+    if not rle.strip():
+        return np.zeros(0, np.int64), np.zeros(0, np.int64)
+    values = np.fromstring(rle, dtype=np.int64, sep=" ")  # text mode: C-speed parsing, not deprecated
+    if values.size % 2:
+        raise ValueError(f"RLE has an odd number of tokens ({values.size}); it needs start length pairs")
+    if values.max() > 2 * total + 1:
+        raise ValueError(f"RLE holds a number ({values.max()}) too large for a {shape[0]}x{shape[1]} mask")
     starts, lengths = values[0::2] - 1, values[1::2]
     _check_runs(starts, lengths, total, shape)
     return starts, lengths
