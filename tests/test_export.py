@@ -49,8 +49,11 @@ def exported(request, tmp_path_factory):
     name = request.param
     folder = tmp_path_factory.mktemp(f"export-{name}")
     torch.manual_seed(0)
-    checkpoint = save_model(create_model(name, width=0.125), folder / f"{name}.safetensors",
-                            meta={"input_size": TRAINED_SIZE, "epoch": 3})
+    checkpoint = save_model(
+        create_model(name, width=0.125),
+        folder / f"{name}.safetensors",
+        meta={"input_size": TRAINED_SIZE, "epoch": 3},
+    )
     result = export_onnx(checkpoint, folder / f"{name}.onnx")
     return name, checkpoint, folder / f"{name}.onnx", result
 

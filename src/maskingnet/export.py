@@ -145,7 +145,7 @@ def _quiet_exporter():
             warnings.simplefilter("ignore")
             yield
     finally:
-        for logger, level in zip(loggers, levels):
+        for logger, level in zip(loggers, levels, strict=True):
             logger.setLevel(level)
 
 
@@ -214,7 +214,9 @@ def export_onnx(
         except Exception as error:  # noqa: BLE001 - any exporter failure means "try a fixed size"
             fallback = meta.get("input_size")
             if not fallback:
-                raise ExportError(f"dynamic export failed and the checkpoint has no input_size: {error}") from error
+                raise ExportError(
+                    f"dynamic export failed and the checkpoint has no input_size: {error}"
+                ) from error
             fixed = (int(fallback[0]), int(fallback[1]))
             notes.append(f"dynamic height/width not exportable ({type(error).__name__}); fixed at {fixed}")
     if fixed is not None:
@@ -251,7 +253,8 @@ def _decode_metadata(raw: dict[str, str]) -> dict[str, Any]:
     for key, value in raw.items():
         name = key.removeprefix("maskingnet.")
         try:
-            decoded[name] = json.loads(value) if key.startswith("maskingnet.") or key == "class_names" else value
+            is_json = key.startswith("maskingnet.") or key == "class_names"
+            decoded[name] = json.loads(value) if is_json else value
         except json.JSONDecodeError:
             decoded[name] = value
     return decoded
@@ -336,19 +339,18 @@ class OnnxBackend:
         images_np = _as_float32_array(images)
         batch, _, height, width = images_np.shape
         if self._fixed_hw is not None and self._fixed_hw != (width, height):
-            raise ValueError(
-                f"{self.path}: exported for {self._fixed_hw[0]}x{self._fixed_hw[1]} inputs, got {width}x{height}"
-            )
+            fixed_w, fixed_h = self._fixed_hw
+            raise ValueError(f"{self.path}: exported for {fixed_w}x{fixed_h} inputs, got {width}x{height}")
         if coords is None:
             from maskingnet.inference import whole_photo_coords
 
             coords = whole_photo_coords(batch, height, width)
         coords_np = _as_float32_array(coords)
         chunk = self._fixed_batch or batch
+        image_name, coords_name = self._input_names
         outputs = [
             self.session.run(
-                [OUTPUT_NAME],
-                dict(zip(self._input_names, (images_np[i : i + chunk], coords_np[i : i + chunk]))),
+                [OUTPUT_NAME], {image_name: images_np[i : i + chunk], coords_name: coords_np[i : i + chunk]}
             )[0]
             for i in range(0, batch, chunk)
         ]
