@@ -264,11 +264,11 @@ class BodyShape:
             z = np.maximum(z, np.where(dx < 1, car.wheel_radius + arch * np.sqrt(1 - dx**2), 0))
         return np.minimum(z, self.top(x) - 0.06)
 
-    def stations(self, count: int) -> np.ndarray:
+    def stations(self, count: int, arch_count: int = 11) -> np.ndarray:
         s = np.linspace(-1, 1, count)
         x = 0.998 * self.half * (0.55 * np.sin(s * np.pi / 2) + 0.45 * s)
         arch = self.car.wheel_radius * 1.13
-        extra = [wx + arch * np.linspace(-1, 1, 11) for wx in self.wheels_x]
+        extra = [wx + arch * np.linspace(-1, 1, arch_count) for wx in self.wheels_x]
         x = np.unique(np.round(np.concatenate([x, *extra]), 5))
         return x[np.abs(x) <= 0.998 * self.half]
 
@@ -335,9 +335,9 @@ class BodyShape:
         return np.abs(y / w) ** power + np.abs(rel) ** power
 
 
-def body_surfaces(car: Car, shape: BodyShape) -> list[Surface]:
-    x = shape.stations(60)
-    t = _even_samples(shape.top_power, shape.bottom_power, 44)
+def body_surfaces(car: Car, shape: BodyShape, detail: float = 1.0) -> list[Surface]:
+    x = shape.stations(_count(60, detail), _count(11, detail))
+    t = _even_samples(shape.top_power, shape.bottom_power, 2 * _count(22, detail))
     grid = shape.section(x, t)
     quads = _grid_quads(grid, closed=True)
     centre = np.array([0.0, 0.0, (car.belt + car.clearance) / 2])
@@ -388,13 +388,13 @@ def _cabin_profile(taper: float) -> tuple[np.ndarray, np.ndarray, list[str]]:
     return np.array(lateral), np.array(height), parts[:-1]
 
 
-def greenhouse_surfaces(car: Car, shape: BodyShape) -> list[Surface]:
+def greenhouse_surfaces(car: Car, shape: BodyShape, detail: float = 1.0) -> list[Surface]:
     """Greenhouse: side glass, windshield and rear window; painted sills, rails, pillars and roof."""
     x = np.concatenate(
         [
-            np.linspace(car.cabin_rear, car.roof_rear, 14, endpoint=False),
-            np.linspace(car.roof_rear, car.roof_front, 16, endpoint=False),
-            np.linspace(car.roof_front, car.cabin_front, 16),
+            np.linspace(car.cabin_rear, car.roof_rear, _count(14, detail), endpoint=False),
+            np.linspace(car.roof_rear, car.roof_front, _count(16, detail), endpoint=False),
+            np.linspace(car.roof_front, car.cabin_front, _count(16, detail)),
         ]
     )
     base_z = shape.top(x) - 0.03
@@ -440,10 +440,10 @@ def _cabin_height(car: Car, x: np.ndarray, base_z: np.ndarray) -> np.ndarray:
     return np.maximum((car.roof + bulge - base_z) * profile, 0.005)
 
 
-def wheel_surfaces(car: Car, shape: BodyShape) -> list[Surface]:
+def wheel_surfaces(car: Car, shape: BodyShape, detail: float = 1.0) -> list[Surface]:
     surfaces: list[Surface] = []
     r = car.wheel_radius
-    ring = np.linspace(0, 2 * np.pi, 28, endpoint=False)
+    ring = np.linspace(0, 2 * np.pi, _count(28, detail), endpoint=False)
     for wx, steer in zip(shape.wheels_x, (car.steer, 0.0), strict=True):
         for side in (1.0, -1.0):
             y_out = side * (car.width / 2 - 0.05)
@@ -467,12 +467,12 @@ def wheel_surfaces(car: Car, shape: BodyShape) -> list[Surface]:
                 normal = rot @ np.array([0.0, sign, 0.0])
                 surfaces.append(Surface(place(disc)[None], normal[None], "tyre", (0.05, 0.05, 0.055)))
             surfaces.extend(_rim(car, wx, y_out + side * 0.004, side, place, rot))
-            surfaces.append(_wheel_well(car, wx, side))
+            surfaces.extend(_wheel_well(car, wx, side))
     return surfaces
 
 
-def _wheel_well(car: Car, wx: float, side: float) -> Surface:
-    """The dark drum above a wheel, so the arch never shows the floor through the car."""
+def _wheel_well(car: Car, wx: float, side: float) -> list[Surface]:
+    """The dark drum and back wall above a wheel, so the arch never shows the floor through the car."""
     r = car.wheel_radius * 1.13
     a = np.linspace(-0.35, np.pi + 0.35, 16)
     y_out, y_in = side * (car.width / 2 - 0.02), side * (car.width / 2 - 0.55)
@@ -480,7 +480,21 @@ def _wheel_well(car: Car, wx: float, side: float) -> Surface:
     outer, inner = arc + [0.0, y_out, 0.0], arc + [0.0, y_in, 0.0]
     band = np.stack([outer[:-1], outer[1:], inner[1:], inner[:-1]], 1)
     normals = _normals(band, np.broadcast_to([wx, y_out, 5.0], (len(band), 3)))
-    return Surface(band, normals, "matte", (0.02, 0.02, 0.022), bias=-0.3, two_sided=True)
+    # The back wall is wider than the arch: seen in perspective it slides towards the middle of the car.
+    around = np.linspace(0, 2 * np.pi, 24, endpoint=False)
+    wall = np.stack(
+        [
+            wx + 1.3 * r * np.cos(around),
+            np.full_like(around, y_in),
+            np.maximum(car.wheel_radius + 1.3 * r * np.sin(around), car.clearance + 0.03),
+        ],
+        -1,
+    )
+    dark = (0.02, 0.02, 0.022)
+    return [
+        Surface(band, normals, "matte", dark, bias=-0.3, two_sided=True),
+        Surface(wall[None], np.array([[0.0, side, 0.0]]), "matte", dark, bias=-0.3, two_sided=True),
+    ]
 
 
 def _yaw(angle: float) -> np.ndarray:
@@ -795,16 +809,25 @@ class Scene:
     studio: Studio
 
 
-def build_scene(car_seed: int) -> Scene:
+def detail_for(size: tuple[int, int]) -> float:
+    """How finely to cut the surfaces: small pictures need few polygons, full-size ones many."""
+    return float(np.clip(size[0] / 1200, 0.3, 1.4))
+
+
+def _count(base: int, detail: float) -> int:
+    return max(4, int(round(base * detail)))
+
+
+def build_scene(car_seed: int, detail: float = 1.0) -> Scene:
     """The car and the photo session of ``car_seed``; the same for its 16 views."""
     rng = np.random.default_rng([car_seed, 1])
     car = sample_car(rng)
     studio = sample_studio(rng)
     shape = BodyShape(car)
     surfaces = (
-        body_surfaces(car, shape)
-        + greenhouse_surfaces(car, shape)
-        + wheel_surfaces(car, shape)
+        body_surfaces(car, shape, detail)
+        + greenhouse_surfaces(car, shape, detail)
+        + wheel_surfaces(car, shape, detail)
         + mirror_surfaces(car, shape)
         + detail_surfaces(car, shape, rng)
     )
@@ -886,7 +909,7 @@ def render_angle(
 
 def render_car(car_seed: int, size: tuple[int, int]) -> Iterator[tuple[int, Image.Image, np.ndarray]]:
     """The 16 views ``(angle, photo, mask)`` of car ``car_seed`` at ``size`` = (W, H)."""
-    scene = build_scene(car_seed)
+    scene = build_scene(car_seed, detail_for(size))
     studio_image = backdrop(car_seed, scene, size)
     for angle in range(1, ANGLES + 1):
         yield (angle, *render_angle(car_seed, scene, studio_image, angle))
@@ -894,5 +917,5 @@ def render_car(car_seed: int, size: tuple[int, int]) -> Iterator[tuple[int, Imag
 
 def render_view(car_seed: int, angle: int, size: tuple[int, int]) -> tuple[Image.Image, np.ndarray]:
     """One studio photo (RGB, ``size`` = (W, H)) of car ``car_seed`` from ``angle`` (1..16), and its mask."""
-    scene = build_scene(car_seed)
+    scene = build_scene(car_seed, detail_for(size))
     return render_angle(car_seed, scene, backdrop(car_seed, scene, size), angle)
