@@ -285,5 +285,17 @@ def evaluate(
         raise typer.Exit(1)
 
 
+@app.command()
+def demo(
+    out: Annotated[Path, typer.Option(help="Folder for everything the demo writes.")] = Path("runs/demo"),
+    quick: Annotated[bool, typer.Option(help="Tiny version: seconds instead of minutes.")] = False,
+    seed: Annotated[int, typer.Option(help="Seed of the synthetic data.")] = 0,
+) -> None:
+    """Run the project end to end on built-in synthetic data (what `make demo` runs)."""
+    from maskingnet.demo import DemoConfig, run_demo
+
+    run_demo(DemoConfig(out=out, quick=quick, seed=seed), log=typer.echo)
+
+
 def main() -> None:
     app()
