@@ -283,3 +283,10 @@ def test_real_sample_scans_clean_and_loads_drafted(real_sample):
         item["coords"].numpy(), resized_coord_maps((240, 160), (1918, 1280)), atol=1e-6
     )
     assert 0.05 < item["mask"].float().mean() < 0.5
+
+
+def test_every_public_data_name_resolves():
+    import maskingnet.data
+
+    assert all(getattr(maskingnet.data, name) is not None for name in maskingnet.data.__all__)
+    assert maskingnet.data.scan is scan
