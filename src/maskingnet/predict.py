@@ -53,11 +53,14 @@ def parse_size(text: str | int | Sequence[int] | None) -> tuple[int, int] | None
 
 
 def distributed_rank() -> tuple[int, int, int]:
-    """(rank, world_size, local_rank) from the torchrun environment; (0, 1, 0) otherwise."""
-    from maskingnet.distributed import context_from_env
+    """(rank, world_size, local_rank) from the torchrun environment; (0, 1, 0) otherwise.
 
-    ctx = context_from_env()
-    return ctx.rank, ctx.world_size, ctx.local_rank
+    No process group is needed: ranks share nothing but the file system (see ``maskingnet.submit``).
+    """
+    world = int(os.environ.get("WORLD_SIZE", "1"))
+    if world <= 1:
+        return 0, 1, 0
+    return int(os.environ["RANK"]), world, int(os.environ.get("LOCAL_RANK", "0"))
 
 
 def rank_device(device: str) -> str:
@@ -77,33 +80,33 @@ def share_cpu_threads() -> None:
         torch.set_num_threads(max(1, (os.cpu_count() or 1) // world))
 
 
-def oriented_size(path: str | os.PathLike) -> tuple[int, int]:
-    """(W, H) of an image file after EXIF orientation, read from its header only."""
-    with Image.open(path) as image:
-        width, height = image.size
-        orientation = image.getexif().get(0x0112, 1)
-    return (height, width) if orientation in (5, 6, 7, 8) else (width, height)
-
-
 @dataclass
 class Prepared:
     """One image ready for the model: its resized tensor, its own size and, when needed, the full photo."""
 
     index: int
     tensor: torch.Tensor | None = None
+    coords: torch.Tensor | None = None
     size: tuple[int, int] = (0, 0)
     photo: torch.Tensor | None = None
     error: str | None = None
 
 
 def model_input(image: Image.Image, size: tuple[int, int]) -> torch.Tensor:
-    """The whole photo resized to the model's input size, normalised, (3, H, W)."""
+    """The whole photo resized to the model's input size, normalised, (3, H, W) (as training resizes)."""
     from maskingnet.data.transforms import to_tensor
 
     image = image.convert("RGB")
     if image.size != tuple(size):
         image = image.resize(tuple(size), Image.Resampling.BILINEAR)
     return to_tensor(image)
+
+
+def model_coords(size: tuple[int, int], own_size: tuple[int, int]) -> torch.Tensor:
+    """The whole photo's coordinate maps as the model sees them at ``size``, (2, H, W) (as in training)."""
+    from maskingnet.data.transforms import resized_coord_maps
+
+    return torch.from_numpy(resized_coord_maps(tuple(size), tuple(own_size)))
 
 
 def prepare_path(
@@ -113,14 +116,15 @@ def prepare_path(
 
     Raises ``BadInputError`` for files that cannot be used.
     """
-    from maskingnet.data.io import read_image
+    from maskingnet.data.io import image_size, read_image
 
     small = read_image(path, target_size=size)
     photo = read_image(path) if need_photo else None
-    own_size = photo.size if photo is not None else oriented_size(path)
+    own_size = photo.size if photo is not None else image_size(path)
     return Prepared(
         index=index,
         tensor=model_input(small, size),
+        coords=model_coords(size, own_size),
         size=own_size,
         photo=torch.from_numpy(np.array(photo.convert("RGB"))) if photo is not None else None,
     )
@@ -140,7 +144,11 @@ def prepare_image(image: Image.Image | np.ndarray, size: tuple[int, int], index:
         image = Image.fromarray(np.ascontiguousarray(array))
     rgb = image.convert("RGB")
     return Prepared(
-        index=index, tensor=model_input(rgb, size), size=rgb.size, photo=torch.from_numpy(np.array(rgb))
+        index=index,
+        tensor=model_input(rgb, size),
+        coords=model_coords(size, rgb.size),
+        size=rgb.size,
+        photo=torch.from_numpy(np.array(rgb)),
     )
 
 
@@ -180,14 +188,24 @@ class Predictor:
             return prepare_image(image, self.size, index)
         return prepare_path(image, self.size, need_photo, index)
 
-    def infer(self, batch: torch.Tensor) -> torch.Tensor:
-        """Car probabilities (B, h, w) at the model's input size for a (B, 3, h, w) batch."""
+    def infer(self, batch: torch.Tensor, coords: torch.Tensor | None = None) -> torch.Tensor:
+        """Car probabilities (B, h, w) at the model's input size for a (B, 3, h, w) batch.
+
+        ``coords`` (B, 2, h, w): the photos' coordinate maps; None lets the model build whole-input maps.
+        """
         from maskingnet.inference import predict_probs
 
         if self.device.type == "cuda":
             batch = batch.pin_memory()
+            coords = coords.pin_memory() if coords is not None else None
         with torch.inference_mode():
-            return predict_probs(self.backend, batch, None, tta=self.tta)
+            return predict_probs(self.backend, batch, coords, tta=self.tta)
+
+    def infer_prepared(self, items: Sequence[Prepared]) -> torch.Tensor:
+        """``infer`` on a batch of prepared images."""
+        return self.infer(
+            torch.stack([item.tensor for item in items]), torch.stack([item.coords for item in items])
+        )
 
     def upsample(self, probs: torch.Tensor, size: tuple[int, int]) -> np.ndarray:
         """One (h, w) probability map up-sampled to (W, H) = ``size``, as float32 numpy."""
@@ -198,7 +216,7 @@ class Predictor:
 
     def predict_prepared(self, items: Sequence[Prepared]) -> list[np.ndarray]:
         """Probability maps at each image's own size for already prepared images (one model batch)."""
-        probs = self.infer(torch.stack([item.tensor for item in items]))
+        probs = self.infer_prepared(items)
         return [self.upsample(probs[i], item.size) for i, item in enumerate(items)]
 
     def predict(self, image: ImageLike) -> np.ndarray:
@@ -492,9 +510,9 @@ def predict_files(config: PredictConfig, report: Callable[[str], None] = _say) -
     writers = max(1, min(4, os.cpu_count() or 1))
     with ThreadPoolExecutor(max_workers=writers, thread_name_prefix="maskingnet-write") as pool:
         for batch in batched_good(items, max(1, config.batch_size), fail):
-            probs = predictor.infer(torch.stack([item.tensor for item in batch]))
+            probs = predictor.infer_prepared(batch)
             for i, item in enumerate(batch):
-                item.tensor = None
+                item.tensor = item.coords = None
                 pending.append((item, pool.submit(finish, item, probs[i].clone())))
             settle(2 * writers + config.batch_size)
         settle(0)

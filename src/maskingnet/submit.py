@@ -298,7 +298,7 @@ def write_part(
     writers = max(1, min(4, os.cpu_count() or 1))
     with ThreadPoolExecutor(max_workers=writers, thread_name_prefix="maskingnet-rle") as pool:
         for batch in batched_good(items, max(1, config.batch_size), fail):
-            probs = predictor.infer(torch.stack([item.tensor for item in batch]))
+            probs = predictor.infer_prepared(batch)
             for i, item in enumerate(batch):
                 name = todo[item.index][0]
                 ordered.add(
