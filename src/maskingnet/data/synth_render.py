@@ -23,7 +23,7 @@ from PIL import Image, ImageChops, ImageDraw, ImageFilter, ImageFont
 
 ANGLES = 16
 SUPERSAMPLE = 2
-LETTERING = "MASKINGNET"
+LETTERING = "MASKNET"
 
 # Car colours and how often used cars come in them (white and silver on a white backdrop are the hard cases).
 PAINTS = [
@@ -129,14 +129,14 @@ def sample_car(rng: np.random.Generator) -> Car:
         wheel_radius=wheel_radius,
         wheel_base=length * rng.uniform(0.57, 0.62),
         wheel_width=rng.uniform(0.21, 0.26),
-        rim_fraction=rng.uniform(0.58, 0.72),
+        rim_fraction=rng.uniform(0.64, 0.78),
         spokes=int(rng.choice([5, 5, 6, 7, 10])),
         paint=paint,
         reflectivity=_paint_reflectivity(paint),
         roof_paint=black if rng.random() < 0.08 else paint,
         pillar_paint=black if rng.random() < 0.6 else paint,
         mirror_paint=black if rng.random() < 0.25 else paint,
-        rim_colour=(0.12, 0.12, 0.13) if rng.random() < 0.15 else tuple(rng.uniform(0.62, 0.8, size=1)) * 3,
+        rim_colour=(0.12, 0.12, 0.13) if rng.random() < 0.15 else tuple(rng.uniform(0.7, 0.88, size=1)) * 3,
         antenna=bool(rng.random() < 0.5),
         steer=float(rng.uniform(-0.25, 0.25) if rng.random() < 0.3 else 0.0),
     )
@@ -145,7 +145,7 @@ def sample_car(rng: np.random.Generator) -> Car:
 def _pick_paint(rng: np.random.Generator) -> tuple[float, float, float]:
     weights = np.array([p[1] for p in PAINTS])
     colour, _, _ = PAINTS[int(rng.choice(len(PAINTS), p=weights / weights.sum()))]
-    jitter = rng.normal(0, 0.025, size=3)
+    jitter = rng.normal(0, 0.01, size=3)
     return tuple(float(c) for c in np.clip(np.array(colour) * rng.uniform(0.9, 1.08) + jitter, 0.01, 0.97))
 
 
@@ -156,17 +156,17 @@ def _paint_reflectivity(paint: tuple[float, float, float]) -> float:
 def sample_studio(rng: np.random.Generator) -> Studio:
     """Backdrop and camera of one photo session; Carvana's vary a little from car to car."""
     return Studio(
-        wall=rng.uniform(0.88, 0.97),
+        wall=rng.uniform(0.94, 1.0),
         floor=rng.uniform(0.62, 0.74),
         turntable=rng.uniform(0.56, 0.68),
         letters=rng.uniform(0.36, 0.48),
         seam=rng.uniform(0.36, 0.43),
         exposure=rng.uniform(0.94, 1.04),
         tint=tuple(float(t) for t in 1 + rng.normal(0, 0.005, size=3)),
-        distance=rng.uniform(10.0, 11.0),
-        camera_height=rng.uniform(1.55, 1.85),
-        focal=rng.uniform(1.5, 1.62),
-        centre_y=rng.uniform(0.55, 0.6),
+        distance=rng.uniform(6.3, 7.0),
+        camera_height=rng.uniform(1.45, 1.7),
+        focal=rng.uniform(0.98, 1.06),
+        centre_y=rng.uniform(0.6, 0.64),
     )
 
 
@@ -574,8 +574,8 @@ def detail_surfaces(car: Car, shape: BodyShape, rng: np.random.Generator) -> lis
         tail_z = car.tail_top - 0.12
         tail = _outline_rect(side * w * 0.5, side * w * 0.86, tail_z - 0.09, tail_z + 0.05)
         surfaces.append(_end_detail(shape, tail, False, "lamp", (0.5, 0.02, 0.03)))
-    grille = _outline_rect(-w * 0.34, w * 0.34, lamp_z - 0.13, lamp_z + 0.01)
-    surfaces.append(_end_detail(shape, grille, True, "matte", (0.04, 0.04, 0.045)))
+    grille = _outline_rect(-w * 0.27, w * 0.27, lamp_z - 0.1, lamp_z + 0.01)
+    surfaces.append(_end_detail(shape, grille, True, "matte", (0.09, 0.09, 0.1)))
     intake = _outline_rect(-w * 0.52, w * 0.52, front_bottom + 0.05, front_bottom + 0.14)
     surfaces.append(_end_detail(shape, intake, True, "matte", (0.05, 0.05, 0.055)))
     for front in (True, False):
@@ -723,6 +723,10 @@ def shade(
 # ---------------------------------------------------------------------------------------------- studio
 
 
+FLOOR_TINT = np.array([-0.04, -0.01, 0.035], dtype=np.float32)  # Carvana's floor is a cool grey
+DIRT = np.array([0.92, 0.86, 0.78], dtype=np.float32)  # tyre dust on the turntable, brownish
+
+
 def studio_background(size: tuple[int, int], studio: Studio, rng: np.random.Generator) -> np.ndarray:
     """The backdrop (H, W, 3) in 0..1: white wall with lettering, cove, grey floor and turntable."""
     width, height = size
@@ -743,10 +747,11 @@ def studio_background(size: tuple[int, int], studio: Studio, rng: np.random.Gene
     edge = np.exp(-(((np.sqrt(inside) - 1) * 90) ** 2)) * (v > seam + 0.01)
     image = image + 0.05 * edge
     smudge = _low_frequency_noise(rng, (height, width), 7) * 0.012 * cove
-    image = (image + smudge)[..., None] * np.ones(3, dtype=np.float32)
+    image = (image + smudge)[..., None] * (1 + cove[..., None] * FLOOR_TINT)
+    dirt = np.clip(_low_frequency_noise(rng, (height, width), 6) - 0.7, 0, 1) * turntable * 0.35
+    image = image * (1 - dirt[..., None]) + DIRT * dirt[..., None] * image
     letters = _lettering(size, studio) * (1 - cove)
-    image = image * (1 - letters[..., None]) + studio.letters * letters[..., None]
-    return image
+    return image * (1 - letters[..., None]) + studio.letters * letters[..., None]
 
 
 def _low_frequency_noise(rng: np.random.Generator, shape: tuple[int, int], cells: int) -> np.ndarray:
@@ -760,14 +765,14 @@ def _lettering(size: tuple[int, int], studio: Studio) -> np.ndarray:
     font_size = max(6, int(height * 0.2))
     font = ImageFont.load_default(size=font_size)
     text_width = font.getlength(LETTERING)
-    font_size = max(6, int(font_size * 0.86 * width / max(text_width, 1)))
+    font_size = max(6, int(font_size * 0.8 * width / max(text_width, 1)))
     font = ImageFont.load_default(size=font_size)
     layer = Image.new("L", size, 0)
     draw = ImageDraw.Draw(layer)
-    left, top, right, bottom = draw.textbbox((0, 0), LETTERING, font=font, stroke_width=font_size // 40)
+    left, top, right, bottom = draw.textbbox((0, 0), LETTERING, font=font, stroke_width=0)
     x = (width - (right - left)) / 2 - left
-    y = studio.seam * height - 0.05 * height - bottom
-    draw.text((x, y), LETTERING, fill=255, font=font, stroke_width=font_size // 40, stroke_fill=255)
+    y = studio.seam * height - 0.01 * height - bottom
+    draw.text((x, y), LETTERING, fill=255, font=font)
     return np.asarray(layer, dtype=np.float32) / 255
 
 
