@@ -204,6 +204,7 @@ def train(
     folds: Annotated[int | None, typer.Option(help="Number of folds for --fold [5].")] = None,
     seed: Annotated[int | None, typer.Option(help="Seed: split, init, data order, augmentation [0].")] = None,
     workers: Annotated[int | None, typer.Option(help="DataLoader processes per training process.")] = None,
+    threads: Annotated[int | None, typer.Option(help="torch CPU threads per process [torch's].")] = None,
     device: Annotated[str | None, typer.Option(help="auto, cpu, cuda, mps [auto].")] = None,
     precision: Annotated[str | None, typer.Option(help="auto, fp32, bf16, fp16 [auto].")] = None,
     channels_last: Annotated[bool | None, typer.Option("--channels-last", help="channels_last.")] = None,
@@ -222,6 +223,7 @@ def train(
         "lr": lr, "lr_step": lr_step, "lr_gamma": lr_gamma, "width": width, "loss": loss,
         "augment": augment, "vgg_weights": str(vgg_weights) if vgg_weights else None, "split": split,
         "val_fraction": val_fraction, "fold": fold, "folds": folds, "seed": seed, "workers": workers,
+        "threads": threads,
         "device": device, "precision": precision, "channels_last": channels_last, "compile": compile,
         "accumulate": accumulate, "max_steps": max_steps,
     }
@@ -296,6 +298,39 @@ def demo(
 
     run_demo(DemoConfig(out=out, quick=quick, seed=seed), log=typer.echo)
 
+
+@app.command()
+def bench(
+    out: Annotated[Path, typer.Option(help="Folder for bench.json and bench.md.")] = Path("runs/bench"),
+    quick: Annotated[bool, typer.Option(help="Small sizes, single runs: minutes on 2 CPU cores.")] = False,
+    device: Annotated[str, typer.Option(help="auto, cpu, cuda, cuda:N.")] = "auto",
+    size: Annotated[int | None, typer.Option(help="Six-model timing side [GPU 512, CPU 256].")] = None,
+    batch: Annotated[int | None, typer.Option(help="Batch of the six-model timings [GPU 4, CPU 2].")] = None,
+    repeats: Annotated[int | None, typer.Option(help="Timed runs per figure (best is kept).")] = None,
+    data: Annotated[Path | None, typer.Option(help="Real photos [../shared/data/carvana-sample].")] = None,
+    checkpoint: Annotated[
+        Path | None,
+        typer.Option(help="Trained model for the mask agreement [the ablation's maskingnet best]."),
+    ] = None,
+    models: Annotated[str, typer.Option(help="Comma-separated networks for the timing table.")] = (
+        "unet,segnet,arc1,arc2,arc3,maskingnet"
+    ),
+) -> None:
+    """Benchmarks: the six networks' cost, the CPU fast path, conv peak, end-to-end predict, RLE."""
+    from maskingnet.bench import DEFAULT_SAMPLE, BenchConfig, run_bench
+
+    names = tuple(name.strip() for name in models.split(",") if name.strip())
+    command = "maskingnet bench" + (" --quick" if quick else "") + f" --out {out}"
+    config = BenchConfig(
+        out=out, quick=quick, device=device, models=names, size=size, batch=batch, repeats=repeats,
+        data=data or DEFAULT_SAMPLE, checkpoint=checkpoint, extra={"command": command},
+    )
+    try:
+        result = run_bench(config)
+    except (ValueError, FileNotFoundError) as error:
+        typer.echo(f"bench: {error}", err=True)
+        raise typer.Exit(1) from None
+    typer.echo(f"wrote {out / 'bench.json'} and {out / 'bench.md'} in {result['seconds']} s")
 
 def main() -> None:
     app()

@@ -1,0 +1,721 @@
+"""``maskingnet bench``: the benchmarks of SPEC section 9, measured side by side in one run.
+
+Writes ``OUT/bench.json`` and ``OUT/bench.md`` with these sections:
+
+- ``machine``: CPU model, cores, threads, torch version, device, precision support, load average.
+- ``models``: the six networks' parameters, GFLOPs at 512x512, train and test ms/image (the thesis's two
+  timing columns), each as a ratio to U-Net beside the thesis's 1080Ti ratio.
+- ``peak``: this machine's own conv throughput (GFLOP/s), fp32 and bf16, channels-last.
+- ``fast_path``: MaskingNet at 512x512, the naive fp32 eager NCHW model vs the fast path ``predict`` uses;
+  the masks of both on real photos are compared (Dice).
+- ``utilization``: achieved GFLOP/s of each path over the same-precision peak.
+- ``pipeline``: end-to-end ``predict`` on real 1918x1280 JPEGs vs the model alone.
+- ``rle``: Kaggle RLE encode/decode of a 1918x1280 mask (``benchmarks/bench_rle.py``).
+
+Timings are the best of a few runs (the least disturbed by other work on the machine); on a shared
+machine they are contended, which is why every comparison is a ratio measured in the same run.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import dataclasses
+import importlib.util
+import json
+import os
+import platform
+import statistics
+import tempfile
+import time
+from collections.abc import Callable, Sequence
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import torch
+import torch.nn.functional as F
+from torch import nn
+
+REPO = Path(__file__).resolve().parents[2]
+DEFAULT_SAMPLE = REPO.parent / "shared" / "data" / "carvana-sample"
+DEFAULT_CHECKPOINT = Path("runs/ablation/maskingnet/checkpoints/best.safetensors")
+MODEL_NAMES = ("unet", "segnet", "arc1", "arc2", "arc3", "maskingnet")
+
+# The thesis's table (NVIDIA 1080Ti, cuDNN v7, batch 4 at 512x512): training and test ms/image.
+THESIS_MS = {
+    "unet": (137.6, 34.42),
+    "segnet": (165.13, 30.50),
+    "arc1": (171.75, 42.793),
+    "arc2": (172.59, 42.901),
+    "arc3": (170.50, 42.839),
+    "maskingnet": (180.46, 46.609),
+}
+
+
+@dataclass
+class BenchConfig:
+    """Options of ``maskingnet bench``. ``None`` sizes and counts take the defaults of the mode and device:
+    the thesis's 512x512 batch 4 on a GPU; on a CPU a smaller size for the six-model table (stated in the
+    report), 512x512 for the fast path and the pipeline always."""
+
+    out: Path = Path("runs/bench")
+    quick: bool = False
+    device: str = "auto"
+    models: tuple[str, ...] = MODEL_NAMES
+    size: int | None = None
+    batch: int | None = None
+    fast_size: int = 512
+    repeats: int | None = None
+    data: Path = DEFAULT_SAMPLE
+    checkpoint: Path | None = None
+    auto_checkpoint: bool = True
+    photos: int | None = None
+    pipeline_images: int | None = None
+    width: float = 1.0
+    sections: tuple[str, ...] = ("models", "peak", "fast_path", "pipeline", "rle")
+    progress: bool = True
+    extra: dict[str, Any] = field(default_factory=dict)
+
+
+@dataclass
+class Plan:
+    """The concrete sizes and counts one run uses (resolved from :class:`BenchConfig`)."""
+
+    device: torch.device
+    size: int
+    batch: int
+    repeats: int
+    fast_repeats: int
+    photos: int
+    pipeline_images: int
+    pipeline_batch: int
+
+
+def make_plan(config: BenchConfig) -> Plan:
+    from maskingnet.inference import resolve_device
+
+    device = resolve_device(config.device)
+    gpu = device.type == "cuda"
+    if gpu:
+        size, batch, repeats = 512, 4, 10
+    elif config.quick:
+        size, batch, repeats = 128, 2, 1
+    else:
+        size, batch, repeats = 256, 2, 2
+    return Plan(
+        device=device,
+        size=config.size or size,
+        batch=config.batch or batch,
+        repeats=config.repeats or repeats,
+        fast_repeats=config.repeats or (10 if gpu else 2 if config.quick else 3),
+        photos=config.photos or (2 if config.quick else 8),
+        pipeline_images=config.pipeline_images or (4 if config.quick else 12),
+        pipeline_batch=4 if gpu else 1,
+    )
+
+
+def _say(config: BenchConfig, line: str) -> None:
+    if config.progress:
+        print(f"[bench] {line}", flush=True)
+
+
+def synchronize(device: torch.device) -> None:
+    if device.type == "cuda":
+        torch.cuda.synchronize(device)
+
+
+def best_seconds(fn: Callable[[], Any], device: torch.device, repeats: int, warmup: int = 1) -> float:
+    """Best wall time of ``repeats`` calls after ``warmup`` calls (GPU work synchronised)."""
+    for _ in range(warmup):
+        fn()
+    synchronize(device)
+    best = float("inf")
+    for _ in range(max(1, repeats)):
+        start = time.perf_counter()
+        fn()
+        synchronize(device)
+        best = min(best, time.perf_counter() - start)
+    return best
+
+
+# ----------------------------------------------------------------------------------------------- machine
+
+
+def cpu_model() -> str:
+    with contextlib.suppress(OSError):
+        for line in Path("/proc/cpuinfo").read_text().splitlines():
+            if line.startswith("model name"):
+                return line.split(":", 1)[1].strip()
+    return platform.processor() or platform.machine()
+
+
+def machine_info(device: torch.device) -> dict[str, Any]:
+    from maskingnet.inference import precision_support
+
+    info: dict[str, Any] = {
+        "cpu": cpu_model(),
+        "cores": os.cpu_count(),
+        "torch_threads": torch.get_num_threads(),
+        "torch": torch.__version__,
+        "python": platform.python_version(),
+        "device": str(device),
+        "precision": precision_support(device),
+        "load_average": [round(v, 2) for v in os.getloadavg()] if hasattr(os, "getloadavg") else None,
+    }
+    if device.type == "cuda":
+        info["gpu"] = torch.cuda.get_device_name(device)
+        info["cuda"] = torch.version.cuda
+    return info
+
+
+# ------------------------------------------------------------------------------------------------ models
+
+
+def _batch(batch: int, size: int, device: torch.device) -> tuple[torch.Tensor, torch.Tensor]:
+    generator = torch.Generator().manual_seed(0)
+    images = torch.randn(batch, 3, size, size, generator=generator).to(device)
+    targets = torch.randint(0, 2, (batch, size, size), generator=generator).to(device)
+    return images, targets
+
+
+def time_training(model: nn.Module, plan: Plan) -> float:
+    """ms per image of one training step: forward, pixel-wise softmax cross-entropy, backward, Adam (fp32)."""
+    model.train()
+    optimizer = torch.optim.Adam(model.parameters(), lr=1e-3, betas=(0.9, 0.999))
+    images, targets = _batch(plan.batch, plan.size, plan.device)
+
+    def step() -> None:
+        optimizer.zero_grad(set_to_none=True)
+        F.cross_entropy(model(images), targets).backward()
+        optimizer.step()
+
+    return best_seconds(step, plan.device, plan.repeats) * 1000 / plan.batch
+
+
+def time_testing(model: nn.Module, plan: Plan) -> float:
+    """ms per image of the plain eval-mode fp32 forward pass (the thesis's test column)."""
+    model.eval()
+    images, _ = _batch(plan.batch, plan.size, plan.device)
+    with torch.inference_mode():
+        return best_seconds(lambda: model(images), plan.device, plan.repeats) * 1000 / plan.batch
+
+
+def bench_models(config: BenchConfig, plan: Plan) -> list[dict[str, Any]]:
+    from maskingnet.models import create_model, model_report
+
+    rows = []
+    for name in config.models:
+        _say(config, f"models: {name} at {plan.size}x{plan.size}, batch {plan.batch}")
+        torch.manual_seed(0)
+        model = create_model(name, width=config.width).to(plan.device)
+        report = model_report(model, size=(512, 512))
+        rows.append(
+            {
+                "name": name,
+                "params": int(report["params"]),
+                "gflops": round(float(report["gflops"]), 2),
+                "train_ms_per_image": round(time_training(model, plan), 2),
+                "test_ms_per_image": round(time_testing(model, plan), 2),
+            }
+        )
+        del model
+    add_thesis_ratios(rows)
+    return rows
+
+
+def add_thesis_ratios(rows: list[dict[str, Any]]) -> None:
+    """Each timing as a ratio to U-Net's, beside the thesis's 1080Ti figures and their ratio to U-Net."""
+    unet = next((row for row in rows if row["name"] == "unet"), None)
+    thesis_unet = THESIS_MS["unet"]
+    for row in rows:
+        thesis = THESIS_MS.get(row["name"])
+        for column, index in (("train", 0), ("test", 1)):
+            ours = row[f"{column}_ms_per_image"]
+            row[f"{column}_ratio_to_unet"] = round(ours / unet[f"{column}_ms_per_image"], 3) if unet else None
+            row[f"thesis_{column}_ms"] = thesis[index] if thesis else None
+            row[f"thesis_{column}_ratio_to_unet"] = (
+                round(thesis[index] / thesis_unet[index], 3) if thesis else None
+            )
+
+
+# -------------------------------------------------------------------------------------------------- peak
+
+PEAK_SHAPES = ((64, 256, 256), (32, 512, 512), (128, 128, 128))  # (side, in, out) of a 3x3 conv, batch 1
+
+
+def conv_gflops(side: int, cin: int, cout: int, batch: int = 1) -> float:
+    return 2 * batch * side * side * cin * cout * 9 / 1e9
+
+
+def measure_peak(plan: Plan, repeats: int) -> dict[str, Any]:
+    """Best GFLOP/s of a 3x3 conv (channels-last; on CPU also oneDNN's pre-packed kernel) per precision."""
+    precisions = ["fp32", "bf16"] + (["fp16"] if plan.device.type == "cuda" else [])
+    return {precision: _peak_for(precision, plan.device, repeats) for precision in precisions}
+
+
+def _peak_for(precision: str, device: torch.device, repeats: int) -> dict[str, Any]:
+    from maskingnet.inference import _DTYPES, FusedConv2d, onednn_fusion_available
+
+    dtype = _DTYPES[precision]
+    best: dict[str, Any] = {"gflops_per_s": 0.0}
+    for side, cin, cout in PEAK_SHAPES:
+        conv = nn.Conv2d(cin, cout, 3, padding=1).eval().to(device=device, dtype=dtype)
+        conv = conv.to(memory_format=torch.channels_last)
+        x = torch.randn(1, cin, side, side, device=device, dtype=dtype).contiguous(
+            memory_format=torch.channels_last
+        )
+        kernels = {"conv2d": conv}
+        if device.type == "cpu" and onednn_fusion_available():
+            kernels["onednn_packed"] = FusedConv2d(conv, relu=False)
+        for kernel_name, kernel in kernels.items():
+            with torch.inference_mode():
+                seconds = best_seconds(lambda k=kernel, x=x: k(x), device, repeats)
+            rate = conv_gflops(side, cin, cout) / seconds
+            if rate > best["gflops_per_s"]:
+                best = {"gflops_per_s": round(rate, 1), "shape": f"{cin}->{cout} 3x3 at {side}x{side}"}
+                best["kernel"] = kernel_name
+    return best
+
+
+# --------------------------------------------------------------------------------------------- fast path
+
+
+def sample_photos(data: Path, count: int) -> list[Path]:
+    """``count`` real photos spread over different cars (first angle of each car, then the next ...)."""
+    folder = data / "train" if (data / "train").is_dir() else data
+    photos = sorted(p for p in folder.glob("*.jpg"))
+    by_angle = sorted(photos, key=lambda p: (p.stem.rsplit("_", 1)[-1], p.stem))
+    return by_angle[:count]
+
+
+def agreement_model(config: BenchConfig) -> tuple[nn.Module, str]:
+    """The model whose masks the two paths are compared on: a trained checkpoint when one is given or the
+    ablation's MaskingNet exists, else the untrained full-width network (say so: then the figure says
+    little)."""
+    from maskingnet.models import create_model, load_model
+
+    path = config.checkpoint
+    if path is None and config.auto_checkpoint and DEFAULT_CHECKPOINT.is_file():
+        path = DEFAULT_CHECKPOINT
+    if path is not None:
+        model = load_model(path)
+        return model, f"{path} ({model.config.name}, width {model.config.width}, trained)"
+    torch.manual_seed(0)
+    return create_model("maskingnet", width=config.width).eval(), "maskingnet, random init (untrained)"
+
+
+def photo_batch(paths: Sequence[Path], size: tuple[int, int]) -> tuple[torch.Tensor, torch.Tensor, list]:
+    """Decoded, resized, normalised photos ``(N, 3, H, W)``, their coordinate maps and original sizes."""
+    from maskingnet.data.io import read_image
+    from maskingnet.data.transforms import to_tensor
+    from maskingnet.inference import whole_photo_coords
+
+    tensors, sizes = [], []
+    for path in paths:
+        image = read_image(path)
+        sizes.append(image.size)
+        tensors.append(to_tensor(image.resize(size, resample=_bilinear())))
+    images = torch.stack(tensors)
+    return images, whole_photo_coords(len(paths), size[1], size[0]), sizes
+
+
+def _bilinear():
+    from PIL import Image
+
+    return Image.Resampling.BILINEAR
+
+
+def mask_dice(a: np.ndarray, b: np.ndarray) -> float:
+    from maskingnet.metrics import dice
+
+    return float(dice(a, b))
+
+
+def measure_agreement(config: BenchConfig, plan: Plan) -> dict[str, Any]:
+    """Mean Dice between the naive fp32 and the fast path's masks at the photos' full resolution."""
+    from maskingnet.inference import TorchBackend, upsample_probs
+
+    model, description = agreement_model(config)
+    size = tuple(model.meta.get("input_size") or (config.fast_size, config.fast_size))
+    paths = sample_photos(config.data, plan.photos)
+    if not paths:
+        return {"agreement_model": description, "mask_agreement_dice": None, "photos": 0}
+    naive = TorchBackend(model, device=plan.device, precision="fp32", fast=False)
+    fast = TorchBackend(model, device=plan.device, precision="auto")
+    scores, changed = [], []
+    for path in paths:
+        images, coords, sizes = photo_batch([path], size)
+        width, height = sizes[0]
+        reference = upsample_probs(naive(images, coords), (height, width))[0].numpy() > 0.5
+        candidate = upsample_probs(fast(images, coords), (height, width))[0].numpy() > 0.5
+        scores.append(mask_dice(reference, candidate))
+        changed.append(int((reference != candidate).sum()))
+    return {
+        "agreement_model": description,
+        "agreement_input_size": list(size),
+        "photos": len(paths),
+        "mask_agreement_dice": round(statistics.fmean(scores), 6),
+        "min_dice": round(min(scores), 6),
+        "pixels_changed_per_image": round(statistics.fmean(changed), 1),
+    }
+
+
+def bench_fast_path(config: BenchConfig, plan: Plan) -> dict[str, Any]:
+    """MaskingNet at ``fast_size`` batch 1: naive fp32 eager NCHW vs the fast path (what predict runs)."""
+    from maskingnet.inference import TorchBackend
+    from maskingnet.models import create_model, model_report
+
+    side = config.fast_size
+    torch.manual_seed(0)
+    model = create_model("maskingnet", width=config.width).eval()
+    gflops = float(model_report(model, size=(side, side))["gflops"])
+    images = torch.randn(1, 3, side, side, generator=torch.Generator().manual_seed(1))
+    naive = TorchBackend(model, device=plan.device, precision="fp32", fast=False)
+    fast = TorchBackend(model, device=plan.device, precision="auto")
+    variants = {"naive_fp32": naive, "fast": fast}
+    if not config.quick:
+        variants["fast_fp32"] = TorchBackend(model, device=plan.device, precision="fp32")
+        if fast.precision != "fp32":
+            variants["autocast_channels_last"] = _autocast_channels_last(model, plan.device, fast.precision)
+    timings = {name: float("inf") for name in variants}
+    for backend in variants.values():
+        backend(images, None)
+    for _ in range(plan.fast_repeats):
+        for name, backend in variants.items():
+            _say(config, f"fast path: {name}")
+            seconds = best_seconds(lambda backend=backend: backend(images, None), plan.device, 1, warmup=0)
+            timings[name] = min(timings[name], seconds)
+    naive_ms, fast_ms = timings["naive_fp32"] * 1000, timings["fast"] * 1000
+    result = {
+        "model": "maskingnet",
+        "size": [side, side],
+        "batch": 1,
+        "fast_precision": fast.precision,
+        "fast_recipe": _recipe(fast),
+        "naive_ms": round(naive_ms, 1),
+        "fast_ms": round(fast_ms, 1),
+        "speedup": round(naive_ms / fast_ms, 2),
+        "naive_gflops_per_s": round(gflops / timings["naive_fp32"], 1),
+        "fast_gflops_per_s": round(gflops / timings["fast"], 1),
+        "variants_ms": {name: round(seconds * 1000, 1) for name, seconds in timings.items()},
+    }
+    result.update(measure_agreement(config, plan))
+    return result
+
+
+class _AutocastChannelsLast:
+    """Comparison variant: eager model (BN not folded), channels-last, under bf16/fp16 autocast."""
+
+    def __init__(self, model: nn.Module, device: torch.device, precision: str) -> None:
+        from maskingnet.inference import _DTYPES
+
+        self.model = model.to(device).to(memory_format=torch.channels_last)
+        self.device, self.dtype = device, _DTYPES[precision]
+
+    def __call__(self, images: torch.Tensor, coords: torch.Tensor | None) -> torch.Tensor:
+        from maskingnet.inference import logits_to_probs
+
+        images = images.to(self.device).contiguous(memory_format=torch.channels_last)
+        with torch.inference_mode(), torch.autocast(self.device.type, dtype=self.dtype):
+            return logits_to_probs(self.model(images, coords))
+
+
+def _autocast_channels_last(model: nn.Module, device: torch.device, precision: str) -> _AutocastChannelsLast:
+    import copy
+
+    return _AutocastChannelsLast(copy.deepcopy(model).eval(), device, precision)
+
+
+def _recipe(backend) -> str:
+    from maskingnet.inference import FusedConv2d
+
+    parts = [backend.precision, "BN folded", "channels-last", "inference_mode"]
+    if any(isinstance(m, FusedConv2d) for m in backend.model.modules()):
+        parts.append("oneDNN conv+ReLU fused, weights pre-packed")
+    return " + ".join(parts)
+
+
+def utilization(fast_path: dict[str, Any], peak: dict[str, Any]) -> dict[str, Any]:
+    """Achieved GFLOP/s over the measured peak of the same precision."""
+    fp32_peak = peak.get("fp32", {}).get("gflops_per_s")
+    fast_peak = peak.get(fast_path["fast_precision"], {}).get("gflops_per_s")
+    return {
+        "fp32": round(fast_path["naive_gflops_per_s"] / fp32_peak, 3) if fp32_peak else None,
+        "fast": round(fast_path["fast_gflops_per_s"] / fast_peak, 3) if fast_peak else None,
+        "fast_precision": fast_path["fast_precision"],
+    }
+
+
+# ---------------------------------------------------------------------------------------------- pipeline
+
+
+def bench_pipeline(config: BenchConfig, plan: Plan) -> dict[str, Any]:
+    """End-to-end ``predict_files`` (decode, resize, model, up-sample, write masks) on real JPEGs vs the
+    same backend on already decoded batches. ``overhead_pct`` is the extra time over the model alone."""
+    from maskingnet.inference import TorchBackend
+    from maskingnet.models import create_model
+    from maskingnet.predict import PredictConfig, predict_files
+
+    side = config.fast_size
+    paths = sample_photos(config.data, plan.pipeline_images)
+    if not paths:
+        return {"images": 0, "note": f"no JPEGs under {config.data}"}
+    torch.manual_seed(0)
+    model = create_model("maskingnet", width=config.width).eval()
+    backend = TorchBackend(model, device=plan.device, precision="auto")
+    backend.input_size = (side, side)
+    images, coords, _sizes = photo_batch(paths[: plan.pipeline_batch], (side, side))
+    model_s = best_seconds(lambda: backend(images, coords), plan.device, 2) / len(images)
+    with tempfile.TemporaryDirectory(prefix="maskingnet-bench-") as tmp:
+        predict = PredictConfig(
+            checkpoint=backend,
+            inputs=[str(p) for p in paths],
+            out=Path(tmp) / "masks",
+            save=("mask",),
+            size=(side, side),
+            batch_size=plan.pipeline_batch,
+            device=str(plan.device),
+            progress=False,
+        )
+        predict_files(dataclasses.replace(predict, inputs=[str(paths[0])], out=Path(tmp) / "warm"), _quiet)
+        _say(config, f"pipeline: predict on {len(paths)} real photos")
+        summary = predict_files(predict, _quiet)
+    e2e_s = summary.seconds / max(summary.done, 1)
+    return {
+        "images": summary.done,
+        "failed": summary.failed,
+        "size": [side, side],
+        "batch": plan.pipeline_batch,
+        "precision": backend.precision,
+        "end_to_end_images_per_s": round(1 / e2e_s, 3),
+        "model_only_images_per_s": round(1 / model_s, 3),
+        "overhead_pct": round(100 * (e2e_s - model_s) / model_s, 1),
+    }
+
+
+def _quiet(line: str) -> None:
+    print(line, flush=True)
+
+
+# --------------------------------------------------------------------------------------------------- rle
+
+
+def load_bench_rle():
+    """``benchmarks/bench_rle.py`` (the data module's RLE benchmark) as a module, or None if not shipped."""
+    path = REPO / "benchmarks" / "bench_rle.py"
+    if not path.is_file():
+        return None
+    spec = importlib.util.spec_from_file_location("maskingnet_bench_rle", path)
+    module = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(module)
+    return module
+
+
+def bench_rle(quick: bool) -> dict[str, Any]:
+    from maskingnet.data.rle import rle_decode
+
+    module = load_bench_rle()
+    if module is None:
+        return {"note": "benchmarks/bench_rle.py not found (installed without the source tree)"}
+    masks, source = module.load_masks(3 if quick else 20)
+    shape = masks[0].shape
+    from maskingnet.data.rle import rle_encode
+
+    rles = [rle_encode(mask) for mask in masks]
+    repeat = 2 if quick else 5
+    encode = module.best_ms(rle_encode, masks, repeat)
+    decode = module.best_ms(lambda rle: rle_decode(rle, shape), rles, repeat)
+    return {
+        "source": source,
+        "shape": [shape[1], shape[0]],
+        "encode_ms": round(encode, 2),
+        "decode_ms": round(decode, 2),
+    }
+
+
+# ------------------------------------------------------------------------------------------------ report
+
+
+def run_bench(config: BenchConfig) -> dict[str, Any]:
+    """Run the benchmarks and write ``bench.json`` and ``bench.md`` into ``config.out``; return the data."""
+    plan = make_plan(config)
+    started = time.perf_counter()
+    result: dict[str, Any] = {
+        "command": config.extra.get("command", "maskingnet bench" + (" --quick" if config.quick else "")),
+        "quick": config.quick,
+        "machine": machine_info(plan.device),
+        "settings": {
+            "models_size": [plan.size, plan.size],
+            "models_batch": plan.batch,
+            "repeats": plan.repeats,
+            "fast_size": [config.fast_size, config.fast_size],
+            "width": config.width,
+            "data": str(config.data),
+            "timing": "best of repeats, wall clock",
+        },
+    }
+    if "models" in config.sections:
+        result["models"] = bench_models(config, plan)
+    if "peak" in config.sections or "fast_path" in config.sections:
+        _say(config, "peak: 3x3 convs, fp32 and bf16")
+        result["peak"] = measure_peak(plan, 2 if config.quick else 4)
+    if "fast_path" in config.sections:
+        result["fast_path"] = bench_fast_path(config, plan)
+        result["utilization"] = utilization(result["fast_path"], result["peak"])
+    if "pipeline" in config.sections:
+        result["pipeline"] = bench_pipeline(config, plan)
+    if "rle" in config.sections:
+        result["rle"] = bench_rle(config.quick)
+    result["machine"]["load_average_end"] = [round(v, 2) for v in os.getloadavg()]
+    result["seconds"] = round(time.perf_counter() - started, 1)
+    write_report(result, Path(config.out))
+    return result
+
+
+def write_report(result: dict[str, Any], out: Path) -> None:
+    from maskingnet.utils import atomic_write
+
+    with atomic_write(out / "bench.json", "w") as handle:
+        json.dump(result, handle, indent=2)
+        handle.write("\n")
+    with atomic_write(out / "bench.md", "w") as handle:
+        handle.write(format_markdown(result))
+
+
+def _fmt(value: Any, digits: int = 1) -> str:
+    if value is None:
+        return "–"
+    if isinstance(value, float):
+        return f"{value:,.{digits}f}"
+    if isinstance(value, int):
+        return f"{value:,}"
+    return str(value)
+
+
+def format_markdown(result: dict[str, Any]) -> str:
+    """``bench.md``: every section of ``bench.json`` as Markdown tables."""
+    machine = result["machine"]
+    lines = [
+        f"# maskingnet bench{' --quick' if result['quick'] else ''}",
+        "",
+        f"`{result['command']}` — {result['seconds']} s.",
+        "",
+        f"- Machine: {machine['cpu']}, {machine['cores']} cores ({machine['torch_threads']} torch threads), "
+        f"torch {machine['torch']}, device `{machine['device']}`"
+        + (f" ({machine['gpu']})" if "gpu" in machine else "")
+        + ".",
+        f"- Precision support: {json.dumps(machine['precision'])}.",
+        f"- Load average at start {machine['load_average']}, at end {machine.get('load_average_end')} "
+        "(above the core count means the timings are contended).",
+        "",
+    ]
+    for section in (_models_md, _peak_md, _fast_md, _pipeline_md, _rle_md):
+        lines += section(result)
+    return "\n".join(lines) + "\n"
+
+
+def _models_md(result: dict[str, Any]) -> list[str]:
+    rows = result.get("models")
+    if not rows:
+        return []
+    settings = result["settings"]
+    size, batch = settings["models_size"], settings["models_batch"]
+    lines = [
+        f"## The six networks (timings at {size[0]}x{size[1]}, batch {batch}, fp32; "
+        "thesis: 1080Ti, 512x512, batch 4)",
+        "",
+        "| model | params | GFLOPs @512 | train ms/img | ratio to U-Net | thesis train ms | thesis ratio "
+        "| test ms/img | ratio to U-Net | thesis test ms | thesis ratio |",
+        "|---|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|",
+    ]
+    for row in rows:
+        lines.append(
+            f"| `{row['name']}` | {_fmt(row['params'])} | {_fmt(row['gflops'])} "
+            f"| {_fmt(row['train_ms_per_image'])} | {_fmt(row['train_ratio_to_unet'], 2)} "
+            f"| {_fmt(row['thesis_train_ms'], 2)} | {_fmt(row['thesis_train_ratio_to_unet'], 2)} "
+            f"| {_fmt(row['test_ms_per_image'])} | {_fmt(row['test_ratio_to_unet'], 2)} "
+            f"| {_fmt(row['thesis_test_ms'], 2)} | {_fmt(row['thesis_test_ratio_to_unet'], 2)} |"
+        )
+    return lines + [""]
+
+
+def _peak_md(result: dict[str, Any]) -> list[str]:
+    peak = result.get("peak")
+    if not peak:
+        return []
+    lines = [
+        "## Conv peak of this machine (channels-last, batch 1)",
+        "",
+        "| precision | GFLOP/s | best shape | kernel |",
+    ]
+    lines.append("|---|---:|---|---|")
+    for precision, row in peak.items():
+        lines.append(
+            f"| {precision} | {_fmt(row['gflops_per_s'])} | {row.get('shape', '–')} "
+            f"| {row.get('kernel', '–')} |"
+        )
+    return lines + [""]
+
+
+def _fast_md(result: dict[str, Any]) -> list[str]:
+    fast = result.get("fast_path")
+    if not fast:
+        return []
+    util = result.get("utilization", {})
+    lines = [
+        f"## CPU fast path: MaskingNet {fast['size'][0]}x{fast['size'][1]}, batch 1",
+        "",
+        f"Fast path: {fast['fast_recipe']}.",
+        "",
+        "| path | ms/image | GFLOP/s | of same-precision peak |",
+        "|---|---:|---:|---:|",
+        f"| naive fp32 eager NCHW | {_fmt(fast['naive_ms'])} | {_fmt(fast['naive_gflops_per_s'])} "
+        f"| {_fmt(_pct(util.get('fp32')))}% |",
+        f"| fast ({fast['fast_precision']}) | {_fmt(fast['fast_ms'])} | {_fmt(fast['fast_gflops_per_s'])} "
+        f"| {_fmt(_pct(util.get('fast')))}% |",
+        "",
+        f"Speed-up **{_fmt(fast['speedup'], 2)}x**; mask agreement Dice "
+        f"**{_fmt(fast.get('mask_agreement_dice'), 6)}** (min {_fmt(fast.get('min_dice'), 6)}, "
+        f"{_fmt(fast.get('pixels_changed_per_image'))} pixels changed per "
+        f"1918x1280 image) on {fast.get('photos')} real photos with {fast.get('agreement_model')}.",
+        "",
+        "All variants measured (ms/image): "
+        + ", ".join(f"{name} {_fmt(ms)}" for name, ms in fast["variants_ms"].items())
+        + ".",
+        "",
+    ]
+    return lines
+
+
+def _pct(value: float | None) -> float | None:
+    return None if value is None else value * 100
+
+
+def _pipeline_md(result: dict[str, Any]) -> list[str]:
+    pipe = result.get("pipeline")
+    if not pipe or not pipe.get("images"):
+        return []
+    return [
+        f"## End-to-end predict ({pipe['images']} real 1918x1280 JPEGs, "
+        f"model at {pipe['size'][0]}x{pipe['size'][1]}, "
+        f"batch {pipe['batch']}, {pipe['precision']})",
+        "",
+        "| end-to-end images/s | model-only images/s | overhead |",
+        "|---:|---:|---:|",
+        f"| {_fmt(pipe['end_to_end_images_per_s'], 3)} | {_fmt(pipe['model_only_images_per_s'], 3)} "
+        f"| {_fmt(pipe['overhead_pct'])}% |",
+        "",
+    ]
+
+
+def _rle_md(result: dict[str, Any]) -> list[str]:
+    rle = result.get("rle")
+    if not rle or "encode_ms" not in rle:
+        return []
+    return [
+        f"## RLE ({rle['source']}, {rle['shape'][0]}x{rle['shape'][1]})",
+        "",
+        f"encode {_fmt(rle['encode_ms'], 2)} ms, decode {_fmt(rle['decode_ms'], 2)} ms per mask.",
+        "",
+    ]

@@ -1,0 +1,96 @@
+"""maskingnet.bench: one tiny run writes every field of bench.json and bench.md (no timed assertions)."""
+
+from __future__ import annotations
+
+import json
+
+import pytest
+
+from maskingnet.bench import BenchConfig, add_thesis_ratios, make_plan, run_bench
+
+
+@pytest.fixture(scope="module")
+def tiny_bench(tmp_path_factory, real_sample):
+    out = tmp_path_factory.mktemp("bench")
+    config = BenchConfig(
+        out=out,
+        quick=True,
+        device="cpu",
+        models=("unet", "maskingnet"),
+        size=32,
+        batch=1,
+        repeats=1,
+        fast_size=64,
+        width=0.125,
+        data=real_sample,
+        auto_checkpoint=False,
+        photos=1,
+        pipeline_images=1,
+        progress=False,
+    )
+    run_bench(config)
+    return out
+
+
+def _json(out) -> dict:
+    return json.loads((out / "bench.json").read_text())
+
+
+def test_bench_writes_machine_fields(tiny_bench):
+    machine = _json(tiny_bench)["machine"]
+    assert {"cpu", "cores", "torch", "device", "precision"} <= set(machine)
+    assert machine["precision"]["auto"] in ("fp32", "bf16")
+
+
+def test_bench_writes_model_rows_with_thesis_ratios(tiny_bench):
+    rows = _json(tiny_bench)["models"]
+    assert [row["name"] for row in rows] == ["unet", "maskingnet"]
+    for row in rows:
+        for key in ("params", "gflops", "train_ms_per_image", "test_ms_per_image"):
+            assert row[key] > 0
+        assert row["thesis_test_ratio_to_unet"] > 0 and row["train_ratio_to_unet"] > 0
+
+
+def test_bench_writes_peak_fast_path_and_utilization(tiny_bench):
+    result = _json(tiny_bench)
+    assert result["peak"]["fp32"]["gflops_per_s"] > 0 and result["peak"]["bf16"]["gflops_per_s"] > 0
+    fast = result["fast_path"]
+    for key in ("naive_ms", "fast_ms", "speedup"):
+        assert fast[key] > 0
+    assert 0.0 <= fast["mask_agreement_dice"] <= 1.0 and fast["photos"] == 1
+    assert result["utilization"]["fp32"] > 0 and result["utilization"]["fast"] > 0
+
+
+def test_bench_writes_pipeline_and_rle(tiny_bench):
+    result = _json(tiny_bench)
+    pipeline = result["pipeline"]
+    assert pipeline["images"] == 1 and pipeline["end_to_end_images_per_s"] > 0
+    assert "overhead_pct" in pipeline and pipeline["model_only_images_per_s"] > 0
+    assert result["rle"]["encode_ms"] > 0 and result["rle"]["decode_ms"] > 0
+
+
+def test_bench_markdown_has_every_section(tiny_bench):
+    text = (tiny_bench / "bench.md").read_text()
+    for heading in (
+        "## The six networks",
+        "## Conv peak",
+        "## CPU fast path",
+        "## End-to-end predict",
+        "## RLE",
+    ):
+        assert heading in text
+
+
+def test_thesis_ratios_are_relative_to_unet():
+    rows = [
+        {"name": "unet", "train_ms_per_image": 10.0, "test_ms_per_image": 4.0},
+        {"name": "segnet", "train_ms_per_image": 20.0, "test_ms_per_image": 2.0},
+    ]
+    add_thesis_ratios(rows)
+    assert rows[1]["train_ratio_to_unet"] == 2.0 and rows[1]["test_ratio_to_unet"] == 0.5
+    assert rows[1]["thesis_test_ratio_to_unet"] == pytest.approx(30.50 / 34.42, abs=1e-3)
+
+
+def test_quick_plan_on_cpu_is_smaller_than_the_full_one():
+    quick, full = make_plan(BenchConfig(quick=True, device="cpu")), make_plan(BenchConfig(device="cpu"))
+    assert quick.size < full.size and quick.pipeline_images < full.pipeline_images
