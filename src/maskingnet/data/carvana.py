@@ -221,7 +221,8 @@ class SegmentationDataset(torch.utils.data.Dataset):
         """Photo, coordinate maps of the original photo and mask, resized to ``size`` when it is set."""
         image = read_image(record.image_path, target_size=self.size)
         original = record.size or image_size(record.image_path)
-        sample = Sample(image, resized_coord_maps(image.size, original), load_mask(record))
+        coords = resized_coord_maps(self.size or image.size, original)  # the same as resizing them later
+        sample = Sample(image, coords, load_mask(record))
         if self.size is not None:
             return resize(sample, self.size)
         if sample.mask.shape != (image.size[1], image.size[0]):

@@ -104,7 +104,7 @@ def resize(sample: Sample, size: tuple[int, int]) -> Sample:
     """Resize image, coords and mask to ``size`` = (w, h), each covering the whole frame."""
     w, h = size
     image = sample.image if sample.image.size == size else sample.image.resize(size, Image.BILINEAR)
-    coords = _resize_coords(sample.coords, size)
+    coords = sample.coords if sample.coords.shape[1:] == (h, w) else _resize_coords(sample.coords, size)
     mask = None if sample.mask is None else _resize_nearest(sample.mask, size)
     return Sample(image, coords, mask)
 
