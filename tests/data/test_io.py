@@ -201,3 +201,20 @@ def test_list_images_reports_each_unusable_input(tmp_path):
         f"{tmp_path / 'fake.png'}: not an image (unrecognised content)",
         f"{tmp_path / 'empty.jpg'}: empty file (0 bytes)",
     ]
+
+
+def test_bytes_and_streams_read_like_files(tmp_path):
+    data = save(tmp_path / "a.png", photo()).read_bytes()
+    assert np.array_equal(np.asarray(read_image(data)), RGB)
+    with open(tmp_path / "a.png", "rb") as stream:
+        assert read_image(stream).size == (40, 30)
+
+
+def test_empty_bytes_are_bad_input():
+    with pytest.raises(BadInputError, match="<bytes>: empty file"):
+        read_image(b"")
+
+
+def test_garbage_bytes_are_bad_input():
+    with pytest.raises(BadInputError, match="<bytes>: not an image"):
+        read_image(b"GET / HTTP/1.1\r\n")

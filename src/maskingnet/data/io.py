@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import contextlib
 import glob
+import io
 import os
 import warnings
 from collections.abc import Iterable, Iterator
@@ -23,6 +24,10 @@ from PIL import Image, ImageOps, UnidentifiedImageError
 DEFAULT_MAX_PIXELS = 200_000_000
 """Largest image accepted (width x height), above which a file is treated as a decompression bomb."""
 
+ImageSource = str | os.PathLike | bytes | BinaryIO
+"""A file path, the file's bytes, or an open binary stream."""
+BYTES_NAME = "<bytes>"
+STREAM_NAME = "<stream>"
 _ORIENTATION_TAG = 0x0112
 _TRANSPOSED_ORIENTATIONS = {5, 6, 7, 8}
 _LOSSY_FORMATS = {"JPEG", "MPO"}
@@ -54,44 +59,44 @@ class BadInputError(ValueError):
 
 
 def read_image(
-    path: str | os.PathLike,
+    path: ImageSource,
     target_size: tuple[int, int] | None = None,
     *,
     max_pixels: int = DEFAULT_MAX_PIXELS,
 ) -> Image.Image:
-    """Read ``path`` as an upright 8-bit RGB image.
+    """Read ``path`` (a file, its bytes, or an open binary stream) as an upright 8-bit RGB image.
 
     With ``target_size`` = (W, H), a JPEG is decoded at the smallest 1/2, 1/4 or 1/8 scale still at least
     that large in both sides (``PIL.Image.draft``); resizing to the target is the caller's job. EXIF
     orientation is applied. Grey, palette, CMYK, RGBA/LA (alpha dropped), 16-bit and float images are
     converted (16-bit scaled by 1/257). Raises ``BadInputError`` for anything that is not a usable image.
     """
-    with _open_image(path, max_pixels) as image:
+    with _open_image(path, max_pixels) as (image, where):
         if target_size is not None:
             _draft(image, target_size)
-        _load(image, path)
+        _load(image, where)
         image = _upright(image)
-        return _to_rgb(image, path)
+        return _to_rgb(image, where)
 
 
-def read_mask(path: str | os.PathLike, *, max_pixels: int = DEFAULT_MAX_PIXELS) -> np.ndarray:
+def read_mask(path: ImageSource, *, max_pixels: int = DEFAULT_MAX_PIXELS) -> np.ndarray:
     """Read a mask as an (H, W) bool array: any non-zero pixel is car (0/1 and 0/255 both work).
 
     Palette images (Carvana's GIFs) are read by palette index; colour images count a pixel as car when any
     colour channel is non-zero (alpha is ignored); lossy JPEG masks are thresholded at 128 so that
     compression noise does not become car.
     """
-    with _open_image(path, max_pixels) as image:
-        _load(image, path)
+    with _open_image(path, max_pixels) as (image, where):
+        _load(image, where)
         lossy = image.format in _LOSSY_FORMATS
         image = _upright(image)
-        values = _mask_values(image, path)
+        values = _mask_values(image, where)
     return values >= 128 if lossy else values != 0
 
 
-def image_size(path: str | os.PathLike, *, max_pixels: int = DEFAULT_MAX_PIXELS) -> tuple[int, int]:
+def image_size(path: ImageSource, *, max_pixels: int = DEFAULT_MAX_PIXELS) -> tuple[int, int]:
     """(width, height) of the upright image, from its header only (no pixels are decoded)."""
-    with _open_image(path, max_pixels) as image:
+    with _open_image(path, max_pixels) as (image, _):
         size = image.size
         if _orientation(image) in _TRANSPOSED_ORIENTATIONS:
             size = (size[1], size[0])
@@ -145,10 +150,19 @@ def sniff_image(path: Path) -> str | None:
 
 
 @contextlib.contextmanager
-def _open_image(path: str | os.PathLike, max_pixels: int) -> Iterator[Image.Image]:
-    """The image with its header checked, read from a file we own, so the decoded image outlives it."""
-    with _open_file(path) as handle:
-        yield _identify(handle, path, max_pixels)
+def _open_image(source: ImageSource, max_pixels: int) -> Iterator[tuple[Image.Image, str | os.PathLike]]:
+    """The image with its header checked, and the name to use in messages. Files are opened by us, so the
+    decoded image outlives the handle; bytes and open binary streams work too (uploads)."""
+    if isinstance(source, (bytes, bytearray, memoryview)):
+        if len(source) == 0:
+            raise BadInputError(BYTES_NAME, "empty file (0 bytes)")
+        yield _identify(io.BytesIO(source), BYTES_NAME, max_pixels), BYTES_NAME
+    elif hasattr(source, "read"):
+        name = getattr(source, "name", STREAM_NAME)
+        yield _identify(source, name, max_pixels), name
+    else:
+        with _open_file(source) as handle:
+            yield _identify(handle, source, max_pixels), source
 
 
 def _open_file(path: str | os.PathLike) -> BinaryIO:
