@@ -32,7 +32,6 @@ from maskingnet.data.rle import rle_decode, rle_runs
 from maskingnet.data.transforms import (
     AugmentConfig,
     Sample,
-    augment,
     center_crop,
     random_crop,
     resize,
@@ -40,6 +39,7 @@ from maskingnet.data.transforms import (
     sample_rng,
     to_tensor,
 )
+from maskingnet.data.transforms import augment as augment_sample
 
 CARVANA_NAME = re.compile(r"(?P<car>[0-9a-f]{12})_(?P<angle>\d{2})")
 THESIS_TRAIN_IMAGES = 4071
@@ -206,7 +206,7 @@ class SegmentationDataset(torch.utils.data.Dataset):
         sample = self.load_sample(record)
         rng = sample_rng(self.seed, self.epoch, index)
         if self.augment:
-            sample = augment(sample, rng, self.augment_config)
+            sample = augment_sample(sample, rng, self.augment_config)
         if self.crop is not None:
             sample = random_crop(sample, self.crop, rng) if self.augment else center_crop(sample, self.crop)
         return {
