@@ -2,10 +2,14 @@
 
 from __future__ import annotations
 
+import json
+
 import pytest
 import torch
+from safetensors.torch import save_file
 
 from maskingnet.models import CheckpointError, create_model, load_model, save_model
+from maskingnet.models.checkpoint import CONFIG_KEY
 
 
 @pytest.fixture()
@@ -52,3 +56,23 @@ def test_truncated_file_is_refused(tiny_model, tmp_path):
 def test_save_leaves_no_temporary_files(tiny_model, tmp_path):
     save_model(tiny_model, tmp_path / "m.safetensors")
     assert [p.name for p in tmp_path.iterdir()] == ["m.safetensors"]
+
+
+def test_compiled_model_is_saved_with_clean_parameter_names(tiny_model, tmp_path):
+    compiled = torch.compile(tiny_model, backend="eager")
+    save_model(compiled, tmp_path / "m.safetensors", meta={"data": tmp_path})
+    loaded = load_model(tmp_path / "m.safetensors")
+    assert loaded.meta == {"data": str(tmp_path)}
+    assert loaded.state_dict().keys() == tiny_model.state_dict().keys()
+
+
+def test_weights_that_do_not_fit_the_stored_config_are_refused(tmp_path):
+    model = create_model("arc1", width=0.125)
+    state = {k: v.contiguous() for k, v in create_model("segnet", width=0.125).state_dict().items()}
+    save_file(
+        state,
+        str(tmp_path / "m.safetensors"),
+        metadata={CONFIG_KEY: json.dumps(model.config.to_dict())},
+    )
+    with pytest.raises(CheckpointError, match="do not fit"):
+        load_model(tmp_path / "m.safetensors")

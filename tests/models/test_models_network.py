@@ -6,6 +6,8 @@ from __future__ import annotations
 import pytest
 import torch
 import torch.nn.functional as F
+from hypothesis import given, settings
+from hypothesis import strategies as st
 
 from maskingnet.models import ModelConfig, create_model
 from maskingnet.models.blocks import coord_maps, pad_coord_maps
@@ -144,3 +146,23 @@ def test_config_round_trips_through_a_plain_dict():
 def test_inconsistent_config_is_refused():
     with pytest.raises(ValueError, match="dilation"):
         ModelConfig(dilation=(1, 2))
+
+
+@settings(max_examples=25, deadline=None)
+@given(height=st.integers(2, 70), width=st.integers(2, 70), top=st.integers(0, 30), left=st.integers(0, 30))
+def test_ramp_padding_of_any_crop_equals_the_photo_maps_of_the_larger_window(height, width, top, left):
+    photo = coord_maps(100, 100)
+    crop = photo[:, top : top + height, left : left + width].unsqueeze(0)
+    pad_bottom, pad_right = (-crop.shape[-2]) % 32, (-crop.shape[-1]) % 32
+    padded = pad_coord_maps(crop, pad_bottom, pad_right)[0]
+    expected = coord_maps(100, 100, 200, 200)[:, top : top + crop.shape[-2] + pad_bottom, left:][
+        ..., : padded.shape[-1]
+    ]
+    assert torch.allclose(padded, expected, atol=1e-5)
+
+
+@pytest.mark.parametrize("size", [(1, 1), (1, 33), (31, 2)])
+def test_tiny_inputs_give_logits_of_the_same_size(size):
+    with torch.no_grad():
+        logits = tiny("maskingnet")(torch.randn(1, 3, *size))
+    assert logits.shape == (1, 2, *size)

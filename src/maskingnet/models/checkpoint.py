@@ -41,6 +41,7 @@ class CheckpointError(ValueError):
 
 def save_model(model: nn.Module, path: str | os.PathLike, meta: dict[str, Any] | None = None) -> Path:
     """Write ``model``'s weights and BatchNorm statistics, its config and ``meta`` (JSON-able) atomically."""
+    model = unwrap_model(model)
     config = getattr(model, "config", None)
     if not isinstance(config, ModelConfig):
         raise TypeError("save_model needs a maskingnet model (with a ModelConfig in .config)")
@@ -50,11 +51,21 @@ def save_model(model: nn.Module, path: str | os.PathLike, meta: dict[str, Any] |
     metadata = {
         FORMAT_KEY: FORMAT_VERSION,
         CONFIG_KEY: json.dumps(config.to_dict()),
-        META_KEY: json.dumps(meta),
+        META_KEY: json.dumps(meta, default=str),
     }
     path = Path(path)
     atomic_save(path, lambda tmp: save_file(tensors, str(tmp), metadata=metadata))
     return path
+
+
+def unwrap_model(model: nn.Module) -> nn.Module:
+    """The maskingnet model inside DistributedDataParallel (``.module``) and ``torch.compile``
+    (``._orig_mod``) wrappers, so files hold clean parameter names."""
+    while True:
+        inner = model._modules.get("_orig_mod") or model._modules.get("module")
+        if inner is None:
+            return model
+        model = inner
 
 
 def read_header(path: str | os.PathLike) -> dict[str, str]:
@@ -104,9 +115,23 @@ def load_model(path: str | os.PathLike, device: str | torch.device = "cpu") -> E
                 state[key] = handle.get_tensor(key)
     except Exception as err:
         raise CheckpointError(path, f"cannot read its tensors ({err})") from err
-    try:
-        model.load_state_dict(state, strict=True)
-    except RuntimeError as err:
-        raise CheckpointError(path, f"weights do not fit its config ({err})") from err
+    expected = model.state_dict()
+    mismatch = _describe_mismatch(expected, state)
+    if mismatch:
+        raise CheckpointError(path, f"weights do not fit its config ({mismatch})")
+    model.load_state_dict(state, strict=True)
     model.meta = meta
     return model.to(device).eval()
+
+
+def _describe_mismatch(expected: dict[str, torch.Tensor], found: dict[str, torch.Tensor]) -> str:
+    """A short account of missing, unexpected and wrongly shaped tensors ("" when they fit)."""
+    missing = sorted(set(expected) - set(found))
+    unexpected = sorted(set(found) - set(expected))
+    shapes = sorted(k for k in set(expected) & set(found) if expected[k].shape != found[k].shape)
+    parts = []
+    for label, keys in (("missing", missing), ("unexpected", unexpected), ("wrong shape", shapes)):
+        if keys:
+            more = f" and {len(keys) - 3} more" if len(keys) > 3 else ""
+            parts.append(f"{label}: {', '.join(keys[:3])}{more}")
+    return "; ".join(parts)
