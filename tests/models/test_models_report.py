@@ -43,3 +43,27 @@ def test_report_leaves_the_given_model_on_its_device():
     model = create_model("unet", width=0.125)
     model_report(model, size=(32, 32))
     assert next(model.parameters()).device.type == "cpu"
+
+
+def test_stage_parameters_match_the_segnet_table_of_the_architecture_document():
+    stages = model_report("segnet", size=(32, 32))["params_by_stage"]
+    assert stages == {
+        "enc1": 38_976, "enc2": 221_952, "enc3": 1_476_864, "enc4": 5_902_848, "enc5": 7_082_496,
+        "dec5": 7_082_496, "dec4": 5_902_080, "dec3": 1_476_480, "dec2": 221_760, "dec1": 37_056,
+        "classifier": 1_154,
+    }  # fmt: skip
+
+
+def test_stage_parameters_match_the_arc1_table_of_the_architecture_document():
+    stages = model_report("arc1", size=(32, 32))["params_by_stage"]
+    decoder = [stages[f"dec{level}"] for level in (5, 4, 3, 2, 1)]
+    assert decoder == [7_082_496, 8_261_376, 2_066_304, 517_056, 148_032]
+
+
+def test_stage_parameters_match_the_unet_table_of_the_architecture_document():
+    stages = model_report("unet", size=(32, 32))["params_by_stage"]
+    encoder = [stages[f"enc{level}"] for level in (1, 2, 3, 4, 5)]
+    decoder = [stages[f"dec{level}"] for level in (4, 3, 2, 1)]
+    assert encoder == [38_976, 221_952, 886_272, 3_542_016, 14_161_920]
+    assert decoder == [9_178_624, 2_295_552, 574_336, 143_808]
+    assert stages["classifier"] == 130

@@ -39,7 +39,23 @@ def model_report(
     }
     if isinstance(model, EncoderDecoder):
         report.update(switches(model.config))
+        report["params_by_stage"] = params_by_stage(model)
     return report
+
+
+def params_by_stage(model: EncoderDecoder) -> dict[str, int]:
+    """Parameters per stage, named by level as in ARCHITECTURES.md's SegNet tables: ``enc1`` .. ``enc5``
+    (encoder stage at 1/1 .. 1/16), ``dec5`` .. ``dec1`` (decoder block ending at that scale, including a
+    transposed-conv up-sampling), ``classifier``."""
+
+    def count(module: nn.Module) -> int:
+        return sum(p.numel() for p in module.parameters())
+
+    stages = {f"enc{level + 1}": count(stage) for level, stage in enumerate(model.encoder)}
+    for block, level in zip(model.decoder, model.decoder_levels, strict=True):
+        stages[f"dec{level + 1}"] = count(block)
+    stages["classifier"] = count(model.classifier)
+    return stages
 
 
 def switches(config: ModelConfig) -> dict[str, Any]:
