@@ -245,6 +245,9 @@ def train(
             f"{summary['run']}: {summary['epochs']} epochs ({summary['stopped']}), best val Dice "
             f"{summary['best_dice']:.5f} at epoch {summary['best_epoch']} -> {summary['best_checkpoint']}"
         )
+    if summary["bad_inputs"]:
+        typer.echo(f"{summary['bad_inputs']} files were skipped as unusable", err=True)
+        raise typer.Exit(1)
 
 
 @app.command()
@@ -283,7 +286,7 @@ def evaluate(
         f"(1-Dice = {summary['one_minus_dice_pixels_per_image']:.0f} px/image) -> {summary['out']}"
     )
     if summary["bad_inputs"]:
-        typer.echo(f"{summary['bad_inputs']} images could not be read", err=True)
+        typer.echo(f"{summary['bad_inputs']} files were skipped as unusable", err=True)
         raise typer.Exit(1)
 
 

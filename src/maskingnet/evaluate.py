@@ -211,7 +211,8 @@ def evaluate(
     input_size = tuple(size) if size else backend.input_size
     if input_size is None:
         raise EvaluateError(f"{checkpoint}: no input_size in its meta; pass --size")
-    records = select_records(scan_records(data), split, checkpoint, backend.meta)
+    records, bad_inputs = scan_records(data)
+    records = select_records(records, split, checkpoint, backend.meta)
     out = Path(out) if out is not None else default_out(checkpoint, split, tta)
 
     loader = DataLoader(
@@ -223,7 +224,6 @@ def evaluate(
     )
     results: list[ImageResult] = []
     worst_cases = WorstCases(worst, panel_width)
-    bad_inputs = 0
     from tqdm import tqdm
 
     with tqdm(total=len(records), desc="evaluate", unit="img", disable=not progress, file=sys.stderr) as bar:

@@ -140,10 +140,10 @@ class TrainConfig:
         return cls(**{k: v for k, v in values.items() if k in known})
 
     @classmethod
-    def from_run(cls, out: str | os.PathLike, **overrides: Any) -> TrainConfig:
-        """The settings stored in ``out/config.json`` with ``overrides`` applied (for ``--resume``)."""
-        stored = read_run_config(out)["settings"]
-        return cls.from_dict({**stored, **overrides, "out": str(out)})
+    def from_run(cls, run: str | os.PathLike, **overrides: Any) -> TrainConfig:
+        """The settings stored in ``run/config.json`` with ``overrides`` applied (for ``--resume``)."""
+        stored = read_run_config(run)["settings"]
+        return cls.from_dict({**stored, "out": str(run), **overrides})
 
 
 def parse_size(text: str) -> tuple[int, int]:
@@ -228,17 +228,22 @@ class Split:
         }
 
 
-def scan_records(data: str | os.PathLike, show_problems: bool = True) -> list:
+def scan_records(data: str | os.PathLike, show_problems: bool = True) -> tuple[list, int]:
+    """The labelled records under ``data`` and how many files were skipped (each reported on stderr)."""
     from maskingnet.data.carvana import scan
+    from maskingnet.data.io import BadInputError
 
-    result = scan(data)
+    try:
+        result = scan(data)
+    except BadInputError as err:
+        raise TrainError(str(err)) from None
     if show_problems:
         for problem in result.problems:
             print(problem, file=sys.stderr)
-    labelled = [r for r in result.records if r.mask_path is not None or getattr(r, "rle", None)]
+    labelled = [r for r in result.records if r.mask_path is not None or r.rle is not None]
     if not labelled:
         raise TrainError(f"{data}: no images with masks found (Carvana or images/ + masks/ layout)")
-    return labelled
+    return labelled, len(result.problems)
 
 
 def make_split(records: list, config: TrainConfig) -> Split:
@@ -372,12 +377,13 @@ class Trainer:
         self.best_epoch = 0
         self.steps = 0
         self.start_epoch = 1
+        self.bad_inputs = 0
 
     # ----- set-up
 
     def setup(self) -> None:
         state = self._existing_state()
-        records = scan_records(self.config.data, show_problems=self.ctx.is_main)
+        records, self.bad_inputs = scan_records(self.config.data, show_problems=self.ctx.is_main)
         if state is not None:
             self.split = recorded_split(records, read_run_config(self.out)["split"])
         else:
@@ -507,6 +513,7 @@ class Trainer:
                 self.best_dice, self.best_epoch = result.val_dice, epoch
             if self.ctx.is_main:
                 self._save_epoch(epoch, improved)
+                self._report(row)
             distributed.barrier()
             if result.stop_after:
                 stopped = "max_steps"
@@ -566,7 +573,7 @@ class Trainer:
             if hasattr(bar, "set_postfix"):
                 bar.set_postfix(
                     loss=f"{loss_sum / seen:.4f}",
-                    best_dice=f"{max(self.best_dice, 0):.4f}",
+                    val_dice=f"{self.history[-1]['val_dice']:.4f}" if self.history else "-",
                     img_s=f"{seen * self.ctx.world_size / max(elapsed, 1e-9):.1f}",
                 )
             if closes_step and c.max_steps is not None and self.steps >= c.max_steps:
@@ -665,6 +672,16 @@ class Trainer:
             torch.save(state, handle)
         self._write_metrics()
 
+    def _report(self, row: dict[str, Any]) -> None:
+        if self.config.progress:
+            print(
+                f"epoch {row['epoch']}/{self.config.epochs}: train_loss {row['train_loss']:.4f} "
+                f"val_loss {row['val_loss']:.4f} val_dice {row['val_dice']:.5f} "
+                f"({row['images_per_s']:.1f} img/s, {row['seconds']:.0f} s)",
+                file=sys.stderr,
+                flush=True,
+            )
+
     def _write_metrics(self) -> None:
         from maskingnet.plots import plot_curves
 
@@ -701,6 +718,7 @@ class Trainer:
             "device": str(self.device),
             "precision": self.precision,
             "world_size": self.ctx.world_size,
+            "bad_inputs": self.bad_inputs,
         }
 
 

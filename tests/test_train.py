@@ -1,0 +1,268 @@
+"""Training: the run folder, exact resume after kill -9, torchrun with 2 CPU processes, NaN stop."""
+
+import json
+import os
+import signal
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+import pytest
+import torch
+from safetensors.torch import load_file
+from typer.testing import CliRunner
+
+from maskingnet import train as train_module
+from maskingnet.cli import app
+from maskingnet.models import load_model
+from maskingnet.train import (
+    NonFiniteLossError,
+    TrainConfig,
+    TrainError,
+    epoch_seed,
+    parse_size,
+    rng_state,
+    set_rng_state,
+    train,
+)
+
+TINY = ["--width", "0.125", "--size", "64", "--threads", "1", "--workers", "0", "--no-progress"]
+TINY_SETTINGS = {"width": 0.125, "size": (64, 64), "threads": 1, "workers": 0, "progress": False}
+METRIC_KEYS = {"epoch", "lr", "train_loss", "val_loss", "val_dice", "images_per_s", "seconds"}
+SAME_RUN_KEYS = ("epoch", "lr", "train_loss", "val_loss", "val_dice", "steps")
+
+
+@pytest.fixture(autouse=True)
+def restore_torch_threads():
+    threads = torch.get_num_threads()
+    yield
+    torch.set_num_threads(threads)
+
+
+def read_metrics(run: Path) -> list[dict]:
+    return [json.loads(line) for line in (run / "metrics.jsonl").read_text().splitlines()]
+
+
+def subprocess_env() -> dict:
+    return {**os.environ, "OMP_NUM_THREADS": "1", "PYTHONUNBUFFERED": "1"}
+
+
+def test_trained_run_writes_every_file_of_the_run_folder(trained_run):
+    expected = [
+        "config.json",
+        "metrics.jsonl",
+        "curves.png",
+        "checkpoints/last.safetensors",
+        "checkpoints/best.safetensors",
+        "checkpoints/last.state.pt",
+    ]
+    assert [name for name in expected if not (trained_run / name).is_file()] == []
+
+
+def test_trained_run_leaves_no_temporary_files(trained_run):
+    assert [p.name for p in trained_run.rglob("*") if p.name.startswith(".")] == []
+
+
+def test_metrics_have_one_row_per_epoch_with_every_column(trained_run):
+    rows = read_metrics(trained_run)
+    assert [row["epoch"] for row in rows] == [1, 2]
+    assert all(METRIC_KEYS <= set(row) for row in rows)
+
+
+def test_config_records_settings_a_split_by_car_and_versions(trained_run):
+    config = json.loads((trained_run / "config.json").read_text())
+    split = config["split"]
+    assert config["settings"]["size"] == [64, 64]
+    assert split["val_cars"] and not set(split["val_cars"]) & set(split["train_cars"])
+    assert "torch" in config["versions"]
+
+
+def test_best_checkpoint_loads_with_meta_for_evaluation(trained_run):
+    model = load_model(trained_run / "checkpoints" / "best.safetensors")
+    meta = model.meta
+    assert meta["input_size"] == [64, 64]
+    assert {"epoch", "val_dice", "data", "split"} <= set(meta)
+
+
+def test_training_state_loads_with_weights_only(trained_run):
+    state = torch.load(trained_run / "checkpoints" / "last.state.pt", weights_only=True)
+    assert state["epoch"] == 2
+    assert {"optimizer", "scheduler", "rng", "model"} <= set(state)
+
+
+def test_existing_run_is_not_overwritten_without_resume(trained_run, synth_dir):
+    with pytest.raises(TrainError, match="--resume"):
+        train(TrainConfig(data=str(synth_dir), out=str(trained_run), epochs=2, **TINY_SETTINGS))
+
+
+def test_resume_refuses_changed_model_settings(trained_run, synth_dir):
+    config = TrainConfig(
+        data=str(synth_dir), out=str(trained_run), epochs=3, resume=True, **{**TINY_SETTINGS, "width": 0.25}
+    )
+    with pytest.raises(TrainError, match="width"):
+        train(config)
+
+
+def test_cli_trains_then_resumes_from_the_stored_settings_to_more_epochs(synth_dir, tmp_path):
+    out = tmp_path / "cli"
+    threads = torch.get_num_threads()
+    first = CliRunner().invoke(
+        app, ["train", "--data", str(synth_dir), "--out", str(out), "--epochs", "1", *TINY]
+    )
+    more = CliRunner().invoke(app, ["train", "--out", str(out), "--resume", "--epochs", "2", "--no-progress"])
+    torch.set_num_threads(threads)
+    assert (first.exit_code, more.exit_code) == (0, 0), first.output + more.output
+    assert [row["epoch"] for row in read_metrics(out)] == [1, 2]
+
+
+def test_cli_train_without_data_says_what_is_missing(tmp_path):
+    result = CliRunner().invoke(app, ["train", "--out", str(tmp_path / "nothing")])
+    assert result.exit_code == 1
+    assert "--data is required" in result.output
+
+
+def wait_for_first_epoch(run: Path, process: subprocess.Popen, timeout: float = 240.0) -> None:
+    metrics = run / "metrics.jsonl"
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline and process.poll() is None:
+        if metrics.exists() and metrics.read_text().strip():
+            return
+        time.sleep(0.02)
+    raise AssertionError(f"no epoch finished before the kill (exit code {process.poll()})")
+
+
+def start_training(synth_dir: Path, out: Path, *options: str) -> subprocess.Popen:
+    command = [
+        sys.executable,
+        "-m",
+        "maskingnet",
+        "train",
+        "--data",
+        str(synth_dir),
+        "--out",
+        str(out),
+        *options,
+    ]
+    return subprocess.Popen(
+        command, env=subprocess_env(), stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL
+    )
+
+
+def same_run_columns(run: Path) -> list[dict]:
+    return [{key: row[key] for key in SAME_RUN_KEYS} for row in read_metrics(run)]
+
+
+@pytest.fixture(scope="module")
+def straight_and_resumed_runs(synth_dir, tmp_path_factory) -> tuple[Path, Path]:
+    """The same 2-epoch run twice: uninterrupted, and killed with SIGKILL after epoch 1 then resumed."""
+    root = tmp_path_factory.mktemp("resume")
+    settings = {**TINY_SETTINGS, "data": str(synth_dir), "epochs": 2, "augment": True, "lr_step": 1}
+    threads = torch.get_num_threads()
+    try:
+        train(TrainConfig(out=str(root / "straight"), **settings))
+        process = start_training(
+            synth_dir, root / "killed", "--epochs", "2", "--augment", "--lr-step", "1", *TINY
+        )
+        wait_for_first_epoch(root / "killed", process)
+        os.kill(process.pid, signal.SIGKILL)
+        process.wait()
+        assert len(read_metrics(root / "killed")) == 1, "the run finished before it could be killed"
+        train(TrainConfig(out=str(root / "killed"), resume=True, **settings))
+    finally:
+        torch.set_num_threads(threads)
+    return root / "straight", root / "killed"
+
+
+def test_kill9_then_resume_ends_with_the_same_metrics_as_an_uninterrupted_run(straight_and_resumed_runs):
+    straight, resumed = straight_and_resumed_runs
+    assert same_run_columns(resumed) == same_run_columns(straight)
+
+
+def test_kill9_then_resume_ends_with_the_same_weights_as_an_uninterrupted_run(straight_and_resumed_runs):
+    straight, resumed = (
+        load_file(run / "checkpoints" / "last.safetensors") for run in straight_and_resumed_runs
+    )
+    assert [name for name in straight if not torch.equal(straight[name], resumed[name])] == []
+
+
+def test_torchrun_trains_with_two_cpu_processes(synth_dir, tmp_path):
+    out = tmp_path / "ddp"
+    torchrun = [sys.executable, "-m", "torch.distributed.run", "--standalone", "--nproc-per-node", "2"]
+    command = [
+        *torchrun,
+        "-m",
+        "maskingnet",
+        "train",
+        "--data",
+        str(synth_dir),
+        "--out",
+        str(out),
+        "--epochs",
+        "1",
+        *TINY,
+    ]
+    result = subprocess.run(command, env=subprocess_env(), capture_output=True, text=True, timeout=300)
+    assert result.returncode == 0, result.stderr[-3000:]
+    config = json.loads((out / "config.json").read_text())
+    assert config["world_size"] == 2
+    assert [row["epoch"] for row in read_metrics(out)] == [1]
+    assert load_model(out / "checkpoints" / "best.safetensors").meta["epoch"] == 1
+
+
+def test_non_finite_loss_stops_the_run_and_keeps_the_last_good_checkpoint(synth_dir, tmp_path, monkeypatch):
+    real_loss = train_module.make_loss("ce")
+    train_steps = []
+
+    def loss_that_explodes_in_epoch_two(name):
+        def loss(logits, target):
+            value = real_loss(logits, target)
+            if torch.is_grad_enabled():
+                train_steps.append(1)
+                if len(train_steps) > 8:  # 32 train images, batch 4: epoch 2 starts at call 9
+                    return value * float("nan")
+            return value
+
+        return loss
+
+    monkeypatch.setattr(train_module, "make_loss", loss_that_explodes_in_epoch_two)
+    out = tmp_path / "nan"
+    with pytest.raises(NonFiniteLossError, match="epoch 2"):
+        train(TrainConfig(data=str(synth_dir), out=str(out), epochs=3, **TINY_SETTINGS))
+    assert load_model(out / "checkpoints" / "last.safetensors").meta["epoch"] == 1
+
+
+def test_max_steps_ends_the_run_early(synth_dir, tmp_path):
+    summary = train(
+        TrainConfig(data=str(synth_dir), out=str(tmp_path / "short"), epochs=3, max_steps=2, **TINY_SETTINGS)
+    )
+    assert summary["stopped"] == "max_steps"
+    assert [(row["epoch"], row["steps"]) for row in read_metrics(tmp_path / "short")] == [(1, 2)]
+
+
+def test_parse_size_reads_square_and_width_by_height():
+    assert parse_size("512") == (512, 512)
+    assert parse_size("384x256") == (384, 256)
+
+
+def test_parse_size_rejects_garbage():
+    with pytest.raises(ValueError, match="WxH"):
+        parse_size("big")
+
+
+def test_config_rejects_unknown_loss():
+    with pytest.raises(ValueError, match="loss"):
+        TrainConfig(loss="focal")
+
+
+def test_epoch_seed_depends_on_seed_epoch_and_rank():
+    seeds = {epoch_seed(s, e, r) for s in (0, 1) for e in (1, 2) for r in (0, 1)}
+    assert len(seeds) == 8
+
+
+def test_rng_state_round_trips_through_a_weights_only_file(tmp_path):
+    state = rng_state()
+    expected = torch.rand(3)
+    torch.save(state, tmp_path / "rng.pt")
+    set_rng_state(torch.load(tmp_path / "rng.pt", weights_only=True))
+    assert torch.equal(torch.rand(3), expected)
