@@ -9,7 +9,7 @@ from pathlib import Path
 import numpy as np
 import pytest
 import torch
-from PIL import Image
+from PIL import Image, ImageFile
 
 from maskingnet.data.carvana import (
     Record,
@@ -290,3 +290,18 @@ def test_every_public_data_name_resolves():
 
     assert all(getattr(maskingnet.data, name) is not None for name in maskingnet.data.__all__)
     assert maskingnet.data.scan is scan
+
+
+def test_scan_reads_headers_not_pixels(synth_dir, monkeypatch):
+    def refuse(*args, **kwargs):
+        raise AssertionError("scan decoded pixels")
+
+    monkeypatch.setattr(Image.Image, "load", refuse)
+    monkeypatch.setattr(ImageFile.ImageFile, "load", refuse)
+    assert len(scan(synth_dir).records) == SYNTH_IMAGES
+
+
+def test_plain_scan_reads_headers_not_pixels(tmp_path, monkeypatch):
+    write_plain(tmp_path)
+    monkeypatch.setattr(ImageFile.ImageFile, "load", lambda *args: pytest.fail("scan decoded pixels"))
+    assert len(scan(tmp_path).records) == 3

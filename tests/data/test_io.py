@@ -218,3 +218,11 @@ def test_empty_bytes_are_bad_input():
 def test_garbage_bytes_are_bad_input():
     with pytest.raises(BadInputError, match="<bytes>: not an image"):
         read_image(b"GET / HTTP/1.1\r\n")
+
+
+def test_draft_respects_exif_orientation(tmp_path):
+    exif = Image.new("RGB", (1, 1)).getexif()
+    exif[0x0112] = 6
+    path = save(tmp_path / "side.jpg", Image.new("RGB", (400, 320), (50, 60, 70)), exif=exif)
+    assert read_image(path).size == (320, 400)
+    assert read_image(path, target_size=(80, 100)).size == (80, 100)

@@ -98,7 +98,7 @@ def image_size(path: ImageSource, *, max_pixels: int = DEFAULT_MAX_PIXELS) -> tu
     """(width, height) of the upright image, from its header only (no pixels are decoded)."""
     with _open_image(path, max_pixels) as (image, _):
         size = image.size
-        if _orientation(image) in _TRANSPOSED_ORIENTATIONS:
+        if _header_orientation(image) in _TRANSPOSED_ORIENTATIONS:
             size = (size[1], size[0])
         return size
 
@@ -214,7 +214,7 @@ def _draft(image: Image.Image, target_size: tuple[int, int]) -> None:
     if image.format not in _LOSSY_FORMATS:
         return
     width, height = target_size
-    if _orientation(image) in _TRANSPOSED_ORIENTATIONS:
+    if _header_orientation(image) in _TRANSPOSED_ORIENTATIONS:
         width, height = height, width
     try:
         image.draft(image.mode, (max(1, int(width)), max(1, int(height))))
@@ -232,6 +232,14 @@ def _load(image: Image.Image, path: str | os.PathLike) -> None:
         if "truncated" in reason or isinstance(error, EOFError):
             raise BadInputError(path, f"truncated image ({reason})") from None
         raise BadInputError(path, f"corrupt image data ({reason})") from None
+
+
+def _header_orientation(image: Image.Image) -> int:
+    """EXIF orientation without decoding pixels: PIL's PNG reader loads the whole image to look for EXIF
+    stored after the pixel data, so only EXIF already found in the header (or TIFF tags) is used here."""
+    if "exif" not in image.info and not hasattr(image, "tag_v2"):
+        return 1
+    return _orientation(image)
 
 
 def _orientation(image: Image.Image) -> int:
