@@ -77,6 +77,28 @@ def synth(
 
 
 @app.command()
+def scan(
+    data: Annotated[Path, typer.Argument(help="Carvana folder (train/, ...) or plain (images/ + masks/).")],
+    verify: Annotated[bool, typer.Option(help="Also decode every file (slow; finds truncation).")] = False,
+) -> None:
+    """Check a data folder: one line per unusable file or row on stderr, a summary, non-zero exit if any."""
+    from maskingnet.data.carvana import scan as scan_folder
+    from maskingnet.data.io import BadInputError
+
+    try:
+        result = scan_folder(data, verify=verify)
+    except BadInputError as error:
+        typer.echo(str(error), err=True)
+        raise typer.Exit(2) from None
+    for problem in result.problems:
+        typer.echo(problem, err=True)
+    typer.echo(result.summary())
+    if result.problems:
+        typer.echo(f"{len(result.problems)} files or rows were skipped as unusable", err=True)
+        raise typer.Exit(1)
+
+
+@app.command()
 def predict(
     checkpoint: Annotated[Path, typer.Argument(help="Checkpoint (.safetensors) or exported .onnx model.")],
     inputs: Annotated[list[str], typer.Argument(help="Image files, folders, globs (found by content).")],

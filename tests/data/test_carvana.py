@@ -305,3 +305,24 @@ def test_plain_scan_reads_headers_not_pixels(tmp_path, monkeypatch):
     write_plain(tmp_path)
     monkeypatch.setattr(ImageFile.ImageFile, "load", lambda *args: pytest.fail("scan decoded pixels"))
     assert len(scan(tmp_path).records) == 3
+
+
+def test_scan_verb_summarises_a_clean_folder(synth_dir):
+    from typer.testing import CliRunner
+
+    from maskingnet.cli import app
+
+    result = CliRunner().invoke(app, ["scan", str(synth_dir)])
+    assert result.exit_code == 0 and "carvana layout, 48 images of 3 cars" in result.stdout
+
+
+def test_scan_verb_names_each_bad_file_and_exits_non_zero(carvana):
+    from typer.testing import CliRunner
+
+    from maskingnet.cli import app
+
+    image = first_image(carvana)
+    image.write_bytes(b"")
+    result = CliRunner().invoke(app, ["scan", str(carvana)])
+    assert result.exit_code == 1 and f"{image}: empty file (0 bytes)" in result.stderr
+    assert "47 images" in result.stdout and "1 files or rows were skipped" in result.stderr

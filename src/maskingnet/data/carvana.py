@@ -81,6 +81,14 @@ class ScanResult:
     def cars(self) -> list[str]:
         return sorted({record.car_id for record in self.records})
 
+    def summary(self) -> str:
+        """One line: layout, images, cars, where masks come from, and how many files were skipped."""
+        sources = sorted({"GIF/PNG masks" if r.mask_path else "RLE rows" for r in self.records})
+        return (
+            f"{self.root}: {self.layout} layout, {len(self.records)} images of {len(self.cars)} cars"
+            f" ({', '.join(sources) or 'no masks'}), {len(self.problems)} skipped"
+        )
+
 
 def parse_name(stem: str) -> tuple[str, int | None]:
     """(car id, angle) from ``<12hex>_<nn>``; any other name is its own car with no angle."""
