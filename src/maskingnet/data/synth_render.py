@@ -294,11 +294,20 @@ class BodyShape:
         """The surface point at lateral y and height z on the nose (front) or the tail.
 
         Walks in from the end of the car to the first station whose cross-section holds (y, z), then
-        bisects between that station and the one before it. Points the body never holds stay at the end.
+        bisects between that station and the one before it. Points outside the body's end silhouette are
+        first pulled towards the middle of the end until the body holds them, so details never stick out.
         """
         sign = 1.0 if front else -1.0
         steps = sign * self.half * np.linspace(1.0, 0.45, 56)
-        inside = self._inside(steps[:, None], y[None, :], z[None, :])
+        y, z = np.array(y, dtype=float), np.array(z, dtype=float)
+        middle = float((self.top(steps[:1]) + self.bottom(steps[:1]))[0] / 2)
+        for _ in range(20):
+            inside = self._inside(steps[:, None], y[None, :], z[None, :])
+            outside = ~inside.any(axis=0)
+            if not outside.any():
+                break
+            y = np.where(outside, y * 0.95, y)
+            z = np.where(outside, middle + (z - middle) * 0.95, z)
         first = np.where(inside.any(axis=0), inside.argmax(axis=0), 0)
         hit = steps[first]
         miss = steps[np.maximum(first - 1, 0)]
@@ -306,7 +315,8 @@ class BodyShape:
             mid = (hit + miss) / 2
             now_inside = self._inside(mid, y, z)
             hit, miss = np.where(now_inside, mid, hit), np.where(now_inside, miss, mid)
-        return np.stack([hit, y, z], axis=-1)
+        # A little inside the exact surface: the polygon mesh cuts the rounded corners a little.
+        return np.stack([hit - sign * 0.006 * self.half, y, z], axis=-1)
 
     def _inside(self, x: np.ndarray, y: np.ndarray, z: np.ndarray) -> np.ndarray:
         top, bottom = self.top(x), self.bottom(x)
@@ -695,29 +705,29 @@ MATERIALS = {
 }
 
 
+def material_params(material: str, reflectivity: float = 1.0) -> np.ndarray:
+    """One row of shading parameters: the material's six, extra reflection, paint reflectivity."""
+    extra = 0.25 * MATERIALS[material][3] if material in ("metal", "glass") else 0.0
+    return np.array([*MATERIALS[material], extra, reflectivity])
+
+
 def shade(
-    colour: np.ndarray,
-    normals: np.ndarray,
-    to_eye: np.ndarray,
-    material: str,
-    studio: Studio,
-    reflectivity: float,
+    colours: np.ndarray, normals: np.ndarray, to_eye: np.ndarray, params: np.ndarray, studio: Studio
 ) -> np.ndarray:
-    ambient, diffuse, r0, weight, specular, shininess = MATERIALS[material]
+    """Colours (N, 3) in 0..1 of polygons with unit ``normals`` seen along unit ``to_eye`` (both (N, 3)),
+    with ``params`` rows from ``material_params``."""
+    ambient, diffuse, r0, weight, specular, shininess, extra, reflectivity = params.T
     light = np.array([0.35, 0.0, 0.94])
     n_dot_v = np.clip(np.einsum("ij,ij->i", normals, to_eye), 0, 1)
     reflected = 2 * n_dot_v[:, None] * normals - to_eye
     lit = ambient + diffuse * np.clip(normals @ light, 0, 1) + 0.15 * n_dot_v
     fresnel = r0 + (1 - r0) * (1 - n_dot_v) ** 5
-    mix = np.clip(
-        fresnel * weight * reflectivity + (0.25 * weight if material in ("metal", "glass") else 0), 0, 1
-    )
+    mix = np.clip(fresnel * weight * reflectivity + extra, 0, 1)[:, None]
     env = environment(reflected, studio)[:, None]
-    base = colour[None, :] if colour.ndim == 1 else colour
     half = to_eye + light
     half /= np.linalg.norm(half, axis=1, keepdims=True)
     gloss = specular * np.clip(np.einsum("ij,ij->i", normals, half), 0, 1) ** shininess
-    return base * lit[:, None] * (1 - mix[:, None]) + env * mix[:, None] + gloss[:, None]
+    return colours * lit[:, None] * (1 - mix) + env * mix + gloss[:, None]
 
 
 # ---------------------------------------------------------------------------------------------- studio
@@ -807,10 +817,52 @@ def _shadow(car: Car, shape: BodyShape, camera: Camera, size: tuple[int, int]) -
 
 
 @dataclass(frozen=True)
+class PolygonBatch:
+    """All polygons of a scene with the same number of corners, and what shading needs per polygon."""
+
+    points: np.ndarray  # (N, K, 3)
+    normals: np.ndarray  # (N, 3)
+    colours: np.ndarray  # (N, 3)
+    params: np.ndarray  # (N, 8), rows of material_params
+    bias: np.ndarray  # (N,)
+    two_sided: np.ndarray  # (N,) bool
+
+
+def pack(surfaces: list[Surface], car: Car) -> list[PolygonBatch]:
+    """Group the surfaces' polygons by corner count, so that a view shades and projects them in a few
+    array operations instead of one per surface."""
+    groups: dict[int, list[Surface]] = {}
+    for surface in surfaces:
+        groups.setdefault(surface.points.shape[1], []).append(surface)
+    batches = []
+    for corners in sorted(groups):
+        members = groups[corners]
+        counts = [len(m.points) for m in members]
+
+        def per_polygon(values, counts=counts):
+            return np.repeat(np.stack([np.asarray(v) for v in values]), counts, axis=0)
+
+        reflectivity = [car.reflectivity if m.material == "paint" else 1.0 for m in members]
+        batches.append(
+            PolygonBatch(
+                points=np.concatenate([m.points for m in members]),
+                normals=np.concatenate([m.normals for m in members]),
+                colours=per_polygon([m.colour for m in members]),
+                params=per_polygon(
+                    [material_params(m.material, r) for m, r in zip(members, reflectivity, strict=True)]
+                ),
+                bias=per_polygon([m.bias for m in members]),
+                two_sided=per_polygon([m.two_sided for m in members]),
+            )
+        )
+    return batches
+
+
+@dataclass(frozen=True)
 class Scene:
     car: Car
     shape: BodyShape
-    surfaces: list[Surface]
+    batches: list[PolygonBatch]
     studio: Studio
 
 
@@ -836,7 +888,7 @@ def build_scene(car_seed: int, detail: float = 1.0) -> Scene:
         + mirror_surfaces(car, shape)
         + detail_surfaces(car, shape, rng)
     )
-    return Scene(car, shape, [s for s in surfaces if len(s.points)], studio)
+    return Scene(car, shape, pack([s for s in surfaces if len(s.points)], car), studio)
 
 
 def _draw_car(scene: Scene, camera: Camera, size: tuple[int, int], scale: int) -> Image.Image:
@@ -845,37 +897,27 @@ def _draw_car(scene: Scene, camera: Camera, size: tuple[int, int], scale: int) -
     canvas = Image.new("RGBA", big, (0, 0, 0, 0))
     draw = ImageDraw.Draw(canvas)
     polygons, colours, keys = [], [], []
-    for surface in scene.surfaces:
-        centres = surface.points.mean(axis=1)
-        to_eye = camera.position - centres
+    for batch in scene.batches:
+        to_eye = camera.position - batch.points.mean(axis=1)
         distance = np.linalg.norm(to_eye, axis=1)
         to_eye /= distance[:, None]
-        normals = surface.normals
-        facing = np.einsum("ij,ij->i", normals, to_eye)
-        if surface.two_sided:
-            normals = np.where(facing[:, None] < 0, -normals, normals)
-            facing = np.abs(facing)
-        visible = facing > 0
+        facing = np.einsum("ij,ij->i", batch.normals, to_eye)
+        flip = batch.two_sided & (facing < 0)
+        normals = np.where(flip[:, None], -batch.normals, batch.normals)
+        visible = np.abs(facing) * np.where(batch.two_sided, 1, np.sign(facing)) > 0
         if not visible.any():
             continue
-        reflectivity = scene.car.reflectivity if surface.material == "paint" else 1.0
-        colour = shade(
-            np.array(surface.colour),
-            normals[visible],
-            to_eye[visible],
-            surface.material,
-            scene.studio,
-            reflectivity,
+        colours.append(
+            shade(
+                batch.colours[visible], normals[visible], to_eye[visible], batch.params[visible], scene.studio
+            )
         )
-        polygons.extend(camera.project(surface.points[visible]) * scale)
-        colours.extend(colour)
-        keys.extend(distance[visible] - surface.bias)
-    order = np.argsort(-np.asarray(keys), kind="stable")
+        polygons.extend(camera.project(batch.points[visible]) * scale)
+        keys.append(distance[visible] - batch.bias[visible])
+    order = np.argsort(-np.concatenate(keys), kind="stable")
     grade = scene.studio.exposure * np.array(scene.studio.tint) * 255
-    rgba = np.concatenate(
-        [np.clip(np.asarray(colours) * grade, 0, 255), np.full((len(colours), 1), 255)], axis=1
-    )
-    fills = [tuple(c) for c in rgba.astype(np.uint8).tolist()]
+    rgb = np.clip(np.concatenate(colours) * grade, 0, 255).astype(np.uint8)
+    fills = [(r, g, b, 255) for r, g, b in rgb.tolist()]
     for index in order.tolist():
         draw.polygon(polygons[index].ravel().tolist(), fill=fills[index])
     if scene.car.antenna:
