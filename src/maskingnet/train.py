@@ -398,12 +398,22 @@ class Trainer:
             self._restore(state)
         elif self.config.vgg_weights:
             self._load_vgg()
+        self._check_ranks_agree_on_the_start_epoch()
         self.net = self._wrap(self.model)
         self._make_loaders()
         if self.ctx.is_main:
             self._write_config()
             if self.history:
                 self._write_metrics()
+
+    def _check_ranks_agree_on_the_start_epoch(self) -> None:
+        """Every rank reads the state file to resume; a node that cannot see --out would start afresh."""
+        total, squares = distributed.all_reduce_sum([self.start_epoch, self.start_epoch**2], self.device)
+        if self.ctx.world_size * squares != total * total:
+            raise TrainError(
+                f"{self.out}: not every process sees the same run state; put --out on storage "
+                "that every node shares"
+            )
 
     def _existing_state(self) -> dict[str, Any] | None:
         path = self.checkpoints / STATE_FILE
