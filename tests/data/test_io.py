@@ -226,3 +226,10 @@ def test_draft_respects_exif_orientation(tmp_path):
     path = save(tmp_path / "side.jpg", Image.new("RGB", (400, 320), (50, 60, 70)), exif=exif)
     assert read_image(path).size == (320, 400)
     assert read_image(path, target_size=(80, 100)).size == (80, 100)
+
+
+def test_draft_uses_only_scales_that_divide_the_size_exactly(tmp_path):
+    path = save(tmp_path / "odd.jpg", Image.new("RGB", (404, 300), (90, 90, 90)))
+    assert read_image(path, target_size=(50, 37)).size == (101, 75)
+    path = save(tmp_path / "carvana.jpg", Image.new("RGB", (1918, 1280), (90, 90, 90)))
+    assert read_image(path, target_size=(256, 256)).size == (959, 640)

@@ -66,10 +66,11 @@ def read_image(
 ) -> Image.Image:
     """Read ``path`` (a file, its bytes, or an open binary stream) as an upright 8-bit RGB image.
 
-    With ``target_size`` = (W, H), a JPEG is decoded at the smallest 1/2, 1/4 or 1/8 scale still at least
-    that large in both sides (``PIL.Image.draft``); resizing to the target is the caller's job. EXIF
-    orientation is applied. Grey, palette, CMYK, RGBA/LA (alpha dropped), 16-bit and float images are
-    converted (16-bit scaled by 1/257). Raises ``BadInputError`` for anything that is not a usable image.
+    With ``target_size`` = (W, H), a JPEG is decoded at the smallest 1/2, 1/4 or 1/8 scale that is still at
+    least that large and divides its size exactly (``PIL.Image.draft``); resizing to the target is the
+    caller's job. EXIF orientation is applied. Grey, palette, CMYK, RGBA/LA (alpha dropped), 16-bit and
+    float images are converted (16-bit scaled by 1/257). Raises ``BadInputError`` for anything that is
+    not a usable image.
     """
     with _open_image(path, max_pixels) as (image, where):
         if target_size is not None:
@@ -211,14 +212,22 @@ def _allow_pil_up_to(max_pixels: int) -> None:
 
 
 def _draft(image: Image.Image, target_size: tuple[int, int]) -> None:
+    """Ask the JPEG decoder for the largest 1/2, 1/4 or 1/8 scale that still covers ``target_size`` and
+    divides the photo's size exactly: an inexact scale (1918 / 4 = 479.5) would pad the last pixel column
+    and shift every pixel's position by up to 2 original pixels against its coordinate maps and mask."""
     if image.format not in _LOSSY_FORMATS:
         return
-    width, height = target_size
+    want_w, want_h = target_size
     if _header_orientation(image) in _TRANSPOSED_ORIENTATIONS:
-        width, height = height, width
-    try:
-        image.draft(image.mode, (max(1, int(width)), max(1, int(height))))
-    except _READ_ERRORS:
+        want_w, want_h = want_h, want_w
+    width, height = image.size
+    for scale in (8, 4, 2):
+        if width % scale or height % scale or width // scale < want_w or height // scale < want_h:
+            continue
+        try:
+            image.draft(image.mode, (width // scale, height // scale))
+        except _READ_ERRORS:
+            pass
         return
 
 
