@@ -41,9 +41,12 @@ def pool_with_indices(x: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
     return F.max_pool2d(x, kernel_size=2, stride=2, return_indices=True)
 
 
-def unpool_with_indices(x: torch.Tensor, indices: torch.Tensor, like: torch.Tensor) -> torch.Tensor:
-    """SegNet's up-sampling: put every value back where the encoder's max came from (zeros elsewhere)."""
-    return F.max_unpool2d(x, indices, kernel_size=2, stride=2, output_size=like.shape[-2:])
+def unpool_with_indices(x: torch.Tensor, indices: torch.Tensor) -> torch.Tensor:
+    """SegNet's up-sampling: put every value back where the encoder's max came from (zeros elsewhere).
+
+    Doubles height and width: the model pads its input so that every pooled size is exact.
+    """
+    return F.max_unpool2d(x, indices, kernel_size=2, stride=2)
 
 
 class TransposedUp(nn.ConvTranspose2d):

@@ -136,8 +136,10 @@ class DecoderBlock(nn.Module):
         self.convs = convs
         self.concat = concat
 
-    def forward(self, x: torch.Tensor, indices: torch.Tensor | None, skip: torch.Tensor) -> torch.Tensor:
-        x = unpool_with_indices(x, indices, skip) if self.up is None else self.up(x)
+    def forward(
+        self, x: torch.Tensor, indices: torch.Tensor | None, skip: torch.Tensor | None
+    ) -> torch.Tensor:
+        x = unpool_with_indices(x, indices) if self.up is None else self.up(x)
         if self.concat:
             x = torch.cat([x, skip], dim=1)
         return self.convs(x)
@@ -221,17 +223,20 @@ class EncoderDecoder(nn.Module):
         maps = None
         if self.config.coords != "none":
             maps = self._padded_coords(image, coords, pad_bottom, pad_right)
-        skips, indices = self._encode(x, maps)
-        x = skips[-1] if self.config.pools < len(skips) else indices[-1][0]
+        x, features, indices = self._encode(x, maps)
         for block, level in zip(self.decoder, self.decoder_levels, strict=True):
-            x = block(x, indices[level][1], skips[level])
+            x = block(x, indices[level], features[level])
         return self.classifier(x)[..., :height, :width]
 
     def _encode(
         self, x: torch.Tensor, maps: torch.Tensor | None
-    ) -> tuple[list[torch.Tensor], list[tuple[torch.Tensor, torch.Tensor | None]]]:
+    ) -> tuple[torch.Tensor, list[torch.Tensor | None], list[torch.Tensor | None]]:
+        """Run the encoder; returns the tensor the decoder starts from (last pool output or bottleneck),
+        the feature maps of the concatenated levels (None elsewhere, so they can be freed early) and the
+        pooling indices per level (None when the decoder does not unpool)."""
         config = self.config
-        skips, pooled = [], []
+        features: list[torch.Tensor | None] = []
+        indices: list[torch.Tensor | None] = []
         for level, stage in enumerate(self.encoder):
             if maps is not None and config.coords == "input" and level == 0:
                 x = torch.cat([x, maps], dim=1)
@@ -239,14 +244,14 @@ class EncoderDecoder(nn.Module):
                 step = 2**level
                 x = torch.cat([x, maps[..., ::step, ::step]], dim=1)
             x = stage(x)
-            skips.append(x)
+            features.append(x if level in config.concat_levels else None)
             if level < config.pools and config.upsample == "unpool":
-                x, idx = pool_with_indices(x)
-                pooled.append((x, idx))
+                x, level_indices = pool_with_indices(x)
+                indices.append(level_indices)
             elif level < config.pools:
                 x = F.max_pool2d(x, kernel_size=2, stride=2)
-                pooled.append((x, None))
-        return skips, pooled
+                indices.append(None)
+        return x, features, indices
 
     def _padded_coords(
         self, image: torch.Tensor, coords: torch.Tensor | None, pad_bottom: int, pad_right: int
