@@ -233,3 +233,17 @@ def test_draft_uses_only_scales_that_divide_the_size_exactly(tmp_path):
     assert read_image(path, target_size=(50, 37)).size == (101, 75)
     path = save(tmp_path / "carvana.jpg", Image.new("RGB", (1918, 1280), (90, 90, 90)))
     assert read_image(path, target_size=(256, 256)).size == (959, 640)
+
+
+@pytest.mark.parametrize("fmt", ["BMP", "PPM", "TIFF"])
+def test_other_formats_are_found_by_content_without_a_name(tmp_path, fmt):
+    unnamed = tmp_path / "photo"
+    photo().save(unnamed, format=fmt)
+    assert list_images(tmp_path) == ([unnamed], [])
+    assert read_image(unnamed).size == (40, 30)
+
+
+def test_text_that_starts_like_a_signature_is_not_an_image(tmp_path):
+    (tmp_path / "notes").write_text("BMW and P1 notes")
+    (tmp_path / "P1").write_text("P1x")
+    assert list_images(tmp_path) == ([], [])

@@ -36,15 +36,8 @@ _MAGIC = (
     b"\x89PNG\r\n\x1a\n",
     b"GIF87a",
     b"GIF89a",
-    b"BM",
     b"II*\x00",  # TIFF little-endian
     b"MM\x00*",  # TIFF big-endian
-    b"P1",
-    b"P2",
-    b"P3",
-    b"P4",
-    b"P5",
-    b"P6",
 )
 _READ_ERRORS = (OSError, SyntaxError, ValueError, EOFError, IndexError, TypeError, MemoryError)
 
@@ -110,7 +103,7 @@ def list_images(
     """Expand files, folders and glob patterns into image files, recognised by content.
 
     Returns ``(paths, problems)``: paths in input order (folders sorted), without duplicates; one
-    ``"path: what is wrong"`` line per unusable input (each once) (missing, empty, not an image). Inside
+    ``"path: what is wrong"`` line per unusable input (missing, empty, not an image), each once. Inside
     folders and glob matches, files that are neither images nor named like images are passed over quietly,
     as are hidden files (names starting with a dot).
     """
@@ -137,7 +130,7 @@ def sniff_image(path: Path) -> str | None:
         return f"cannot read ({error.strerror or error})"
     if not head:
         return "empty file (0 bytes)"
-    if head.startswith(_MAGIC) or (head[:4] == b"RIFF" and head[8:12] == b"WEBP"):
+    if _has_image_signature(head):
         return None
     if path.suffix.lower() not in Image.registered_extensions():
         return "not an image"
@@ -148,6 +141,15 @@ def sniff_image(path: Path) -> str | None:
                 return None
     except (UnidentifiedImageError, *_READ_ERRORS, Image.DecompressionBombError):
         return "not an image (unrecognised content)"
+
+
+def _has_image_signature(head: bytes) -> bool:
+    """JPEG, PNG, GIF, TIFF, WebP, BMP (with its reserved bytes zero) or binary/ASCII PNM (P1..P6 + space)."""
+    if head.startswith(_MAGIC) or (head[:4] == b"RIFF" and head[8:12] == b"WEBP"):
+        return True
+    if head[:2] == b"BM" and len(head) >= 10 and head[6:10] == b"\x00\x00\x00\x00":
+        return True
+    return len(head) >= 3 and head[:1] == b"P" and head[1:2] in b"123456" and head[2:3].isspace()
 
 
 @contextlib.contextmanager
