@@ -5,6 +5,8 @@ from __future__ import annotations
 import numpy as np
 import pytest
 import torch
+from hypothesis import given, settings
+from hypothesis import strategies as st
 from PIL import Image
 
 from maskingnet.data.transforms import (
@@ -177,3 +179,27 @@ def test_to_tensor_converts_grey_pil_images_to_three_channels():
 def test_denormalize_undoes_to_tensor():
     rgb = np.asarray(coordinate_photo().image)
     assert np.array_equal(denormalize(to_tensor(rgb)), rgb)
+
+
+@settings(max_examples=40, deadline=None)
+@given(st.integers(1, 30), st.integers(1, 30), st.data())
+def test_any_crop_window_has_the_full_photos_coords(width, height, data):
+    left = data.draw(st.integers(0, width - 1))
+    top = data.draw(st.integers(0, height - 1))
+    w = data.draw(st.integers(1, width - left))
+    h = data.draw(st.integers(1, height - top))
+    mask = np.zeros((height, width), bool)
+    full = Sample(Image.new("RGB", (width, height)), coord_maps(height, width), mask)
+    window = crop(full, left, top, w, h)
+    assert np.array_equal(window.coords, coord_maps(height, width)[:, top : top + h, left : left + w])
+    assert window.size == (w, h) and window.mask.shape == (h, w)
+
+
+@settings(max_examples=40, deadline=None)
+@given(st.integers(2, 40), st.integers(2, 40), st.integers(1, 40), st.integers(1, 40))
+def test_resizing_coords_gives_the_originals_maps_at_any_size(width, height, out_w, out_h):
+    """From two pixels up (one pixel holds no slope to extend, so it stays constant)."""
+    full = Sample(Image.new("RGB", (width, height)), coord_maps(height, width), None)
+    out = resize(full, (out_w, out_h))
+    expected = resized_coord_maps((out_w, out_h), (width, height))
+    np.testing.assert_allclose(out.coords, expected, atol=1e-5)

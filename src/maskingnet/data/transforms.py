@@ -288,7 +288,8 @@ def _bilinear_extrapolating(maps: np.ndarray, src_x: np.ndarray, src_y: np.ndarr
 
 
 def _cell(position: np.ndarray, length: int) -> tuple[np.ndarray, np.ndarray]:
-    """Left neighbour index (kept so that a right neighbour exists) and the unclipped fractional offset."""
+    """Left neighbour index (kept so that a right neighbour exists) and the unclipped fractional offset.
+    A single row or column has no slope to extrapolate: its value is used everywhere."""
     if length == 1:
         return np.zeros(position.shape, np.int64), np.zeros(position.shape)
     left = np.clip(np.floor(position), 0, length - 2).astype(np.int64)
