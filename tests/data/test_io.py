@@ -247,3 +247,12 @@ def test_text_that_starts_like_a_signature_is_not_an_image(tmp_path):
     (tmp_path / "notes").write_text("BMW and P1 notes")
     (tmp_path / "P1").write_text("P1x")
     assert list_images(tmp_path) == ([], [])
+
+
+def test_thirty_two_bit_integer_image_is_scaled_like_sixteen_bit(tmp_path):
+    values = np.full((4, 6), 65535, np.int32)
+    values[0, 0] = 257 * 40
+    path = save(tmp_path / "i.tif", Image.fromarray(values, "I"))
+    assert Image.open(path).mode == "I"
+    array = np.asarray(read_image(path))
+    assert array[0, 0, 0] == 40 and array[3, 5, 2] == 255
