@@ -83,7 +83,7 @@ class Plan:
     """The concrete sizes and counts one run uses (resolved from :class:`BenchConfig`)."""
 
     device: torch.device
-    size: int
+    size: int | tuple[int, int]
     batch: int
     repeats: int
     fast_repeats: int
@@ -172,10 +172,14 @@ def machine_info(device: torch.device) -> dict[str, Any]:
 # ------------------------------------------------------------------------------------------------ models
 
 
-def _batch(batch: int, size: int, device: torch.device) -> tuple[torch.Tensor, torch.Tensor]:
+def _batch(
+    batch: int, size: int | tuple[int, int], device: torch.device
+) -> tuple[torch.Tensor, torch.Tensor]:
+    """Random images and targets; ``size`` is a side or ``(W, H)``."""
+    width, height = (size, size) if isinstance(size, int) else size
     generator = torch.Generator().manual_seed(0)
-    images = torch.randn(batch, 3, size, size, generator=generator).to(device)
-    targets = torch.randint(0, 2, (batch, size, size), generator=generator).to(device)
+    images = torch.randn(batch, 3, height, width, generator=generator).to(device)
+    targets = torch.randint(0, 2, (batch, height, width), generator=generator).to(device)
     return images, targets
 
 

@@ -357,5 +357,43 @@ def bench(
         raise typer.Exit(1) from None
     typer.echo(f"wrote {out / 'bench.json'} and {out / 'bench.md'} in {result['seconds']} s")
 
+@app.command()
+def ablation(
+    data: Annotated[Path, typer.Option(help="Carvana-layout folder (e.g. ../shared/data/carvana-sample).")],
+    out: Annotated[Path, typer.Option(help="Folder: one run per network, ablation.md/.json/.png.")] = Path(
+        "runs/ablation"
+    ),
+    epochs: Annotated[int, typer.Option(help="Epochs for every network.")] = 3,
+    size: Annotated[str, typer.Option(help="Training size WxH for every network.")] = "256x171",
+    width: Annotated[float, typer.Option(help="Channel width multiplier for every network.")] = 0.25,
+    seed: Annotated[int, typer.Option(help="Seed of split, init and data order (the same for all).")] = 0,
+    batch_size: Annotated[int, typer.Option(help="Images per step.")] = 4,
+    models: Annotated[str, typer.Option(help="Comma-separated networks.")] = (
+        "unet,segnet,arc1,arc2,arc3,maskingnet"
+    ),
+    device: Annotated[str, typer.Option(help="auto, cpu, cuda, cuda:N.")] = "auto",
+    progress: Annotated[bool, typer.Option(help="Show progress bars.")] = True,
+) -> None:
+    """Train the six networks on one split and budget, evaluate at full resolution, write the table."""
+    from maskingnet.ablation import AblationConfig, run_ablation
+    from maskingnet.train import parse_size
+
+    names = tuple(name.strip() for name in models.split(",") if name.strip())
+    command = (
+        f"maskingnet ablation --data {data} --out {out} --epochs {epochs} --size {size} --width {width} "
+        f"--seed {seed} --batch-size {batch_size} --models {','.join(names)}"
+    )
+    try:
+        config = AblationConfig(
+            data=data, out=out, models=names, epochs=epochs, size=parse_size(size), width=width, seed=seed,
+            batch_size=batch_size, device=device, progress=progress, extra={"command": command},
+        )
+        result = run_ablation(config, say=typer.echo)
+    except ValueError as error:
+        typer.echo(f"ablation: {error}", err=True)
+        raise typer.Exit(1) from None
+    typer.echo(f"wrote {out / 'ablation.md'} ({len(result['rows'])} networks, {result['seconds']:.0f} s)")
+
+
 def main() -> None:
     app()
