@@ -7,7 +7,7 @@ import re
 from pathlib import Path
 
 import numpy as np
-from PIL import Image
+from PIL import Image, ImageFilter
 from typer.testing import CliRunner
 
 from maskingnet.cli import app
@@ -124,3 +124,23 @@ def test_cli_rejects_a_size_that_is_not_w_by_h(tmp_path):
 
 def test_parse_size_reads_w_by_h():
     assert parse_size("480x320") == (480, 320)
+
+
+def _view_and_empty_studio(seed: int = 5, angle: int = 3, size: tuple[int, int] = (160, 96)):
+    from maskingnet.data.synth_render import backdrop, build_scene, detail_for, render_angle
+
+    scene = build_scene(seed, detail_for(size))
+    studio = backdrop(seed, scene, size)
+    photo, mask = render_angle(seed, scene, studio, angle)
+    near_car = np.asarray(Image.fromarray(mask.astype(np.uint8) * 255).filter(ImageFilter.MaxFilter(5))) > 0
+    return np.asarray(photo, np.int16), np.asarray(studio, np.int16), mask, ~near_car
+
+
+def test_outside_the_mask_the_photo_is_the_studio_at_most_darkened():
+    photo, studio, _, away = _view_and_empty_studio()
+    assert (photo[away] <= studio[away] + 2).all()
+
+
+def test_the_shadow_darkens_the_floor_but_is_not_car():
+    photo, studio, _, away = _view_and_empty_studio()
+    assert (studio - photo)[away].max() > 25
