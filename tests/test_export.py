@@ -165,3 +165,29 @@ def test_metadata_json_is_plain_strings_for_other_runtimes(exported):
     props = {p.key: p.value for p in onnx.load(str(path)).metadata_props}
     assert json.loads(props["class_names"]) == ["background", "car"]
     assert "probability" in props["outputs"]
+
+
+def predict_masks(checkpoint, photos, out, backend: str) -> dict[str, np.ndarray]:
+    args = ["predict", str(checkpoint), *map(str, photos), "--out", str(out), "--save", "mask"]
+    result = CliRunner().invoke(app, [*args, "--backend", backend, "--precision", "fp32", "--no-progress"])
+    assert result.exit_code == 0, result.output
+    return {p.name: np.asarray(Image.open(p)) > 0 for p in sorted(out.glob("*_mask.png"))}
+
+
+@pytest.mark.parametrize("exported", ["maskingnet"], indirect=True)
+def test_predict_backend_onnxruntime_gives_the_torch_masks(exported, real_sample, tmp_path):
+    """Full-resolution masks agree except where torch's probability ties the threshold within fp32 noise."""
+    from maskingnet.predict import Predictor
+
+    _, checkpoint, path, _ = exported
+    photos = sorted((real_sample / "train").glob("*_05.jpg"))[:2]
+    from_onnx = predict_masks(path, photos, tmp_path / "onnx", "onnxruntime")
+    from_torch = predict_masks(checkpoint, photos, tmp_path / "torch", "torch")
+    assert sorted(from_onnx) == sorted(from_torch) and len(from_onnx) == 2
+    torch_predictor = Predictor(checkpoint, backend="torch", precision="fp32")
+    for photo in photos:
+        name = f"{photo.stem}_mask.png"
+        differ = from_onnx[name] != from_torch[name]
+        ties = np.abs(torch_predictor.predict(photo) - 0.5) <= 1e-4
+        assert differ.mean() < 1e-5
+        assert not (differ & ~ties).any()

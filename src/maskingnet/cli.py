@@ -187,10 +187,10 @@ def export(
     checkpoint: Annotated[Path, typer.Argument(help="Checkpoint (.safetensors) to export.")],
     out: Annotated[Path, typer.Option(help="The .onnx file to write.")] = Path("model.onnx"),
     opset: Annotated[int, typer.Option(help="ONNX opset (18 or newer).")] = 18,
-    size: Annotated[str, typer.Option(help="'dynamic' (batch, height, width) or a fixed N / WxH.")] = "dynamic",
+    size: Annotated[str, typer.Option(help="'dynamic' (batch/height/width) or fixed N, WxH.")] = "dynamic",
     check: Annotated[bool, typer.Option(help="Run onnx.checker on the result.")] = True,
 ) -> None:
-    """Export a checkpoint to ONNX (input image + coords, output P(car)) for ONNX Runtime and other runtimes."""
+    """Export a checkpoint to ONNX (inputs image + coords, output P(car)) for ONNX Runtime and others."""
     from maskingnet.export import ExportError, export_onnx
 
     try:
@@ -198,7 +198,9 @@ def export(
     except (ExportError, ValueError, OSError) as error:
         typer.echo(f"{checkpoint}: {error}", err=True)
         raise typer.Exit(1) from None
-    shape = "dynamic batch/height/width" if result.dynamic else "dynamic batch, {}x{}".format(*result.input_size)
+    shape = "dynamic batch/height/width"
+    if not result.dynamic:
+        shape = "dynamic batch, {}x{}".format(*result.input_size)
     for note in result.notes:
         typer.echo(f"note: {note}", err=True)
     typer.echo(f"{result.path}: opset {result.opset}, {shape}, {result.seconds:.1f} s")
@@ -357,6 +359,7 @@ def bench(
         raise typer.Exit(1) from None
     typer.echo(f"wrote {out / 'bench.json'} and {out / 'bench.md'} in {result['seconds']} s")
 
+
 @app.command()
 def ablation(
     data: Annotated[Path, typer.Option(help="Carvana-layout folder (e.g. ../shared/data/carvana-sample).")],
@@ -393,6 +396,40 @@ def ablation(
         typer.echo(f"ablation: {error}", err=True)
         raise typer.Exit(1) from None
     typer.echo(f"wrote {out / 'ablation.md'} ({len(result['rows'])} networks, {result['seconds']:.0f} s)")
+
+
+@app.command()
+def serve(
+    checkpoint: Annotated[Path, typer.Argument(help="Checkpoint (.safetensors) or exported .onnx model.")],
+    host: Annotated[str, typer.Option(help="Address to listen on (0.0.0.0: every interface).")] = "127.0.0.1",
+    port: Annotated[int, typer.Option(help="Port (0: a free one, printed at start).")] = 8000,
+    max_upload_mb: Annotated[float, typer.Option(help="Largest accepted upload (413 above).")] = 20.0,
+    workers: Annotated[int, typer.Option(help="Server processes, one model each.")] = 1,
+    size: Annotated[str | None, typer.Option(help="Model input N or WxH (default: checkpoint's).")] = None,
+    device: Annotated[str, typer.Option(help="auto, cpu, cuda, cuda:N, mps.")] = "auto",
+    precision: Annotated[str, typer.Option(help="auto, fp32, bf16, fp16.")] = "auto",
+    backend: Annotated[str, typer.Option(help="auto, torch, onnxruntime.")] = "auto",
+    tta: Annotated[bool, typer.Option(help="Average with the horizontally flipped photo.")] = False,
+    max_batch: Annotated[int, typer.Option(help="Most requests answered by one model call.")] = 8,
+    max_wait_ms: Annotated[float, typer.Option(help="Longest wait for requests to batch with.")] = 10.0,
+    queue_size: Annotated[int, typer.Option(help="Requests waiting for the model before 503.")] = 64,
+    max_pixels: Annotated[int, typer.Option(help="Larger images are refused (bombs).")] = 40_000_000,
+) -> None:
+    """HTTP service: POST /v1/mask, /v1/cutout (PNG); GET /healthz, /v1/model; a drag-and-drop page at /."""
+    from maskingnet.predict import parse_size
+    from maskingnet.serve import ServeConfig
+    from maskingnet.serve import serve as run_server
+
+    try:
+        config = ServeConfig(
+            checkpoint=checkpoint, host=host, port=port, max_upload_mb=max_upload_mb, workers=workers,
+            device=device, precision=precision, backend=backend, size=parse_size(size), tta=tta,
+            max_batch=max_batch, max_wait_ms=max_wait_ms, queue_size=queue_size, max_pixels=max_pixels,
+        )
+        run_server(config)
+    except (RuntimeError, ValueError, OSError) as error:
+        typer.echo(f"{checkpoint}: {error}", err=True)
+        raise typer.Exit(1) from None
 
 
 def main() -> None:
