@@ -43,3 +43,52 @@ def trained_run(synth_dir, tmp_path_factory) -> Path:
     finally:
         torch.set_num_threads(threads)
     return out
+
+
+@pytest.fixture(scope="session")
+def start_server(tmp_path_factory):
+    """Start a real ``maskingnet serve CHECKPOINT --port 0 ARGS...`` subprocess on 127.0.0.1.
+
+    Returns a function ``start(checkpoint, *args) -> (process, host, port)``; every server started is
+    stopped when the session ends. The server's log is a file (a pipe left unread could block it).
+    """
+    import subprocess
+    import sys
+    import time
+    import urllib.request
+
+    processes = []
+
+    def healthy(port: int) -> bool:
+        try:
+            with urllib.request.urlopen(f"http://127.0.0.1:{port}/healthz", timeout=10) as response:
+                return response.status == 200
+        except OSError:
+            return False
+
+    def start(checkpoint, *args: str, startup_limit_s: float = 180.0):
+        log = tmp_path_factory.mktemp("server") / "server.log"
+        command = [sys.executable, "-m", "maskingnet", "serve", str(checkpoint), "--port", "0", *args]
+        with log.open("wb") as handle:
+            process = subprocess.Popen(command, stdout=handle, stderr=subprocess.STDOUT)
+        processes.append(process)
+        deadline = time.monotonic() + startup_limit_s
+        while time.monotonic() < deadline and process.poll() is None:
+            text = log.read_text(errors="replace")
+            if "serving" in text and "http://" in text:
+                port = int(text.split("http://", 1)[1].split()[0].rsplit(":", 1)[1])
+                while time.monotonic() < deadline and not healthy(port):
+                    time.sleep(0.1)
+                return process, "127.0.0.1", port
+            time.sleep(0.2)
+        process.kill()
+        raise RuntimeError(f"maskingnet serve did not start:\n{log.read_text(errors='replace')}")
+
+    yield start
+    for process in processes:
+        process.terminate()
+        try:
+            process.wait(timeout=30)
+        except subprocess.TimeoutExpired:
+            process.kill()
+            process.wait()

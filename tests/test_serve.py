@@ -9,9 +9,6 @@ import io
 import json
 import socket
 import struct
-import subprocess
-import sys
-import time
 import uuid
 import zlib
 from pathlib import Path
@@ -26,7 +23,6 @@ from maskingnet.serve import MicroBatcher, Overloaded, status_for_bad_image
 
 INPUT_SIZE = [64, 48]
 MAX_UPLOAD_MB = 1
-STARTUP_LIMIT_S = 120
 
 
 def make_checkpoint(path: Path) -> Path:
@@ -34,49 +30,12 @@ def make_checkpoint(path: Path) -> Path:
     return save_model(create_model("maskingnet", width=0.125), path, meta={"input_size": INPUT_SIZE})
 
 
-def start_server(checkpoint: Path, log: Path, *args: str) -> tuple[subprocess.Popen, str, int]:
-    """Start ``maskingnet serve --port 0`` and read the port it announces on stderr."""
-    command = [sys.executable, "-m", "maskingnet", "serve", str(checkpoint), "--port", "0", *args]
-    handle = log.open("wb")
-    process = subprocess.Popen(command, stdout=handle, stderr=subprocess.STDOUT)
-    deadline = time.monotonic() + STARTUP_LIMIT_S
-    while time.monotonic() < deadline and process.poll() is None:
-        text = log.read_text(errors="replace")
-        if "serving" in text and "http://" in text:
-            port = int(text.split("http://", 1)[1].split()[0].rsplit(":", 1)[1])
-            wait_until_healthy("127.0.0.1", port)
-            return process, "127.0.0.1", port
-        time.sleep(0.2)
-    process.kill()
-    raise RuntimeError(f"server did not start:\n{log.read_text(errors='replace')}")
-
-
-def wait_until_healthy(host: str, port: int) -> None:
-    for _ in range(100):
-        try:
-            if request(host, port, "GET", "/healthz")[0] == 200:
-                return
-        except OSError:
-            time.sleep(0.1)
-
-
-def stop_server(process: subprocess.Popen) -> None:
-    process.terminate()
-    try:
-        process.wait(timeout=30)
-    except subprocess.TimeoutExpired:
-        process.kill()
-        process.wait()
-
-
 @pytest.fixture(scope="module")
-def server(tmp_path_factory):
+def server(tmp_path_factory, start_server):
     """A live server for the module: (host, port, pid, checkpoint)."""
-    folder = tmp_path_factory.mktemp("serve")
-    checkpoint = make_checkpoint(folder / "tiny.safetensors")
+    checkpoint = make_checkpoint(tmp_path_factory.mktemp("serve") / "tiny.safetensors")
     process, host, port = start_server(
         checkpoint,
-        folder / "server.log",
         "--max-upload-mb",
         str(MAX_UPLOAD_MB),
         "--max-wait-ms",
@@ -86,8 +45,7 @@ def server(tmp_path_factory):
         "--max-pixels",
         "20000000",
     )
-    yield host, port, process.pid, checkpoint
-    stop_server(process)
+    return host, port, process.pid, checkpoint
 
 
 @pytest.fixture(scope="module")
