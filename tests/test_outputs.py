@@ -7,6 +7,7 @@ from maskingnet.outputs import (
     background_image,
     binary_mask,
     cutout_image,
+    decontaminate,
     dilate,
     mask_image,
     output_suffix,
@@ -118,3 +119,13 @@ def test_parse_kinds_rejects_unknown_names():
 
 def test_non_white_background_output_is_not_named_white():
     assert output_suffix("white", (0, 0, 0)) == "_bg.jpg"
+
+
+def test_decontaminate_reaches_far_for_isolated_edge_pixels():
+    rgb = np.zeros((50, 50, 3), np.uint8)
+    rgb[0, 0] = (10, 20, 30)
+    source = np.zeros((50, 50), bool)
+    source[0, 0] = True
+    fill = np.zeros((50, 50), bool)
+    fill[49, 49] = True
+    assert decontaminate(rgb, fill, source)[49, 49].tolist() == [10, 20, 30]

@@ -14,8 +14,6 @@ from __future__ import annotations
 from dataclasses import dataclass
 
 import numpy as np
-import torch
-import torch.nn.functional as F
 from PIL import Image, ImageColor
 
 OUTPUT_KINDS = ("mask", "cutout", "white", "overlay")
@@ -76,9 +74,17 @@ def binary_mask(probs: np.ndarray, threshold: float = 0.5) -> np.ndarray:
 
 
 def _max_filter(mask: np.ndarray, radius: int) -> np.ndarray:
-    tensor = torch.from_numpy(np.ascontiguousarray(mask, dtype=np.float32))[None, None]
-    out = F.max_pool2d(tensor, kernel_size=2 * radius + 1, stride=1, padding=radius)
-    return out[0, 0].numpy() > 0.5
+    """Binary dilation by a (2r+1)-square, as a row pass then a column pass of shifted ORs."""
+    out = np.asarray(mask, dtype=bool)
+    for axis in (0, 1):
+        source, out = out, out.copy()
+        size = source.shape[axis]
+        for shift in range(1, min(radius, size - 1) + 1):
+            head = (slice(None),) * axis + (slice(0, size - shift),)
+            tail = (slice(None),) * axis + (slice(shift, size),)
+            out[head] |= source[tail]
+            out[tail] |= source[head]
+    return out
 
 
 def dilate(mask: np.ndarray, radius: int) -> np.ndarray:
@@ -116,37 +122,89 @@ def alpha_from_probs(probs: np.ndarray, edges: EdgeConfig = EdgeConfig()) -> np.
     return np.round(alpha * 255).astype(np.uint8)
 
 
-def decontaminate(rgb: np.ndarray, fill: np.ndarray, source: np.ndarray) -> np.ndarray:
+def integral_image(values: np.ndarray) -> np.ndarray:
+    """Summed-area table with a zero first row and column: (H+1, W+1, ...) float64."""
+    table = np.zeros((values.shape[0] + 1, values.shape[1] + 1, *values.shape[2:]), dtype=np.float64)
+    np.cumsum(np.cumsum(values, axis=0, dtype=np.float64), axis=1, out=table[1:, 1:])
+    return table
+
+
+def window_sums(table: np.ndarray, ys: np.ndarray, xs: np.ndarray, radius: int) -> np.ndarray:
+    """Sums over the (2r+1)-square windows (clipped at the borders) centred on the pixels (ys, xs)."""
+    height, width = table.shape[0] - 1, table.shape[1] - 1
+    top, bottom = np.maximum(ys - radius, 0), np.minimum(ys + radius + 1, height)
+    left, right = np.maximum(xs - radius, 0), np.minimum(xs + radius + 1, width)
+    return table[bottom, right] - table[top, right] - table[bottom, left] + table[top, left]
+
+
+def _near_means(
+    rgb: np.ndarray, source: np.ndarray, ys: np.ndarray, xs: np.ndarray, radius: int
+) -> tuple[np.ndarray, np.ndarray]:
+    """Mean source colour in the (2r+1)-square around each (y, x) by gathering, and whether there was any."""
+    height, width = source.shape
+    total = np.zeros(ys.size, dtype=np.float32)
+    summed = np.zeros((ys.size, 3), dtype=np.float32)
+    for dy in range(-radius, radius + 1):
+        for dx in range(-radius, radius + 1):
+            yy, xx = ys + dy, xs + dx
+            inside = (yy >= 0) & (yy < height) & (xx >= 0) & (xx < width)
+            yy, xx = np.clip(yy, 0, height - 1), np.clip(xx, 0, width - 1)
+            weight = source[yy, xx] & inside
+            total += weight
+            summed += rgb[yy, xx] * weight[:, None]
+    found = total > 0
+    return summed[found] / total[found][:, None], found
+
+
+def decontaminate(rgb: np.ndarray, fill: np.ndarray, source: np.ndarray, reach: int = 2) -> np.ndarray:
     """Give the ``fill`` pixels the colour of the nearby ``source`` pixels (the car's interior).
 
     Edge pixels of a photo mix car and backdrop; painting them with the interior's colour keeps the backdrop
-    out of a soft cut-out (no halo). Normalised box filtering, widened until every fill pixel has a source
-    pixel in reach (or the image has none).
+    out of a soft cut-out (no halo). Mean colour of the source pixels in a ``reach``-pixel window around each
+    fill pixel; the few without a source pixel in reach get wider windows (summed-area tables, whose cost
+    does not grow with the window), until all have one (or the image has none).
     """
     if not fill.any() or not source.any():
         return rgb
     out = rgb.copy()
-    weights = torch.from_numpy(source.astype(np.float32))[None, None]
-    colours = torch.from_numpy(rgb.astype(np.float32)).permute(2, 0, 1)[None] * weights
-    todo = fill.copy()
-    radius = 2
-    while todo.any() and radius <= 4 * max(rgb.shape[:2]):
-        kernel = 2 * radius + 1
-        total = F.avg_pool2d(weights, kernel, stride=1, padding=radius, count_include_pad=False)[0, 0].numpy()
-        summed = F.avg_pool2d(colours, kernel, stride=1, padding=radius, count_include_pad=False)[0].numpy()
-        ready = todo & (total > 0)
-        mean = summed[:, ready] / total[ready]
-        out[ready] = np.clip(np.round(mean.T), 0, 255).astype(np.uint8)
-        todo &= ~ready
+    ys, xs = np.nonzero(fill)
+    radius = reach
+    if ys.size * (2 * reach + 1) ** 2 < 2 * fill.size:  # a thin band: gathering is cheaper than tables
+        means, found = _near_means(rgb, source, ys, xs, reach)
+        out[ys[found], xs[found]] = np.clip(np.round(means), 0, 255).astype(np.uint8)
+        ys, xs = ys[~found], xs[~found]
+        radius = 4 * reach
+    if ys.size:
+        counts = integral_image(source)
+        colours = integral_image(rgb * source[..., None])
+    while ys.size:
+        total = window_sums(counts, ys, xs, radius)
+        ready = total > 0
+        mean = window_sums(colours, ys[ready], xs[ready], radius) / total[ready][:, None]
+        out[ys[ready], xs[ready]] = np.clip(np.round(mean), 0, 255).astype(np.uint8)
+        ys, xs = ys[~ready], xs[~ready]
         radius *= 4
     return out
 
 
-def soft_edge_colours(rgb: np.ndarray, probs: np.ndarray, alpha: np.ndarray, edges: EdgeConfig) -> np.ndarray:
-    """The photo with its visible edge-band pixels recoloured from the car's interior."""
-    hard = binary_mask(probs, edges.threshold)
-    band = edge_band(hard, edges.band_px)
-    return decontaminate(rgb, band & (alpha > 0), hard & ~band)
+@dataclass
+class Matte:
+    """What every composite of one photo shares: its RGB (edge colours cleaned when soft) and alpha."""
+
+    rgb: np.ndarray
+    alpha: np.ndarray
+
+
+def make_matte(image: Image.Image | np.ndarray, probs: np.ndarray, edges: EdgeConfig = EdgeConfig()) -> Matte:
+    """Alpha from the probabilities; with soft edges, edge-band colours taken from the car's interior."""
+    rgb = as_rgb_array(image)
+    alpha = alpha_from_probs(probs, edges)
+    if edges.soft:
+        hard = binary_mask(probs, edges.threshold)
+        band_px = edge_band_px(hard.shape, edges.band_px)
+        band = edge_band(hard, band_px)
+        rgb = decontaminate(rgb, band & (alpha > 0), hard & ~band, reach=band_px + 2)
+    return Matte(rgb, alpha)
 
 
 def as_rgb_array(image: Image.Image | np.ndarray) -> np.ndarray:
@@ -165,14 +223,14 @@ def mask_image(probs: np.ndarray, threshold: float = 0.5) -> Image.Image:
 
 
 def cutout_image(
-    image: Image.Image | np.ndarray, probs: np.ndarray, edges: EdgeConfig = EdgeConfig()
+    image: Image.Image | np.ndarray,
+    probs: np.ndarray,
+    edges: EdgeConfig = EdgeConfig(),
+    matte: Matte | None = None,
 ) -> Image.Image:
     """The car on a transparent background (RGBA)."""
-    rgb = as_rgb_array(image)
-    alpha = alpha_from_probs(probs, edges)
-    if edges.soft:
-        rgb = soft_edge_colours(rgb, probs, alpha, edges)
-    return Image.fromarray(np.dstack([rgb, alpha]), mode="RGBA")
+    matte = matte or make_matte(image, probs, edges)
+    return Image.fromarray(np.dstack([matte.rgb, matte.alpha]), mode="RGBA")
 
 
 def background_image(
@@ -180,16 +238,19 @@ def background_image(
     probs: np.ndarray,
     color: tuple[int, int, int] = (255, 255, 255),
     edges: EdgeConfig = EdgeConfig(),
+    matte: Matte | None = None,
 ) -> Image.Image:
     """The car composited onto a plain colour (RGB, e.g. the white-background shop photo)."""
-    rgb = as_rgb_array(image)
-    alpha = alpha_from_probs(probs, edges)
-    if edges.soft:
-        rgb = soft_edge_colours(rgb, probs, alpha, edges)
-    weight = alpha.astype(np.float32)[..., None] / 255.0
-    plain = np.asarray(color, dtype=np.float32)
-    out = rgb.astype(np.float32) * weight + plain * (1.0 - weight)
-    return Image.fromarray(np.round(out).astype(np.uint8), mode="RGB")
+    matte = matte or make_matte(image, probs, edges)
+    out = np.empty_like(matte.rgb)
+    out[:] = np.asarray(color, dtype=np.uint8)
+    opaque = matte.alpha == 255
+    out[opaque] = matte.rgb[opaque]
+    partial = (matte.alpha > 0) & ~opaque
+    weight = matte.alpha[partial].astype(np.float32)[:, None] / 255.0
+    mixed = matte.rgb[partial] * weight + np.asarray(color, dtype=np.float32) * (1.0 - weight)
+    out[partial] = np.round(mixed).astype(np.uint8)
+    return Image.fromarray(out, mode="RGB")
 
 
 def overlay_image(
@@ -209,6 +270,33 @@ def overlay_image(
     return Image.fromarray(np.round(rgb).astype(np.uint8), mode="RGB")
 
 
+def render_all(
+    kinds: tuple[str, ...] | list[str],
+    image: Image.Image | np.ndarray | None,
+    probs: np.ndarray,
+    edges: EdgeConfig = EdgeConfig(),
+    background: tuple[int, int, int] = (255, 255, 255),
+) -> dict[str, Image.Image]:
+    """Several output kinds of one photo, sharing the matte; ``image`` may be None for ``mask`` only."""
+    unknown = [kind for kind in kinds if kind not in OUTPUT_KINDS]
+    if unknown:
+        raise ValueError(f"unknown output kind(s) {unknown}: choose from {', '.join(OUTPUT_KINDS)}")
+    if image is None and any(kind != "mask" for kind in kinds):
+        raise ValueError(f"outputs {list(kinds)} need the photo")
+    matte = make_matte(image, probs, edges) if {"cutout", "white"} & set(kinds) else None
+    images = {}
+    for kind in kinds:
+        if kind == "mask":
+            images[kind] = mask_image(probs, edges.threshold)
+        elif kind == "cutout":
+            images[kind] = cutout_image(image, probs, edges, matte)
+        elif kind == "white":
+            images[kind] = background_image(image, probs, background, edges, matte)
+        else:
+            images[kind] = overlay_image(image, probs, edges.threshold)
+    return images
+
+
 def render(
     kind: str,
     image: Image.Image | np.ndarray | None,
@@ -217,14 +305,4 @@ def render(
     background: tuple[int, int, int] = (255, 255, 255),
 ) -> Image.Image:
     """One output kind (see ``OUTPUT_KINDS``); ``image`` may be None for ``mask``."""
-    if kind == "mask":
-        return mask_image(probs, edges.threshold)
-    if image is None:
-        raise ValueError(f"output {kind!r} needs the photo")
-    if kind == "cutout":
-        return cutout_image(image, probs, edges)
-    if kind == "white":
-        return background_image(image, probs, background, edges)
-    if kind == "overlay":
-        return overlay_image(image, probs, edges.threshold)
-    raise ValueError(f"unknown output kind {kind!r}: choose from {', '.join(OUTPUT_KINDS)}")
+    return render_all((kind,), image, probs, edges, background)[kind]

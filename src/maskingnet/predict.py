@@ -28,7 +28,7 @@ import numpy as np
 import torch
 from PIL import Image
 
-from maskingnet.outputs import EdgeConfig, output_suffix, render
+from maskingnet.outputs import EdgeConfig, output_suffix, render, render_all
 
 DEFAULT_SIZE = (512, 512)
 ImageLike = str | os.PathLike | Image.Image | np.ndarray
@@ -422,15 +422,22 @@ def remove_stale_temps(out: Path, targets: Iterable[Path]) -> None:
             entry.unlink(missing_ok=True)
 
 
+def save_options(path: Path) -> dict[str, Any]:
+    """JPEG at quality 95; PNG at zlib level 3 (a third of the time of the default, a few % larger)."""
+    if path.suffix.lower() in (".jpg", ".jpeg"):
+        return {"quality": 95}
+    return {"compress_level": 3}
+
+
 def write_outputs(config: PredictConfig, item: Prepared, probs: np.ndarray, targets: Sequence[Path]) -> None:
     """Render and atomically write every requested output of one image."""
     from maskingnet.utils import atomic_save
 
     edges = EdgeConfig(threshold=config.threshold, soft=config.soft_edges)
     photo = item.photo.numpy() if item.photo is not None else None
+    images = render_all(config.save, photo, probs, edges, background=config.background)
     for kind, target in zip(config.save, targets, strict=True):
-        image = render(kind, photo, probs, edges, background=config.background)
-        options = {"quality": 95} if target.suffix.lower() in (".jpg", ".jpeg") else {"optimize": False}
+        image, options = images[kind], save_options(target)
         atomic_save(target, lambda tmp, image=image, options=options: image.save(tmp, **options))
 
 
