@@ -164,9 +164,9 @@ def sample_studio(rng: np.random.Generator) -> Studio:
         exposure=rng.uniform(0.94, 1.04),
         tint=tuple(float(t) for t in 1 + rng.normal(0, 0.005, size=3)),
         distance=rng.uniform(6.3, 7.0),
-        camera_height=rng.uniform(1.45, 1.7),
-        focal=rng.uniform(0.98, 1.06),
-        centre_y=rng.uniform(0.6, 0.64),
+        camera_height=rng.uniform(1.35, 1.6),
+        focal=rng.uniform(1.1, 1.18),
+        centre_y=rng.uniform(0.58, 0.62),
     )
 
 
@@ -298,7 +298,7 @@ class BodyShape:
         first pulled towards the middle of the end until the body holds them, so details never stick out.
         """
         sign = 1.0 if front else -1.0
-        steps = sign * self.half * np.linspace(1.0, 0.45, 56)
+        steps = sign * self.half * np.linspace(1.0, 0.82, 40)
         y, z = np.array(y, dtype=float), np.array(z, dtype=float)
         middle = float((self.top(steps[:1]) + self.bottom(steps[:1]))[0] / 2)
         for _ in range(20):
@@ -346,8 +346,8 @@ class BodyShape:
 
 
 def body_surfaces(car: Car, shape: BodyShape, detail: float = 1.0) -> list[Surface]:
-    x = shape.stations(_count(60, detail), _count(11, detail))
-    t = _even_samples(shape.top_power, shape.bottom_power, 2 * _count(22, detail))
+    x = shape.stations(_count(72, detail), _count(13, detail))
+    t = _even_samples(shape.top_power, shape.bottom_power, 2 * _count(28, detail))
     grid = shape.section(x, t)
     quads = _grid_quads(grid, closed=True)
     centre = np.array([0.0, 0.0, (car.belt + car.clearance) / 2])
@@ -579,8 +579,11 @@ def detail_surfaces(car: Car, shape: BodyShape, rng: np.random.Generator) -> lis
     lamp_hw = rng.uniform(0.15, 0.24)
     surfaces = []
     for side in (1.0, -1.0):
-        lamp = _outline_rect(side * (w * 0.78 - lamp_hw), side * w * 0.84, lamp_z - 0.07, lamp_z + 0.04)
-        surfaces.append(_end_detail(shape, lamp, True, "lamp", (0.75, 0.77, 0.8)))
+        inner, outer = side * (w * 0.8 - lamp_hw), side * w * 0.86
+        housing = _outline_rect(inner - side * 0.02, outer, lamp_z - 0.09, lamp_z + 0.05)
+        surfaces.append(_end_detail(shape, housing, True, "lamp", (0.12, 0.12, 0.13), bias=0.11))
+        lamp = _outline_rect(inner, outer - side * 0.03, lamp_z - 0.065, lamp_z + 0.03)
+        surfaces.append(_end_detail(shape, lamp, True, "lamp", (0.8, 0.82, 0.85)))
         tail_z = car.tail_top - 0.12
         tail = _outline_rect(side * w * 0.5, side * w * 0.86, tail_z - 0.09, tail_z + 0.05)
         surfaces.append(_end_detail(shape, tail, False, "lamp", (0.5, 0.02, 0.03)))
