@@ -7,7 +7,7 @@ from collections.abc import Sequence
 from dataclasses import dataclass
 
 import numpy as np
-from PIL import Image, ImageDraw
+from PIL import Image, ImageDraw, ImageFont
 
 from maskingnet.utils import atomic_save
 
@@ -94,7 +94,8 @@ def worst_cases_picture(rows: Sequence[GalleryRow], path: str | os.PathLike) -> 
     """A grid, one row per image: image | truth | prediction | error overlay, with a label line above each."""
     if not rows:
         raise ValueError("worst_cases_picture: no rows to draw")
-    label_height, gap = 18, 4
+    font = ImageFont.load_default(size=14)
+    label_height, gap = 20, 4
     cell_width = max(row.image.size[0] for row in rows)
     heights = [row.image.size[1] + label_height for row in rows]
     canvas = Image.new(
@@ -102,10 +103,10 @@ def worst_cases_picture(rows: Sequence[GalleryRow], path: str | os.PathLike) -> 
     )
     draw = ImageDraw.Draw(canvas)
     for column, title in enumerate(PANEL_TITLES):
-        draw.text((column * (cell_width + gap) + 4, 2), title, fill="black")
+        draw.text((column * (cell_width + gap) + 4, 2), title, fill="black", font=font)
     top = label_height
     for row, height in zip(rows, heights, strict=True):
-        draw.text((4, top + 2), row.label, fill="black")
+        draw.text((4, top + 2), row.label, fill="black", font=font)
         image = row.image.convert("RGB")
         panels = (
             image,
