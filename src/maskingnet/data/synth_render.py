@@ -69,6 +69,7 @@ class Car:
     mirror_paint: tuple[float, float, float]
     rim_colour: tuple[float, float, float]
     antenna: bool
+    roof_rails: bool  # thin bars on the roof, SUVs and estates
     steer: float  # front wheel angle, radians
 
 
@@ -138,6 +139,7 @@ def sample_car(rng: np.random.Generator) -> Car:
         mirror_paint=black if rng.random() < 0.25 else paint,
         rim_colour=(0.12, 0.12, 0.13) if rng.random() < 0.15 else tuple(rng.uniform(0.7, 0.88, size=1)) * 3,
         antenna=bool(rng.random() < 0.5),
+        roof_rails=bool(kind in ("suv", "hatch") and rng.random() < 0.5),
         steer=float(rng.uniform(-0.25, 0.25) if rng.random() < 0.3 else 0.0),
     )
 
@@ -538,6 +540,28 @@ def _rim(car: Car, wx: float, y: float, side: float, place, rot: np.ndarray) -> 
     return parts
 
 
+def roof_rail_surfaces(car: Car, shape: BodyShape) -> list[Surface]:
+    """Two thin bars on short posts along the roof (a thin part, as the thesis's hard cases want)."""
+    if not car.roof_rails:
+        return []
+    x0, x1 = car.roof_rear + 0.08, car.roof_front - 0.08
+    xs = np.linspace(x0, x1, 9)
+    base_z = shape.top(xs) - 0.03
+    roof_z = float(np.max(base_z + _cabin_height(car, xs, base_z) * 1.016))
+    half = float(np.min(shape.half_width(xs))) * 0.95 * (car.roof_taper - 0.1)
+    surfaces = []
+    for side in (1.0, -1.0):
+        y = side * half
+        parts = [
+            _box(np.array([x0, y - 0.025, roof_z + 0.035]), np.array([x1, y + 0.025, roof_z + 0.065])),
+            _box(np.array([x0, y - 0.02, roof_z - 0.02]), np.array([x0 + 0.07, y + 0.02, roof_z + 0.04])),
+            _box(np.array([x1 - 0.07, y - 0.02, roof_z - 0.02]), np.array([x1, y + 0.02, roof_z + 0.04])),
+        ]
+        for quads, normals in parts:
+            surfaces.append(Surface(quads, normals, "metal", (0.3, 0.3, 0.32), bias=0.03))
+    return surfaces
+
+
 def mirror_surfaces(car: Car, shape: BodyShape) -> list[Surface]:
     surfaces = []
     x0 = car.cabin_front - 0.22
@@ -889,6 +913,7 @@ def build_scene(car_seed: int, detail: float = 1.0) -> Scene:
         + greenhouse_surfaces(car, shape, detail)
         + wheel_surfaces(car, shape, detail)
         + mirror_surfaces(car, shape)
+        + roof_rail_surfaces(car, shape)
         + detail_surfaces(car, shape, rng)
     )
     return Scene(car, shape, pack([s for s in surfaces if len(s.points)], car), studio)
