@@ -18,6 +18,8 @@ from __future__ import annotations
 import csv
 import io
 import os
+import sys
+import time
 from collections.abc import Sequence
 from concurrent.futures import ProcessPoolExecutor
 from dataclasses import dataclass
@@ -29,6 +31,7 @@ from PIL import Image
 from maskingnet.utils import atomic_write
 
 ANGLES = 16
+MAX_SIDE = 8192  # the renderer holds a few full-size layers at twice the size in memory
 KAGGLE_PLACEHOLDER_RLE = "1 1"  # what every row of Kaggle's Carvana sample_submission.csv held
 MAKES = {
     "Tessera": ["Arc", "Vela", "Norte"],
@@ -160,6 +163,8 @@ def _check_size(size: tuple[int, int]) -> None:
     width, height = size
     if width < 32 or height < 32:
         raise ValueError(f"size must be at least 32x32, not {width}x{height}")
+    if width > MAX_SIDE or height > MAX_SIDE:
+        raise ValueError(f"size must be at most {MAX_SIDE}x{MAX_SIDE}, not {width}x{height}")
 
 
 def generate(
@@ -169,12 +174,15 @@ def generate(
     size: tuple[int, int] = (1918, 1280),
     seed: int = 0,
     workers: int | None = None,
+    progress: bool = False,
 ) -> dict:
     """Write a synthetic Carvana data set of ``cars`` train and ``test_cars`` test cars under ``out``.
 
     ``size`` is ``(W, H)``. ``workers`` processes render cars in parallel (default: all CPUs; 1 renders
-    in this process). Returns a summary: counts, paths, size and seed.
+    in this process). ``progress`` shows a bar on stderr. Returns a summary: counts, paths, size, seed
+    and the wall time in seconds.
     """
+    started = time.perf_counter()
     if cars < 1:
         raise ValueError(f"cars must be at least 1, not {cars}")
     if test_cars < 0:
@@ -184,7 +192,7 @@ def generate(
     root = Path(out)
     specs = make_specs(cars, test_cars, seed)
     jobs = [(spec, size, str(root)) for spec in specs]
-    rows_per_car = _run_jobs(jobs, workers)
+    rows_per_car = _run_jobs(jobs, workers, progress)
     by_split = {"train": [], "test": []}
     for spec, rows in zip(specs, rows_per_car, strict=True):
         by_split[spec.split].extend(rows)
@@ -205,14 +213,25 @@ def generate(
         "test_images": len(test_rows),
         "size": list(size),
         "seed": seed,
+        "seconds": round(time.perf_counter() - started, 2),
     }
 
 
-def _run_jobs(jobs: list, workers: int | None) -> list[list[tuple[str, str]]]:
+def _run_jobs(jobs: list, workers: int | None, progress: bool) -> list[list[tuple[str, str]]]:
+    """Render the cars, in order, in ``workers`` processes; one progress step per car."""
+    from tqdm import tqdm
+
     if workers is None:
         workers = os.cpu_count() or 1
     workers = max(1, min(int(workers), len(jobs)))
-    if workers == 1:
-        return [_render_car_files(job) for job in jobs]
-    with ProcessPoolExecutor(max_workers=workers) as pool:
-        return list(pool.map(_render_car_files, jobs))
+    bar = tqdm(total=len(jobs), unit="car", disable=not progress, file=sys.stderr)
+    with bar:
+        if workers == 1:
+            return [_tick(bar, _render_car_files(job)) for job in jobs]
+        with ProcessPoolExecutor(max_workers=workers) as pool:
+            return [_tick(bar, rows) for rows in pool.map(_render_car_files, jobs)]
+
+
+def _tick(bar, rows: list[tuple[str, str]]) -> list[tuple[str, str]]:
+    bar.update(1)
+    return rows
