@@ -66,13 +66,16 @@ def synth(
     from maskingnet.data.synth import generate, parse_size
 
     try:
-        summary = generate(out, cars, test_cars=test_cars, size=parse_size(size), seed=seed, workers=workers)
+        summary = generate(
+            out, cars, test_cars=test_cars, size=parse_size(size), seed=seed, workers=workers, progress=True
+        )
     except ValueError as error:
         typer.echo(f"synth: {error}", err=True)
         raise typer.Exit(2) from None
+    images = summary["train_images"] + summary["test_images"]
     typer.echo(
-        f"wrote {summary['train_images']} train and {summary['test_images']} test images "
-        f"({size}) to {summary['out']}"
+        f"wrote {summary['train_images']} train and {summary['test_images']} test images ({size}) to "
+        f"{summary['out']} in {summary['seconds']} s ({images / max(summary['seconds'], 1e-9):.1f} images/s)"
     )
 
 
