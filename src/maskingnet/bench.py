@@ -102,7 +102,7 @@ def make_plan(config: BenchConfig) -> Plan:
     elif config.quick:
         size, batch, repeats = 128, 2, 1
     else:
-        size, batch, repeats = 256, 2, 2
+        size, batch, repeats = 256, 1, 2
     return Plan(
         device=device,
         size=config.size or size,
@@ -110,7 +110,7 @@ def make_plan(config: BenchConfig) -> Plan:
         repeats=config.repeats or repeats,
         fast_repeats=config.repeats or (10 if gpu else 2 if config.quick else 3),
         photos=config.photos or (2 if config.quick else 8),
-        pipeline_images=config.pipeline_images or (4 if config.quick else 12),
+        pipeline_images=config.pipeline_images or (4 if config.quick else 8),
         pipeline_batch=4 if gpu else 1,
     )
 
@@ -382,6 +382,9 @@ def bench_fast_path(config: BenchConfig, plan: Plan) -> dict[str, Any]:
         variants["fast_fp32"] = TorchBackend(model, device=plan.device, precision="fp32")
         if fast.precision != "fp32":
             variants["autocast_channels_last"] = _autocast_channels_last(model, plan.device, fast.precision)
+        onnx = _onnx_variant(model, plan.device)
+        if onnx is not None:
+            variants["onnxruntime_fp32"] = onnx
     timings = {name: float("inf") for name in variants}
     for backend in variants.values():
         backend(images, None)
@@ -429,6 +432,23 @@ def _autocast_channels_last(model: nn.Module, device: torch.device, precision: s
     import copy
 
     return _AutocastChannelsLast(copy.deepcopy(model).eval(), device, precision)
+
+
+def _onnx_variant(model: nn.Module, device: torch.device):
+    """ONNX Runtime (fp32, all graph optimisations) on the same weights, when the onnx extra is installed."""
+    if importlib.util.find_spec("onnxruntime") is None:
+        return None
+    from maskingnet.export import OnnxBackend
+    from maskingnet.models import save_model
+
+    with tempfile.TemporaryDirectory(prefix="maskingnet-bench-onnx-") as tmp:
+        path = Path(tmp) / "maskingnet.safetensors"
+        save_model(model, path)
+        try:
+            return OnnxBackend(path, device=str(device))
+        except Exception as error:  # an exporter failure must not cost the rest of the benchmark
+            print(f"[bench] onnxruntime variant skipped: {error}", flush=True)
+            return None
 
 
 def _recipe(backend) -> str:

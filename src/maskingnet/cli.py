@@ -335,7 +335,7 @@ def bench(
     quick: Annotated[bool, typer.Option(help="Small sizes, single runs: minutes on 2 CPU cores.")] = False,
     device: Annotated[str, typer.Option(help="auto, cpu, cuda, cuda:N.")] = "auto",
     size: Annotated[int | None, typer.Option(help="Six-model timing side [GPU 512, CPU 256].")] = None,
-    batch: Annotated[int | None, typer.Option(help="Batch of the six-model timings [GPU 4, CPU 2].")] = None,
+    batch: Annotated[int | None, typer.Option(help="Six-model timing batch [GPU 4, CPU 1, quick 2].")] = None,
     repeats: Annotated[int | None, typer.Option(help="Timed runs per figure (best is kept).")] = None,
     data: Annotated[Path | None, typer.Option(help="Real photos [../shared/data/carvana-sample].")] = None,
     checkpoint: Annotated[
