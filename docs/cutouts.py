@@ -4,7 +4,8 @@
         ../shared/data/carvana-sample --out docs/cutouts.png
 
 Picks photos of cars that the checkpoint's validation split held out when its metadata names them
-(``meta["val_cars"]``), else the given ``--cars``; each row: photo | cut-out on a checkerboard | on white.
+(``meta["split"]["val_cars"]``), else the given ``--cars``.
+Each row: photo | cut-out on a checkerboard | on white.
 """
 
 from __future__ import annotations
@@ -80,7 +81,9 @@ def main() -> None:
     parser.add_argument("--tta", action="store_true")
     args = parser.parse_args()
     predictor = Predictor(args.checkpoint, tta=args.tta)
-    cars = args.cars or sorted(predictor.backend.meta.get("val_cars", []))[: len(args.angles)]
+    meta = predictor.backend.meta
+    held_out = meta.get("split", {}).get("val_cars") or meta.get("val_cars") or []
+    cars = args.cars or sorted(held_out)[: len(args.angles)]
     if len(cars) < len(args.angles):
         parser.error("give --cars: the checkpoint does not name its held-out cars")
     photos = pick_photos(args.sample, cars, args.angles)

@@ -17,6 +17,17 @@ from maskingnet.predict import PredictConfig, Predictor, output_stems, parse_siz
 ALL_KINDS = ("mask", "cutout", "white", "overlay")
 
 
+@pytest.fixture(scope="module", autouse=True)
+def one_torch_thread():
+    """Tiny models run fastest on one thread, and the suite shares 2 cores with other processes."""
+    import torch
+
+    before = torch.get_num_threads()
+    torch.set_num_threads(1)
+    yield
+    torch.set_num_threads(before)
+
+
 def make_checkpoint(path: Path, input_size=(64, 64)) -> Path:
     """A tiny random MaskingNet whose classifier bias is set so that about half of a photo is "car"."""
     import torch
@@ -109,9 +120,17 @@ def write_bad_inputs(folder: Path) -> list[str]:
     return ["zero.jpg", "cut.jpg", "notes.jpg", "bomb.png", "noise.png"]
 
 
+def one_thread_env() -> dict[str, str]:
+    return dict(os.environ, OMP_NUM_THREADS="1")
+
+
 def run_cli(*args: str, timeout: float = 120) -> subprocess.CompletedProcess:
     return subprocess.run(
-        [sys.executable, "-m", "maskingnet", *args], capture_output=True, text=True, timeout=timeout
+        [sys.executable, "-m", "maskingnet", *args],
+        capture_output=True,
+        text=True,
+        timeout=timeout,
+        env=one_thread_env(),
     )
 
 
@@ -312,7 +331,9 @@ def test_kill_9_leaves_no_partial_output_and_the_rerun_finishes(tmp_path, checkp
         "--precision",
         "fp32",
     ]
-    process = subprocess.Popen(args, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+    process = subprocess.Popen(
+        args, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL, env=one_thread_env()
+    )
     try:
         while process.poll() is None and len(list(out.glob("*_white.jpg"))) < 3:
             time.sleep(0.01)

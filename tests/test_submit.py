@@ -20,6 +20,17 @@ from maskingnet.predict import Predictor
 from maskingnet.submit import SubmitConfig, SubmitSummary, part_files, submit
 
 
+@pytest.fixture(scope="module", autouse=True)
+def one_torch_thread():
+    """Tiny models run fastest on one thread, and the suite shares 2 cores with other processes."""
+    import torch
+
+    before = torch.get_num_threads()
+    torch.set_num_threads(1)
+    yield
+    torch.set_num_threads(before)
+
+
 def make_checkpoint(path: Path, input_size=(64, 64)) -> Path:
     """A tiny random MaskingNet whose classifier bias is set so that about half of a photo is "car"."""
     import torch

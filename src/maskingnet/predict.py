@@ -454,12 +454,12 @@ def predict_files(config: PredictConfig, report: Callable[[str], None] = _say) -
     started = time.perf_counter()
     summary = PredictSummary()
     files, problems = list_images([str(item) for item in config.inputs], recursive=config.recursive)
-    for line in problems:
-        summary.problems.append(line)
-        report(line)
-    summary.failed += len(problems)
-    stems = output_stems(files)
     rank, world, _local = distributed_rank()
+    for line in problems if rank == 0 else []:  # every rank sees them; one reports
+        summary.problems.append(line)
+        summary.failed += 1
+        report(line)
+    stems = output_stems(files)
     mine = files[rank::world]
     todo = [
         path

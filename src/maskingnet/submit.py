@@ -355,11 +355,11 @@ def submit(config: SubmitConfig, report: Callable[[str], None] = _say) -> Submit
     out = Path(config.out)
     summary = SubmitSummary(out=out)
     all_rows, problems = submission_order(Path(config.test_dir), config.sample)
-    for line in problems:
-        summary.problems.append(line)
-        report(line)
-    summary.failed += len(problems)
     rank, world, _local = distributed_rank()
+    for line in problems if rank == 0 else []:  # every rank sees them; one reports
+        summary.problems.append(line)
+        summary.failed += 1
+        report(line)
     summary.world = world
     rows = all_rows[rank_slice(len(all_rows), rank, world)]
     share_cpu_threads()
