@@ -177,9 +177,9 @@ def submit(
         typer.echo(f"submit: {error}", err=True)
         raise typer.Exit(2) from None
     summary = run_submit(config)
-    typer.echo(kaggle_estimate(summary), err=True)
     if summary.merged:
-        typer.echo(f"{summary.out}: {summary.rows} rows written ({summary.resumed} resumed)", err=True)
+        typer.echo(kaggle_estimate(summary), err=True)
+        typer.echo(f"{summary.out}: complete ({summary.resumed} rows of rank 0 resumed)", err=True)
     typer.echo(f"{summary.done} done, {summary.failed} failed", err=summary.failed > 0)
     if summary.failed:
         raise typer.Exit(1)
