@@ -7,6 +7,7 @@ import re
 from pathlib import Path
 
 import numpy as np
+import pytest
 from PIL import Image, ImageFilter
 from typer.testing import CliRunner
 
@@ -144,3 +145,10 @@ def test_outside_the_mask_the_photo_is_the_studio_at_most_darkened():
 def test_the_shadow_darkens_the_floor_but_is_not_car():
     photo, studio, _, away = _view_and_empty_studio()
     assert (studio - photo)[away].max() > 25
+
+
+def test_a_view_outside_the_sixteen_angles_is_refused():
+    from maskingnet.data.synth_render import render_view
+
+    with pytest.raises(ValueError, match="angle"):
+        render_view(1, 17, (64, 48))

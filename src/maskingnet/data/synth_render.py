@@ -727,7 +727,7 @@ MATERIALS = {
     "glass": (0.6, 0.3, 0.04, 0.6, 0.25, 20.0),
     "tyre": (0.7, 0.45, 0.02, 0.12, 0.05, 8.0),
     "matte": (0.75, 0.35, 0.02, 0.1, 0.05, 10.0),
-    "metal": (0.2, 0.3, 0.55, 0.8, 0.3, 15.0),
+    "metal": (0.6, 0.4, 0.55, 0.8, 0.3, 15.0),
     "lamp": (0.45, 0.35, 0.12, 0.8, 0.3, 20.0),
 }
 
@@ -967,6 +967,8 @@ def render_angle(
     car_seed: int, scene: Scene, studio_image: Image.Image, angle: int
 ) -> tuple[Image.Image, np.ndarray]:
     """One view of a built scene over its backdrop: the photo and its exact mask."""
+    if not 1 <= angle <= ANGLES:
+        raise ValueError(f"angle must be 1..{ANGLES}, not {angle}")
     size = studio_image.size
     rng = np.random.default_rng([car_seed, 2, angle])
     camera = camera_for(angle, size, scene.studio, jitter=float(rng.normal(0, 0.012)))
