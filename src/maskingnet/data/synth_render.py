@@ -185,6 +185,7 @@ class Surface:
     colour: tuple[float, float, float]
     bias: float = 0.0  # metres to draw earlier (positive: later) than its depth says; details on surfaces
     two_sided: bool = False
+    smooth: bool = False  # smooth-shaded: its facets are blended together after drawing (car paint)
 
 
 def _grid_quads(grid: np.ndarray, closed: bool) -> np.ndarray:
@@ -361,7 +362,7 @@ def body_surfaces(car: Car, shape: BodyShape, detail: float = 1.0) -> list[Surfa
     under = (normals[:, 2] < -0.4) | (in_arch & (centres[:, 2] < shape.bottom(centres[:, 0]) + 0.05))
     caps = np.stack([grid[-1], grid[0]])
     return [
-        Surface(quads[~under], normals[~under], "paint", car.paint),
+        Surface(quads[~under], normals[~under], "paint", car.paint, smooth=True),
         Surface(quads[under], normals[under], "matte", (0.05, 0.05, 0.055)),
         # The flat ends are big polygons: drawn as if further away, so the lights and plates on them win.
         Surface(caps, np.array([[1.0, 0.0, 0.0], [-1.0, 0.0, 0.0]]), "paint", car.paint, bias=-0.4),
@@ -853,6 +854,7 @@ class PolygonBatch:
     params: np.ndarray  # (N, 8), rows of material_params
     bias: np.ndarray  # (N,)
     two_sided: np.ndarray  # (N,) bool
+    smooth: np.ndarray  # (N,) bool
 
 
 def pack(surfaces: list[Surface], car: Car) -> list[PolygonBatch]:
@@ -880,6 +882,7 @@ def pack(surfaces: list[Surface], car: Car) -> list[PolygonBatch]:
                 ),
                 bias=per_polygon([m.bias for m in members]),
                 two_sided=per_polygon([m.two_sided for m in members]),
+                smooth=per_polygon([m.smooth for m in members]),
             )
         )
     return batches
@@ -919,12 +922,16 @@ def build_scene(car_seed: int, detail: float = 1.0) -> Scene:
     return Scene(car, shape, pack([s for s in surfaces if len(s.points)], car), studio)
 
 
-def _draw_car(scene: Scene, camera: Camera, size: tuple[int, int], scale: int) -> Image.Image:
-    """The car alone, RGBA at ``scale`` times ``size``: colour on black, alpha 255 where car."""
+def _draw_car(
+    scene: Scene, camera: Camera, size: tuple[int, int], scale: int
+) -> tuple[Image.Image, Image.Image]:
+    """The car alone at ``scale`` times ``size``: RGBA, colour on black with alpha 255 where car, and an L
+    layer that is 255 where the visible surface is smooth-shaded paint."""
     big = (size[0] * scale, size[1] * scale)
     canvas = Image.new("RGBA", big, (0, 0, 0, 0))
-    draw = ImageDraw.Draw(canvas)
-    polygons, colours, keys = [], [], []
+    smooth_layer = Image.new("L", big, 0)
+    draw, draw_smooth = ImageDraw.Draw(canvas), ImageDraw.Draw(smooth_layer)
+    polygons, colours, keys, smooth = [], [], [], []
     for batch in scene.batches:
         to_eye = camera.position - batch.points.mean(axis=1)
         distance = np.linalg.norm(to_eye, axis=1)
@@ -942,17 +949,39 @@ def _draw_car(scene: Scene, camera: Camera, size: tuple[int, int], scale: int) -
         )
         polygons.extend(camera.project(batch.points[visible]) * scale)
         keys.append(distance[visible] - batch.bias[visible])
+        smooth.append(batch.smooth[visible])
+    smooth_fill = (np.concatenate(smooth) * 255).tolist()
     order = np.argsort(-np.concatenate(keys), kind="stable")
     grade = scene.studio.exposure * np.array(scene.studio.tint) * 255
     rgb = np.clip(np.concatenate(colours) * grade, 0, 255).astype(np.uint8)
     fills = [(r, g, b, 255) for r, g, b in rgb.tolist()]
     for index in order.tolist():
-        draw.polygon(polygons[index].ravel().tolist(), fill=fills[index])
+        corners = polygons[index].ravel().tolist()
+        draw.polygon(corners, fill=fills[index])
+        draw_smooth.polygon(corners, fill=smooth_fill[index])
     if scene.car.antenna:
         tip = camera.project(antenna_line(scene.car)) * scale
         line_width = max(scale, int(round(size[0] * 0.0016 * scale)))
         draw.line([tuple(p) for p in tip], fill=(20, 20, 22, 255), width=line_width)
-    return canvas
+        draw_smooth.line([tuple(p) for p in tip], fill=0, width=line_width)
+    return canvas, smooth_layer
+
+
+def _smooth_paint(car: Image.Image, paint: Image.Image, paint_cover: Image.Image) -> Image.Image:
+    """Blend the flat-shaded facets of the paint into smooth shading, leaving everything else alone.
+
+    ``car`` is the car's colour on black, ``paint`` the part of it that is smooth paint and ``paint_cover``
+    how much of each pixel that paint covers. The paint's colour is replaced by a blur of the paint alone,
+    divided by the blur of its cover (a normalised convolution), so no colour leaks in from glass, tyres
+    or the background and the silhouette, and so the mask, do not move.
+    """
+    blur = ImageFilter.GaussianBlur(max(0.6, car.width * 0.004))
+    cover = np.asarray(paint_cover, dtype=np.float32)[..., None] / 255
+    blurred = np.asarray(paint.filter(blur), dtype=np.float32)
+    blurred_cover = np.asarray(paint_cover.filter(blur), dtype=np.float32)[..., None] / 255
+    smooth = blurred / np.maximum(blurred_cover, 1e-3)
+    pixels = np.asarray(car, dtype=np.float32) - np.asarray(paint, dtype=np.float32) + smooth * cover
+    return Image.fromarray(np.clip(pixels + 0.5, 0, 255).astype(np.uint8), mode="RGB")
 
 
 def backdrop(car_seed: int, scene: Scene, size: tuple[int, int]) -> Image.Image:
@@ -972,9 +1001,12 @@ def render_angle(
     size = studio_image.size
     rng = np.random.default_rng([car_seed, 2, angle])
     camera = camera_for(angle, size, scene.studio, jitter=float(rng.normal(0, 0.012)))
-    red, green, blue, alpha = _draw_car(scene, camera, size, SUPERSAMPLE).split()
+    layer, smooth_layer = _draw_car(scene, camera, size, SUPERSAMPLE)
+    red, green, blue, alpha = layer.split()
     coverage = alpha.reduce(SUPERSAMPLE)
-    car = Image.merge("RGB", (red, green, blue)).reduce(SUPERSAMPLE)
+    car = Image.merge("RGB", (red, green, blue))
+    paint = ImageChops.multiply(car, Image.merge("RGB", (smooth_layer,) * 3)).reduce(SUPERSAMPLE)
+    car = _smooth_paint(car.reduce(SUPERSAMPLE), paint, smooth_layer.reduce(SUPERSAMPLE))
     floor_light = _shadow(scene.car, scene.shape, camera, size)
     behind = ImageChops.multiply(studio_image, Image.merge("RGB", (floor_light,) * 3))
     uncovered = ImageChops.invert(coverage)
