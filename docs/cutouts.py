@@ -14,7 +14,7 @@ import argparse
 from pathlib import Path
 
 import numpy as np
-from PIL import Image, ImageDraw
+from PIL import Image, ImageDraw, ImageFont
 
 from maskingnet.outputs import EdgeConfig, render
 from maskingnet.predict import Predictor
@@ -56,8 +56,9 @@ def compose(rows: list[list[Image.Image]], titles: list[str]) -> Image.Image:
     width = CELL_WIDTH * len(titles) + gap * (len(titles) + 1)
     sheet = Image.new("RGB", (width, height), (255, 255, 255))
     draw = ImageDraw.Draw(sheet)
+    font = ImageFont.load_default(size=16)
     for column, title in enumerate(titles):
-        draw.text((gap + column * (CELL_WIDTH + gap) + 8, 7), title, fill=(40, 40, 40))
+        draw.text((gap + column * (CELL_WIDTH + gap) + 8, 4), title, fill=(40, 40, 40), font=font)
     top = strip + gap
     for row in rows:
         for column, image in enumerate(row):
@@ -88,7 +89,9 @@ def main() -> None:
         parser.error("give --cars: the checkpoint does not name its held-out cars")
     photos = pick_photos(args.sample, cars, args.angles)
     rows = [figure_row(predictor, path, args.soft_edges) for path in photos]
-    sheet = compose(rows, ["photo (1918x1280)", "maskingnet predict --save cutout", "--save white"])
+    soft = " --soft-edges" if args.soft_edges else ""
+    titles = ["photo (1918x1280, held-out car)", f"--save cutout{soft} (RGBA)", f"--save white{soft}"]
+    sheet = compose(rows, titles)
     atomic_save(args.out, lambda tmp: sheet.save(tmp, optimize=True))
     print(f"{args.out}: {len(rows)} rows from {', '.join(path.name for path in photos)}")
 

@@ -179,7 +179,8 @@ def submit(
     summary = run_submit(config)
     if summary.merged:
         typer.echo(kaggle_estimate(summary), err=True)
-        typer.echo(f"{summary.out}: complete ({summary.resumed} rows of rank 0 resumed)", err=True)
+        resumed = f" ({summary.resumed} rows kept from the interrupted run)" if summary.resumed else ""
+        typer.echo(f"{summary.out}: complete{resumed}", err=True)
     typer.echo(f"{summary.done} done, {summary.failed} failed", err=summary.failed > 0)
     if summary.failed:
         raise typer.Exit(1)
