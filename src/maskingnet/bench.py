@@ -303,7 +303,9 @@ def agreement_model(config: BenchConfig) -> tuple[nn.Module, str]:
     if path is None and config.auto_checkpoint and DEFAULT_CHECKPOINT.is_file():
         path = DEFAULT_CHECKPOINT
     if path is not None:
-        model = load_model(path)
+        from maskingnet.ablation import loadable_checkpoint
+
+        model = load_model(loadable_checkpoint(path))
         return model, f"{path} ({model.config.name}, width {model.config.width}, trained)"
     torch.manual_seed(0)
     return create_model("maskingnet", width=config.width).eval(), "maskingnet, random init (untrained)"
