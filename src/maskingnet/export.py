@@ -364,3 +364,55 @@ def _as_float32_array(value: torch.Tensor | np.ndarray) -> np.ndarray:
     if isinstance(value, torch.Tensor):
         value = value.detach().to("cpu", torch.float32).numpy()
     return np.ascontiguousarray(value, dtype=np.float32)
+
+
+def benchmark_backends(
+    checkpoint: str | os.PathLike | nn.Module,
+    size: tuple[int, int] = (512, 512),
+    batch: int = 1,
+    repeats: int = 3,
+    precision: str = "auto",
+    threads: int | None = None,
+) -> dict[str, Any]:
+    """ONNX Runtime (fp32) against the torch fast path on this CPU, side by side on the same weights.
+
+    Exports the model to a temporary file, runs both backends on the same random batch (``size`` = (W, H)),
+    and reports the best of ``repeats`` timings after one warm-up call, in ms per image, plus the largest
+    probability difference between the two.
+    """
+    from maskingnet.inference import TorchBackend
+
+    model, _ = _load_for_export(checkpoint)
+    torch_backend = TorchBackend(model, device="cpu", precision=precision)
+    width, height = size
+    images = torch.randn(batch, 3, height, width, generator=torch.Generator().manual_seed(0))
+    with tempfile.TemporaryDirectory(prefix="maskingnet-bench-onnx-") as tmp:
+        export = export_onnx(model, Path(tmp) / "model.onnx")
+        onnx_backend = OnnxBackend(export.path, threads=threads)
+        backends = {"torch": torch_backend, "onnxruntime": onnx_backend}
+        outputs = {name: backend(images) for name, backend in backends.items()}
+        best = {name: _best_seconds(backend, images, repeats) for name, backend in backends.items()}
+    ms = {name: seconds * 1000 / batch for name, seconds in best.items()}
+    faster = min(ms, key=ms.get)
+    return {
+        "model": getattr(getattr(model, "config", None), "name", "model"),
+        "size": [width, height],
+        "batch": batch,
+        "torch_precision": torch_backend.precision,
+        "torch_ms_per_image": round(ms["torch"], 2),
+        "onnxruntime_ms_per_image": round(ms["onnxruntime"], 2),
+        "faster": faster,
+        "speedup_of_faster": round(max(ms.values()) / min(ms.values()), 2),
+        "max_abs_probability_diff": float((outputs["torch"] - outputs["onnxruntime"]).abs().max()),
+        "export_seconds": round(export.seconds, 1),
+        "torch_threads": torch.get_num_threads(),
+    }
+
+
+def _best_seconds(backend, images: torch.Tensor, repeats: int) -> float:
+    best = float("inf")
+    for _ in range(max(1, repeats)):
+        started = time.perf_counter()
+        backend(images)
+        best = min(best, time.perf_counter() - started)
+    return best
