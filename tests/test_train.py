@@ -22,6 +22,7 @@ from maskingnet.train import (
     TrainError,
     epoch_seed,
     parse_size,
+    resolve_train_precision,
     rng_state,
     set_rng_state,
     train,
@@ -266,3 +267,15 @@ def test_rng_state_round_trips_through_a_weights_only_file(tmp_path):
     torch.save(state, tmp_path / "rng.pt")
     set_rng_state(torch.load(tmp_path / "rng.pt", weights_only=True))
     assert torch.equal(torch.rand(3), expected)
+
+
+def test_auto_precision_on_cpu_is_bf16_exactly_where_the_cpu_has_native_bf16():
+    from maskingnet.inference import cpu_bf16_supported
+
+    expected = "bf16" if cpu_bf16_supported() else "fp32"
+    assert resolve_train_precision("auto", torch.device("cpu")) == expected
+
+
+def test_fp16_training_on_cpu_is_refused():
+    with pytest.raises(TrainError, match="fp16"):
+        resolve_train_precision("fp16", torch.device("cpu"))

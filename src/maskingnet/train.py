@@ -174,17 +174,22 @@ def read_run_config(out: str | os.PathLike) -> dict[str, Any]:
 
 
 def resolve_train_precision(precision: str, device: torch.device) -> str:
-    """``auto``: AMP on CUDA (bf16 where supported, else fp16 with a GradScaler); fp32 elsewhere.
+    """``auto``: AMP on CUDA (bf16 where supported, else fp16 with a GradScaler); bf16 autocast on CPUs with
+    native bf16 (AVX512-BF16 or AMX); fp32 elsewhere.
 
-    bf16 autocast on CPU is available as ``--precision bf16`` but not chosen by ``auto``: on the AVX-512-BF16
-    CPU this was measured on it was not faster than fp32 for these networks' training step (see README).
+    On the AVX512-BF16 CPU this was measured on, a bf16-autocast training step of MaskingNet took 0.6x the
+    fp32 time and a 6-epoch run reached the same val Dice (0.9675 vs 0.9650); see the README.
     """
+    from maskingnet.inference import cpu_bf16_supported
+
     if precision != "auto":
         if precision == "fp16" and device.type == "cpu":
             raise TrainError("precision fp16: not supported for training on CPU; use bf16 or fp32")
         return precision
     if device.type == "cuda":
         return "bf16" if torch.cuda.is_bf16_supported() else "fp16"
+    if device.type == "cpu" and cpu_bf16_supported():
+        return "bf16"
     return "fp32"
 
 
@@ -683,14 +688,13 @@ class Trainer:
         self._write_metrics()
 
     def _report(self, row: dict[str, Any]) -> None:
-        if self.config.progress:
-            print(
-                f"epoch {row['epoch']}/{self.config.epochs}: train_loss {row['train_loss']:.4f} "
-                f"val_loss {row['val_loss']:.4f} val_dice {row['val_dice']:.5f} "
-                f"({row['images_per_s']:.1f} img/s, {row['seconds']:.0f} s)",
-                file=sys.stderr,
-                flush=True,
-            )
+        print(
+            f"epoch {row['epoch']}/{self.config.epochs}: train_loss {row['train_loss']:.4f} "
+            f"val_loss {row['val_loss']:.4f} val_dice {row['val_dice']:.5f} "
+            f"({row['images_per_s']:.1f} img/s, {row['seconds']:.0f} s)",
+            file=sys.stderr,
+            flush=True,
+        )
 
     def _write_metrics(self) -> None:
         from maskingnet.plots import plot_curves
