@@ -967,7 +967,9 @@ def _draw_car(
     return canvas, smooth_layer
 
 
-def _smooth_paint(car: Image.Image, paint: Image.Image, paint_cover: Image.Image) -> Image.Image:
+def _smooth_paint(
+    car: Image.Image, paint: Image.Image, paint_cover: Image.Image, radius: float
+) -> Image.Image:
     """Blend the flat-shaded facets of the paint into smooth shading, leaving everything else alone.
 
     ``car`` is the car's colour on black, ``paint`` the part of it that is smooth paint and ``paint_cover``
@@ -975,7 +977,7 @@ def _smooth_paint(car: Image.Image, paint: Image.Image, paint_cover: Image.Image
     divided by the blur of its cover (a normalised convolution), so no colour leaks in from glass, tyres
     or the background and the silhouette, and so the mask, do not move.
     """
-    blur = ImageFilter.GaussianBlur(max(0.6, car.width * 0.004))
+    blur = ImageFilter.GaussianBlur(radius)
     cover = np.asarray(paint_cover, dtype=np.float32)[..., None] / 255
     blurred = np.asarray(paint.filter(blur), dtype=np.float32)
     blurred_cover = np.asarray(paint_cover.filter(blur), dtype=np.float32)[..., None] / 255
@@ -992,6 +994,27 @@ def backdrop(car_seed: int, scene: Scene, size: tuple[int, int]) -> Image.Image:
     return Image.fromarray(np.clip(pixels * grade, 0, 255).astype(np.uint8), mode="RGB")
 
 
+def _blend_paint_facets(car: Image.Image, smooth_layer: Image.Image, size: tuple[int, int]) -> Image.Image:
+    """The supersampled car reduced to ``size``, its paint smoothed (only around the paint, for speed)."""
+    small = car.reduce(SUPERSAMPLE)
+    found = smooth_layer.getbbox()
+    if found is None:
+        return small
+    radius = max(0.6, size[0] * 0.004)
+    pad = int(3 * radius) + 2
+    box = (
+        max(0, found[0] // SUPERSAMPLE - pad),
+        max(0, found[1] // SUPERSAMPLE - pad),
+        min(size[0], -(-found[2] // SUPERSAMPLE) + pad),
+        min(size[1], -(-found[3] // SUPERSAMPLE) + pad),
+    )
+    big_box = tuple(v * SUPERSAMPLE for v in box)
+    cover = smooth_layer.crop(big_box)
+    paint = ImageChops.multiply(car.crop(big_box), Image.merge("RGB", (cover,) * 3)).reduce(SUPERSAMPLE)
+    small.paste(_smooth_paint(small.crop(box), paint, cover.reduce(SUPERSAMPLE), radius), box[:2])
+    return small
+
+
 def render_angle(
     car_seed: int, scene: Scene, studio_image: Image.Image, angle: int
 ) -> tuple[Image.Image, np.ndarray]:
@@ -1004,9 +1027,7 @@ def render_angle(
     layer, smooth_layer = _draw_car(scene, camera, size, SUPERSAMPLE)
     red, green, blue, alpha = layer.split()
     coverage = alpha.reduce(SUPERSAMPLE)
-    car = Image.merge("RGB", (red, green, blue))
-    paint = ImageChops.multiply(car, Image.merge("RGB", (smooth_layer,) * 3)).reduce(SUPERSAMPLE)
-    car = _smooth_paint(car.reduce(SUPERSAMPLE), paint, smooth_layer.reduce(SUPERSAMPLE))
+    car = _blend_paint_facets(Image.merge("RGB", (red, green, blue)), smooth_layer, size)
     floor_light = _shadow(scene.car, scene.shape, camera, size)
     behind = ImageChops.multiply(studio_image, Image.merge("RGB", (floor_light,) * 3))
     uncovered = ImageChops.invert(coverage)
