@@ -60,7 +60,27 @@ def run_demo(config: DemoConfig, log=print) -> dict:
     summary["train"] = train_demo_model(config, data, out / "run", log)
     best = Path(summary["train"]["best_checkpoint"])
     summary["evaluate"] = evaluate_demo_model(best, data, out / "eval", log)
+    summary["cutouts"] = cut_out_val_photos(best, data, out / "cutouts", log)
     return summary
+
+
+def cut_out_val_photos(checkpoint: Path, data: Path, out: Path, log) -> dict:
+    """What a shop gets: the val cars' photos cut out (transparent PNG) and on white, by ``predict_files``."""
+    from maskingnet.models import read_config
+    from maskingnet.predict import PredictConfig, predict_files
+
+    _model_config, meta = read_config(checkpoint)
+    cars = (meta.get("split") or {}).get("val_cars") or []
+    photos = sorted(path for car in cars for path in (data / "train").glob(f"{car}_*.jpg"))
+    settings = PredictConfig(
+        checkpoint, photos, out, save=("cutout", "white"), soft_edges=True, overwrite=True, progress=False
+    )
+    result = predict_files(settings, report=log)
+    log(
+        f"demo: cut out {result.done} val photos ({result.images_per_second:.1f} img/s): "
+        f"{out}/*_cutout.png (transparent) and *_white.jpg"
+    )
+    return {"out": str(out), "done": result.done, "failed": result.failed}
 
 
 def train_demo_model(config: DemoConfig, data: Path, run: Path, log) -> dict:
