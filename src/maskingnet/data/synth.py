@@ -28,9 +28,9 @@ from pathlib import Path
 import numpy as np
 from PIL import Image
 
+from maskingnet.data.rle import rle_encode
 from maskingnet.utils import atomic_write
 
-ANGLES = 16
 MAX_SIDE = 8192  # the renderer holds a few full-size layers at twice the size in memory
 KAGGLE_PLACEHOLDER_RLE = "1 1"  # what every row of Kaggle's Carvana sample_submission.csv held
 MAKES = {
@@ -54,22 +54,6 @@ class CarSpec:
     trim1: str
     trim2: str
     split: str  # "train" or "test"
-
-
-def rle_encode(mask: np.ndarray) -> str:
-    """Kaggle Carvana RLE; the project's own ``maskingnet.data.rle`` when it is there."""
-    try:
-        from maskingnet.data.rle import rle_encode as project_rle_encode
-    except ImportError:
-        return _local_rle_encode(mask)
-    return project_rle_encode(mask)
-
-
-def _local_rle_encode(mask: np.ndarray) -> str:
-    pixels = np.concatenate([[0], np.asarray(mask, dtype=bool).ravel(order="C").astype(np.int8), [0]])
-    runs = np.flatnonzero(pixels[1:] != pixels[:-1]) + 1
-    runs[1::2] -= runs[::2]
-    return " ".join(str(x) for x in runs)
 
 
 def make_specs(cars: int, test_cars: int = 0, seed: int = 0) -> list[CarSpec]:
