@@ -238,6 +238,22 @@ def test_same_stem_in_two_folders_gets_two_outputs(tmp_path, checkpoint):
     assert summary.done == 2 and len(list((tmp_path / "out").glob("car*_mask.png"))) == 2
 
 
+def test_outputs_inside_an_input_folder_are_not_taken_as_inputs(tmp_path, checkpoint):
+    photo(40, 30).save(tmp_path / "car.jpg")
+    config = PredictConfig(
+        checkpoint,
+        [tmp_path],
+        tmp_path / "out",
+        save=("cutout",),
+        workers=0,
+        progress=False,
+        precision="fp32",
+    )
+    predict_files(config)
+    config.overwrite = True
+    assert predict_files(config).done == 1
+
+
 def test_output_stems_are_unique_and_stable():
     files = [Path("x/car.jpg"), Path("y/car.jpg"), Path("y/other.png")]
     stems = output_stems(files)

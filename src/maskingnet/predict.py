@@ -114,7 +114,8 @@ def prepare_path(
 ) -> Prepared:
     """Decode a file for the model (reduced-scale JPEG decode when the size allows) and, if asked, in full.
 
-    Raises ``BadInputError`` for files that cannot be used.
+    The model input always comes from the reduced-scale decode, even when the full photo is decoded too, so
+    a mask does not depend on which outputs were asked for. Raises ``BadInputError`` for unusable files.
     """
     from maskingnet.data.io import image_size, read_image
 
@@ -136,6 +137,7 @@ def prepare_image(image: Image.Image | np.ndarray, size: tuple[int, int], index:
         array = image
         if array.dtype != np.uint8:
             scale = 255.0 if array.dtype.kind == "f" and array.max(initial=0) <= 1.0 else 1.0
+            scale = 1 / 257 if array.dtype == np.uint16 else scale
             array = np.clip(array.astype(np.float64) * scale, 0, 255).astype(np.uint8)
         if array.ndim == 3 and array.shape[2] == 1:
             array = array[..., 0]
@@ -344,6 +346,11 @@ def batched_good(
         yield batch
 
 
+def is_inside(path: Path, folder: Path) -> bool:
+    """True for files under ``folder``: earlier outputs in an output folder inside an input folder."""
+    return path.resolve().is_relative_to(folder.resolve())
+
+
 def output_stems(files: Sequence[Path]) -> dict[Path, str]:
     """Output name stem per input: its own stem, or stem~hash when two inputs share a stem (no overwrites).
 
@@ -454,6 +461,7 @@ def predict_files(config: PredictConfig, report: Callable[[str], None] = _say) -
     started = time.perf_counter()
     summary = PredictSummary()
     files, problems = list_images([str(item) for item in config.inputs], recursive=config.recursive)
+    files = [path for path in files if not is_inside(path, Path(config.out))]
     rank, world, _local = distributed_rank()
     for line in problems if rank == 0 else []:  # every rank sees them; one reports
         summary.problems.append(line)
