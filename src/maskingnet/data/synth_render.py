@@ -25,7 +25,8 @@ ANGLES = 16
 SUPERSAMPLE = 2
 LETTERING = "MASKNET"
 
-# Car colours and how often used cars come in them (white and silver on a white backdrop are the hard cases).
+# Car colours, how often used cars come in them and how strongly the paint reflects the studio (metallic
+# silver most). White and silver on a white backdrop are the hard cases.
 PAINTS = [
     ((0.93, 0.93, 0.92), 0.22, 0.9),  # white
     ((0.66, 0.68, 0.70), 0.16, 1.2),  # silver
@@ -110,7 +111,7 @@ def sample_car(rng: np.random.Generator) -> Car:
         cabin_rear = -half * rng.uniform(0.58, 0.7)
         roof_rear = -half * rng.uniform(0.3, 0.42)
     roof_front = cabin_front - (roof - belt) * rng.uniform(1.3, 1.8)
-    paint = _pick_paint(rng)
+    paint, reflectivity = _pick_paint(rng)
     black = (0.025, 0.025, 0.03)
     wheel_radius = rng.uniform(0.34, 0.39) if suv else rng.uniform(0.31, 0.35)
     return Car(
@@ -133,26 +134,24 @@ def sample_car(rng: np.random.Generator) -> Car:
         rim_fraction=rng.uniform(0.64, 0.78),
         spokes=int(rng.choice([5, 5, 6, 7, 10])),
         paint=paint,
-        reflectivity=_paint_reflectivity(paint),
+        reflectivity=reflectivity,
         roof_paint=black if rng.random() < 0.08 else paint,
         pillar_paint=black if rng.random() < 0.6 else paint,
         mirror_paint=black if rng.random() < 0.25 else paint,
-        rim_colour=(0.12, 0.12, 0.13) if rng.random() < 0.15 else tuple(rng.uniform(0.7, 0.88, size=1)) * 3,
+        rim_colour=(0.12, 0.12, 0.13) if rng.random() < 0.15 else (float(rng.uniform(0.7, 0.88)),) * 3,
         antenna=bool(rng.random() < 0.5),
         roof_rails=bool(kind in ("suv", "hatch") and rng.random() < 0.5),
         steer=float(rng.uniform(-0.25, 0.25) if rng.random() < 0.3 else 0.0),
     )
 
 
-def _pick_paint(rng: np.random.Generator) -> tuple[float, float, float]:
+def _pick_paint(rng: np.random.Generator) -> tuple[tuple[float, float, float], float]:
+    """A paint colour (a little off its nominal shade) and its reflectivity."""
     weights = np.array([p[1] for p in PAINTS])
-    colour, _, _ = PAINTS[int(rng.choice(len(PAINTS), p=weights / weights.sum()))]
+    colour, _, reflectivity = PAINTS[int(rng.choice(len(PAINTS), p=weights / weights.sum()))]
     jitter = rng.normal(0, 0.01, size=3)
-    return tuple(float(c) for c in np.clip(np.array(colour) * rng.uniform(0.9, 1.08) + jitter, 0.01, 0.97))
-
-
-def _paint_reflectivity(paint: tuple[float, float, float]) -> float:
-    return 1.0 + 0.3 * float(np.ptp(paint) < 0.06)
+    shade = np.clip(np.array(colour) * rng.uniform(0.9, 1.08) + jitter, 0.01, 0.97)
+    return (float(shade[0]), float(shade[1]), float(shade[2])), reflectivity
 
 
 def sample_studio(rng: np.random.Generator) -> Studio:
@@ -454,6 +453,7 @@ def _cabin_height(car: Car, x: np.ndarray, base_z: np.ndarray) -> np.ndarray:
 
 
 def wheel_surfaces(car: Car, shape: BodyShape, detail: float = 1.0) -> list[Surface]:
+    """Four wheels (tread, sidewalls, spoked rim; the front pair maybe steered) and their wheel wells."""
     surfaces: list[Surface] = []
     r = car.wheel_radius
     ring = np.linspace(0, 2 * np.pi, _count(28, detail), endpoint=False)
@@ -467,15 +467,19 @@ def wheel_surfaces(car: Car, shape: BodyShape, detail: float = 1.0) -> list[Surf
             def place(pts, centre=centre, rot=rot):
                 return (pts - centre) @ rot.T + centre
 
-            rim_ring = np.stack([wx + r * np.cos(ring), np.full_like(ring, y_out), r + r * np.sin(ring)], -1)
-            inner_ring = rim_ring.copy()
+            outer_ring = np.stack(
+                [wx + r * np.cos(ring), np.full_like(ring, y_out), r + r * np.sin(ring)], -1
+            )
+            inner_ring = outer_ring.copy()
             inner_ring[:, 1] = y_in
-            tread = np.stack([rim_ring, np.roll(rim_ring, -1, 0), np.roll(inner_ring, -1, 0), inner_ring], 1)
+            tread = np.stack(
+                [outer_ring, np.roll(outer_ring, -1, 0), np.roll(inner_ring, -1, 0), inner_ring], 1
+            )
             tread = place(tread)
             tread_n = _normals(tread, np.broadcast_to(place(centre), (len(tread), 3)))
             surfaces.append(Surface(tread, tread_n, "tyre", (0.045, 0.045, 0.05)))
             for y, sign in ((y_out, side), (y_in, -side)):
-                disc = rim_ring.copy()
+                disc = outer_ring.copy()
                 disc[:, 1] = y
                 normal = rot @ np.array([0.0, sign, 0.0])
                 surfaces.append(Surface(place(disc)[None], normal[None], "tyre", (0.05, 0.05, 0.055)))
