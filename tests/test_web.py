@@ -139,7 +139,7 @@ class Chromium:
         self.call(
             "DOM.setFileInputFiles",
             session=True,
-            files=[str(p) for p in paths],
+            files=[str(Path(p).resolve()) for p in paths],
             objectId=found["result"]["objectId"],
         )
 
@@ -266,6 +266,17 @@ def test_a_file_that_is_not_an_image_shows_the_servers_reason(browser, page_url)
     assert "415" in card["status"]
 
 
+def wait_until_healthy(url: str) -> None:
+    import urllib.request
+
+    while True:
+        try:
+            with urllib.request.urlopen(url + "healthz", timeout=10):
+                return
+        except OSError:
+            time.sleep(0.2)
+
+
 def main(argv: list[str]) -> None:
     """Screenshot of the page with cut-outs of the given photos (for the README)."""
     import argparse
@@ -284,9 +295,9 @@ def main(argv: list[str]) -> None:
             time.sleep(0.5)
             text = Path(log.name).read_text()
         url = "http://" + text.split("http://", 1)[1].split()[0] + "/"
-        chromium = Chromium(find_chromium() or "chromium")
+        wait_until_healthy(url)
+        chromium = Chromium(find_chromium() or "chromium", height=470)
         try:
-            chromium.wait_for(f"fetch({url + 'healthz'!r}).then(r => r.ok).catch(() => false)")
             chromium.open(url)
             chromium.set_files("#files", args.photos)
             wait_for_cards(chromium, len(args.photos))
