@@ -45,6 +45,7 @@ PAINTS = [
 class Car:
     """Shape (metres) and colours of one car."""
 
+    kind: str  # sedan, hatch, suv, coupe or pickup
     length: float
     width: float
     clearance: float
@@ -92,11 +93,12 @@ class Studio:
 
 
 def sample_car(rng: np.random.Generator) -> Car:
-    """A random plausible car: sedan, hatchback, SUV or coupe proportions."""
-    kind = rng.choice(["sedan", "hatch", "suv", "coupe"], p=[0.4, 0.2, 0.3, 0.1])
-    length = {"sedan": 4.7, "hatch": 4.2, "suv": 4.6, "coupe": 4.5}[kind] * rng.uniform(0.93, 1.07)
+    """A random plausible car: sedan, hatchback, SUV, coupe or pickup proportions."""
+    kind = str(rng.choice(["sedan", "hatch", "suv", "coupe", "pickup"], p=[0.36, 0.18, 0.3, 0.08, 0.08]))
+    lengths = {"sedan": 4.7, "hatch": 4.2, "suv": 4.6, "coupe": 4.5, "pickup": 5.3}
+    length = lengths[kind] * rng.uniform(0.93, 1.07)
     width = rng.uniform(1.75, 1.95) if kind != "hatch" else rng.uniform(1.68, 1.82)
-    suv = kind == "suv"
+    suv = kind in ("suv", "pickup")
     clearance = rng.uniform(0.20, 0.26) if suv else rng.uniform(0.13, 0.18)
     belt = rng.uniform(1.0, 1.12) if suv else rng.uniform(0.82, 0.95)
     roof = belt + (rng.uniform(0.58, 0.72) if suv else rng.uniform(0.42, 0.56))
@@ -107,6 +109,10 @@ def sample_car(rng: np.random.Generator) -> Car:
     if kind in ("hatch", "suv"):
         cabin_rear = -half * rng.uniform(0.86, 0.93)
         roof_rear = -half * rng.uniform(0.72, 0.82)
+    elif kind == "pickup":  # a crew cab with a near-upright back window, then the open bed
+        cabin_front = half * rng.uniform(0.22, 0.3)
+        roof_rear = cabin_front - (roof - belt) * 1.3 - rng.uniform(1.4, 1.7)
+        cabin_rear = roof_rear - 0.1
     else:
         cabin_rear = -half * rng.uniform(0.58, 0.7)
         roof_rear = -half * rng.uniform(0.3, 0.42)
@@ -115,12 +121,13 @@ def sample_car(rng: np.random.Generator) -> Car:
     black = (0.025, 0.025, 0.03)
     wheel_radius = rng.uniform(0.34, 0.39) if suv else rng.uniform(0.31, 0.35)
     return Car(
+        kind=kind,
         length=length,
         width=width,
         clearance=clearance,
         belt=belt,
-        hood_front=belt - rng.uniform(0.16, 0.28),
-        tail_top=belt - (rng.uniform(0.02, 0.08) if kind in ("sedan", "coupe") else rng.uniform(0.05, 0.15)),
+        hood_front=belt - (rng.uniform(0.08, 0.14) if kind == "pickup" else rng.uniform(0.16, 0.28)),
+        tail_top=belt - _tail_drop(kind, rng),
         roof=roof,
         plan_power=rng.uniform(3.2, 5.0),
         cabin_rear=cabin_rear,
@@ -143,6 +150,13 @@ def sample_car(rng: np.random.Generator) -> Car:
         roof_rails=bool(kind in ("suv", "hatch") and rng.random() < 0.5),
         steer=float(rng.uniform(-0.25, 0.25) if rng.random() < 0.3 else 0.0),
     )
+
+
+def _tail_drop(kind: str, rng: np.random.Generator) -> float:
+    """How much lower the tail is than the shoulder line: a pickup's bed rails run level."""
+    if kind == "pickup":
+        return rng.uniform(0.0, 0.03)
+    return rng.uniform(0.02, 0.08) if kind in ("sedan", "coupe") else rng.uniform(0.05, 0.15)
 
 
 def _pick_paint(rng: np.random.Generator) -> tuple[tuple[float, float, float], float]:
@@ -319,6 +333,16 @@ class BodyShape:
             hit, miss = np.where(now_inside, mid, hit), np.where(now_inside, miss, mid)
         # A little inside the exact surface: the polygon mesh cuts the rounded corners a little.
         return np.stack([hit - sign * 0.006 * self.half, y, z], axis=-1)
+
+    def top_point(self, x: np.ndarray, y: np.ndarray) -> np.ndarray:
+        """The surface point above (x, y) on the top of the body."""
+        top, bottom = self.top(x), self.bottom(x)
+        middle, half_height = (top + bottom) / 2, (top - bottom) / 2
+        rel = np.ones_like(np.asarray(x, dtype=float))
+        for _ in range(4):  # the width depends on the height through the bulge: a few fixed-point steps
+            across = np.clip(np.abs(y) / (self.half_width(x) * _bulge(rel)), 0, 1)
+            rel = (1 - across**self.top_power) ** (1 / self.top_power)
+        return np.stack([x, y, middle + half_height * rel], axis=-1)
 
     def _inside(self, x: np.ndarray, y: np.ndarray, z: np.ndarray) -> np.ndarray:
         top, bottom = self.top(x), self.bottom(x)
@@ -625,7 +649,20 @@ def detail_surfaces(car: Car, shape: BodyShape, rng: np.random.Generator) -> lis
         plate = _outline_rect(-0.26, 0.26, z, z + 0.12)
         surfaces.append(_end_detail(shape, plate, front, "matte", (0.88, 0.88, 0.86), bias=0.13))
     surfaces.extend(_door_seams(car, shape))
+    if car.kind == "pickup":
+        surfaces.append(_bed(car, shape))
     return surfaces
+
+
+def _bed(car: Car, shape: BodyShape) -> Surface:
+    """The open load bed of a pickup: a dark liner on the top of the body behind the cab."""
+    x0, x1 = -shape.half * 0.95, car.cabin_rear - 0.06
+    xs = np.linspace(x0, x1, 10)
+    edge = np.minimum(shape.half_width(xs), shape.half_width(np.full_like(xs, x0))) * 0.86
+    outline_x = np.concatenate([xs, xs[::-1]])
+    outline_y = np.concatenate([edge, -edge[::-1]])
+    points = shape.top_point(outline_x, outline_y) + np.array([0.0, 0.0, 0.006])
+    return Surface(points[None], np.array([[0.0, 0.0, 1.0]]), "matte", (0.07, 0.07, 0.075), bias=0.15)
 
 
 def _outline_rect(y0: float, y1: float, z0: float, z1: float, n: int = 6) -> np.ndarray:
