@@ -243,3 +243,9 @@ def test_two_torchrun_processes_write_the_same_file_as_one(tmp_path, reference, 
 def test_kaggle_estimate_extrapolates_to_100064_images():
     summary = SubmitSummary(out=Path("s.csv"), done=100, seconds=10.0, world=2)
     assert submit_module.kaggle_estimate(summary).endswith("100,064 test images at this rate: ~1h23m")
+
+
+def test_a_finished_part_of_another_job_is_not_merged(tmp_path):
+    progress = tmp_path / "progress.json"
+    progress.write_text('{"fingerprint": "an earlier job", "rows": 8, "bytes": 100, "complete": true}')
+    assert not submit_module.part_is_done(progress, "this job")

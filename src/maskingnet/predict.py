@@ -311,7 +311,7 @@ def default_workers() -> int:
 
 
 def iterate_prepared(
-    paths: Sequence[Path], size: tuple[int, int], need_photo: bool, workers: int | None, pin: bool = False
+    paths: Sequence[Path], size: tuple[int, int], need_photo: bool, workers: int | None
 ) -> Iterator[Prepared]:
     """Prepared items in input order, decoded ahead by ``workers`` processes (0: in this process)."""
     if not paths:
@@ -323,7 +323,6 @@ def iterate_prepared(
         shuffle=False,
         num_workers=min(workers, len(paths)),
         collate_fn=_as_is,
-        pin_memory=pin,
         prefetch_factor=4 if workers else None,
     )
     return iter(loader)
@@ -492,9 +491,7 @@ def predict_files(config: PredictConfig, report: Callable[[str], None] = _say) -
         config.backend,
     )
     need_photo = any(kind != "mask" for kind in config.save)
-    items = iterate_prepared(
-        todo, predictor.size, need_photo, config.workers, pin=predictor.device.type == "cuda"
-    )
+    items = iterate_prepared(todo, predictor.size, need_photo, config.workers)
     bar = tqdm(total=len(todo), unit="img", disable=not config.progress, file=sys.stderr, dynamic_ncols=True)
 
     def fail(item: Prepared) -> None:

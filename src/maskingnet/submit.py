@@ -292,9 +292,7 @@ def write_part(
         summary.done += 1
         bar.update(1)
 
-    items = iterate_prepared(
-        [path for _, path in todo], predictor.size, False, config.workers, pin=predictor.device.type == "cuda"
-    )
+    items = iterate_prepared([path for _, path in todo], predictor.size, False, config.workers)
     writers = max(1, min(4, os.cpu_count() or 1))
     with ThreadPoolExecutor(max_workers=writers, thread_name_prefix="maskingnet-rle") as pool:
         for batch in batched_good(items, max(1, config.batch_size), fail):
@@ -311,10 +309,21 @@ def write_part(
     bar.close()
 
 
-def merge_parts(out: Path, world: int, poll_seconds: float) -> None:
-    """Rank 0: wait until every rank's part is complete, then concatenate them in rank order into ``out``."""
+def part_is_done(progress: Path, fingerprint: str) -> bool:
+    """A rank's part is finished, and belongs to the job with this fingerprint."""
+    state = read_progress(progress)
+    return bool(state.get("complete")) and state.get("fingerprint") == fingerprint
+
+
+def merge_parts(out: Path, fingerprints: Sequence[str], poll_seconds: float) -> None:
+    """Rank 0: wait until every rank's part of this job is complete, then join them in rank order.
+
+    A part counts only when its progress file carries this job's fingerprint for that rank, so a finished
+    part left by an earlier, different job is never taken for the current one.
+    """
+    world = len(fingerprints)
     parts = [part_files(out, rank, world) for rank in range(world)]
-    while not all(read_progress(progress).get("complete") for _partial, progress in parts):
+    while not all(part_is_done(progress, fingerprints[rank]) for rank, (_, progress) in enumerate(parts)):
         time.sleep(poll_seconds)
     if world == 1:
         os.replace(parts[0][0], out)
@@ -387,6 +396,11 @@ def submit(config: SubmitConfig, report: Callable[[str], None] = _say) -> Submit
         writer.close()
     summary.seconds = time.perf_counter() - started
     if rank == 0:
-        merge_parts(out, world, config.poll_seconds)
+        names = [name for name, _ in all_rows]
+        fingerprints = [
+            job_fingerprint(config, names[rank_slice(len(names), other, world)], predictor.size, other, world)
+            for other in range(world)
+        ]
+        merge_parts(out, fingerprints, config.poll_seconds)
         summary.merged = True
     return summary
