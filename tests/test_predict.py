@@ -367,3 +367,20 @@ def test_kill_9_leaves_no_partial_output_and_the_rerun_finishes(tmp_path, checkp
         finished_before_kill < 40 and rerun.done == 40 - rerun.skipped and len(list(out.glob("car_*"))) == 80
     )
     assert [path.name for path in out.iterdir() if path.name.startswith(".")] == []
+
+
+def test_unreadable_checkpoint_is_one_line_and_exit_2(tmp_path):
+    from typer.testing import CliRunner
+
+    from maskingnet.cli import app
+
+    photo(40, 30).save(tmp_path / "car.jpg")
+    args = [
+        "predict",
+        str(tmp_path / "missing.safetensors"),
+        str(tmp_path / "car.jpg"),
+        "--out",
+        str(tmp_path),
+    ]
+    result = CliRunner().invoke(app, args)
+    assert result.exit_code == 2 and "missing.safetensors: " in result.output

@@ -135,7 +135,11 @@ def predict(
     except ValueError as error:
         typer.echo(f"predict: {error}", err=True)
         raise typer.Exit(2) from None
-    summary = predict_files(config)
+    try:
+        summary = predict_files(config)
+    except (ValueError, OSError) as error:  # the checkpoint or the output folder, not a photo
+        typer.echo(f"predict: {error}", err=True)
+        raise typer.Exit(2) from None
     typer.echo(
         f"{summary.done} done, {summary.failed} failed, {summary.skipped} skipped (outputs exist) "
         f"in {summary.seconds:.1f} s ({summary.images_per_second:.2f} img/s) -> {out}",
@@ -176,7 +180,11 @@ def submit(
     except ValueError as error:
         typer.echo(f"submit: {error}", err=True)
         raise typer.Exit(2) from None
-    summary = run_submit(config)
+    try:
+        summary = run_submit(config)
+    except (ValueError, OSError) as error:  # the checkpoint, sample_submission.csv or the output
+        typer.echo(f"submit: {error}", err=True)
+        raise typer.Exit(2) from None
     if summary.merged:
         typer.echo(kaggle_estimate(summary), err=True)
         resumed = f" ({summary.resumed} rows kept from the interrupted run)" if summary.resumed else ""

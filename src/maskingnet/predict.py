@@ -28,7 +28,7 @@ import numpy as np
 import torch
 from PIL import Image
 
-from maskingnet.outputs import EdgeConfig, output_suffix, render, render_all
+from maskingnet.outputs import OUTPUT_SUFFIXES, EdgeConfig, output_suffix, render, render_all
 
 DEFAULT_SIZE = (512, 512)
 ImageLike = str | os.PathLike | Image.Image | np.ndarray
@@ -345,9 +345,11 @@ def batched_good(
         yield batch
 
 
-def is_inside(path: Path, folder: Path) -> bool:
-    """True for files under ``folder``: earlier outputs in an output folder inside an input folder."""
-    return path.resolve().is_relative_to(folder.resolve())
+def is_earlier_output(path: Path, out: Path) -> bool:
+    """A file in the output folder named like one of our outputs: never an input (the output folder may
+    lie inside, or be, an input folder)."""
+    suffixes = (*OUTPUT_SUFFIXES.values(), output_suffix("white", (0, 0, 0)))
+    return path.name.endswith(suffixes) and path.resolve().is_relative_to(out.resolve())
 
 
 def output_stems(files: Sequence[Path]) -> dict[Path, str]:
@@ -460,7 +462,7 @@ def predict_files(config: PredictConfig, report: Callable[[str], None] = _say) -
     started = time.perf_counter()
     summary = PredictSummary()
     files, problems = list_images([str(item) for item in config.inputs], recursive=config.recursive)
-    files = [path for path in files if not is_inside(path, Path(config.out))]
+    files = [path for path in files if not is_earlier_output(path, Path(config.out))]
     rank, world, _local = distributed_rank()
     for line in problems if rank == 0 else []:  # every rank sees them; one reports
         summary.problems.append(line)
