@@ -98,7 +98,7 @@ def erode(mask: np.ndarray, radius: int) -> np.ndarray:
 
 
 def edge_band_px(shape: tuple[int, int], band_px: int | None = None) -> int:
-    """Width of the soft-edge band: given, or ~2 px on a 1918x1280 photo, at least 1."""
+    """Soft-edge band width: given, or 1/500 of the short side (3 px on a 1918x1280 photo), at least 1."""
     if band_px is not None:
         return max(0, int(band_px))
     return max(1, round(min(shape) / 500))
