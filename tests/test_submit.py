@@ -158,6 +158,9 @@ def test_bad_test_image_gets_an_empty_row_a_named_line_and_a_failure(tmp_path, c
     summary = submit(config(checkpoint, tmp_path / "test", tmp_path / "sub.csv"), report=lines.append)
     rows = read_rows(tmp_path / "sub.csv")
     assert summary.failed == 1 and rows[3] == [names[2], ""] and len(rows) == len(names) + 1
+    assert summary.done == len(names) - 1 and [line.split(": ")[0] for line in lines] == [
+        str(tmp_path / "test" / names[2])
+    ]
 
 
 def subprocess_env() -> dict[str, str]:

@@ -450,7 +450,10 @@ def write_outputs(config: PredictConfig, item: Prepared, probs: np.ndarray, targ
 
 
 def _say(line: str) -> None:
-    print(line, file=sys.stderr, flush=True)
+    """One line on stderr, above the progress bar."""
+    from tqdm import tqdm
+
+    tqdm.write(line, file=sys.stderr)
 
 
 def predict_files(config: PredictConfig, report: Callable[[str], None] = _say) -> PredictSummary:
@@ -499,7 +502,7 @@ def predict_files(config: PredictConfig, report: Callable[[str], None] = _say) -
     def fail(item: Prepared) -> None:
         summary.failed += 1
         summary.problems.append(item.error or "")
-        bar.write(item.error or "", file=sys.stderr)
+        report(item.error or "")
         bar.update(1)
 
     def finish(item: Prepared, probs_small: torch.Tensor) -> None:

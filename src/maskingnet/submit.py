@@ -222,7 +222,10 @@ def encode_row(
 
 
 def _say(line: str) -> None:
-    print(line, file=sys.stderr, flush=True)
+    """One line on stderr, above the progress bar."""
+    from tqdm import tqdm
+
+    tqdm.write(line, file=sys.stderr)
 
 
 class OrderedRows:
@@ -237,17 +240,19 @@ class OrderedRows:
     def add(self, index: int, row: Future | str) -> None:
         self.waiting[index] = row
 
-    def drain(self, block: bool, on_row: Callable[[], None]) -> None:
+    def drain(self, block: bool, on_row: Callable[[bool], None]) -> None:
+        """Move finished rows to the buffer in order; ``on_row(predicted)`` each (False: a bad input)."""
         while self.next_index in self.waiting:
             row = self.waiting[self.next_index]
-            if isinstance(row, Future):
+            predicted = isinstance(row, Future)
+            if predicted:
                 if not block and not row.done() and len(self.waiting) < 4 * self.flush_every:
                     return
                 row = row.result()
             del self.waiting[self.next_index]
             self.buffer.append(row)
             self.next_index += 1
-            on_row()
+            on_row(predicted)
             if len(self.buffer) >= self.flush_every:
                 self.flush()
 
@@ -285,11 +290,11 @@ def write_part(
         summary.failed += 1
         line = item.error or f"{todo[item.index][1]}: cannot be read"
         summary.problems.append(line)
-        bar.write(line, file=sys.stderr)
-        ordered.add(item.index, f"{todo[item.index][0]},\n")
+        report(line)
+        ordered.add(item.index, f"{todo[item.index][0]},\n")  # an empty mask keeps the file valid
 
-    def counted() -> None:
-        summary.done += 1
+    def counted(predicted: bool) -> None:
+        summary.done += predicted
         bar.update(1)
 
     items = iterate_prepared([path for _, path in todo], predictor.size, False, config.workers)
