@@ -252,3 +252,13 @@ def test_a_finished_part_of_another_job_is_not_merged(tmp_path):
     progress = tmp_path / "progress.json"
     progress.write_text('{"fingerprint": "an earlier job", "rows": 8, "bytes": 100, "complete": true}')
     assert not submit_module.part_is_done(progress, "this job")
+
+
+def test_a_part_left_by_other_options_is_redone_not_resumed(tmp_path, reference, checkpoint, kaggle_dir):
+    out = tmp_path / "submission.csv.gz"
+    partial, progress = part_files(out, 0, 1)
+    partial.write_bytes(b"stale")
+    progress.write_text('{"fingerprint": "threshold 0.3", "rows": 3, "bytes": 5, "complete": false}')
+    lines = []
+    summary = submit(config(checkpoint, kaggle_dir / "test", out), report=lines.append)
+    assert summary.resumed == 0 and read_rows(out) == read_rows(reference) and "another job" in lines[0]

@@ -172,6 +172,7 @@ class PartWriter:
             and partial.is_file()
             and partial.stat().st_size >= int(state.get("bytes", -1)) >= 0
         )
+        self.discarded = bool(state) and not usable  # a part of another job (or a damaged one): redone
         self.rows = int(state["rows"]) if usable else 0
         self.bytes = int(state["bytes"]) if usable else 0
         partial.parent.mkdir(parents=True, exist_ok=True)
@@ -392,6 +393,10 @@ def submit(config: SubmitConfig, report: Callable[[str], None] = _say) -> Submit
         if rank == 0 and writer.bytes == 0:
             writer.write(HEADER, 0)
         summary.resumed = writer.rows
+        if writer.discarded:
+            report(
+                f"{out}: the unfinished part found belongs to another job (checkpoint or options): redoing it"
+            )
         if writer.rows:
             report(f"{out}: resuming after {writer.rows} of {len(rows)} rows")
         started = time.perf_counter()
