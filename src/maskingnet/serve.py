@@ -9,12 +9,17 @@ Endpoints (all answers to bad requests are JSON ``{"error": code, "detail": mess
 - ``GET /healthz``: liveness plus counters; ``GET /v1/model``: the model (name, parameters, input size,
   backend) and the batching counters; ``GET /``: the page.
 
-Requests that arrive together are answered by one model call: decoding and resizing run in a thread pool,
-then each request waits in a bounded queue in front of a micro-batcher that collects up to ``max_batch``
-images for at most ``max_wait_ms`` and runs the model in its own worker thread (the event loop never
-blocks on it). A full queue answers 503. Upload size is enforced while the body is read: the declared
-``Content-Length`` is checked first and the streamed bytes are counted, so no request is buffered past the
-limit (413). Not an image: 415; a decompression bomb or a corrupt image: 422; no ``file`` field: 400.
+Requests that arrive together are answered by one model call: decoding and resizing run in a small thread
+pool (one thread per core, at most 4, which also bounds the memory held by decoded photos), then each
+request waits in a bounded queue in front of a micro-batcher that collects up to ``max_batch`` images for
+at most ``max_wait_ms`` and runs the model in its own worker thread (the event loop never blocks on it);
+up-sampling the probabilities and encoding the PNG go back to the pool. A mask needs only the photo's
+size, so its JPEG is decoded at reduced scale. A full queue answers 503, and so does the server itself
+past ``max_connections`` open connections.
+
+Upload size is enforced while the body is read: the declared ``Content-Length`` is checked first and the
+streamed bytes are counted, so no request is buffered past the limit (413). Not an image: 415; a
+decompression bomb or a corrupt image: 422; no ``file`` field: 400.
 """
 
 import asyncio
@@ -60,6 +65,8 @@ class ServeConfig:
     max_wait_ms: float = 10.0
     queue_size: int = 64
     max_pixels: int = 40_000_000
+    cpu_threads: int | None = None
+    max_connections: int = 128
     log_level: str = "warning"
 
     @property
@@ -239,12 +246,14 @@ def status_for_bad_image(reason: str) -> tuple[int, str]:
     return 422, "corrupt_image"
 
 
-def decode_photo(data: bytes, max_pixels: int):
-    """The upload as an upright RGB PIL image, or a :class:`RequestError` saying what is wrong with it."""
+def decode_photo(data: bytes, max_pixels: int, target_size: tuple[int, int] | None = None):
+    """The upload as an upright RGB PIL image, or a :class:`RequestError` saying what is wrong with it.
+
+    ``target_size`` (W, H) lets a JPEG decode at reduced scale (at least that large)."""
     from maskingnet.data.io import BadInputError, read_image
 
     try:
-        return read_image(data, max_pixels=max_pixels)
+        return read_image(data, target_size=target_size, max_pixels=max_pixels)
     except BadInputError as error:
         status, code = status_for_bad_image(error.reason)
         raise RequestError(status, code, f"upload: {error.reason}") from None
@@ -399,6 +408,50 @@ def request_options(kind: str, query, fields: dict[str, str]) -> dict[str, Any]:
     return options
 
 
+def default_cpu_threads() -> int:
+    """Threads for decoding, resizing and PNG encoding: one per core, at most 4 (bounds memory too)."""
+    return max(1, min(4, os.cpu_count() or 1))
+
+
+def decode_for_model(kind: str, data: bytes, max_pixels: int, predictor):
+    """``(photo, size, inputs)``: the upright RGB photo (None for a mask, which needs only its size (W, H))
+    and the model inputs at the predictor's size, ``(image, coords)``. As in ``maskingnet predict``, the
+    image comes from a reduced-scale JPEG decode (``draft``) and the coordinate maps are the whole photo's,
+    so the server's masks are the command line's masks."""
+    from maskingnet.predict import model_coords, model_input
+
+    small = decode_photo(data, max_pixels, target_size=predictor.size)
+    tensor = model_input(small, predictor.size)
+    photo = None if kind == "mask" else decode_photo(data, max_pixels)
+    size = photo_size(data, max_pixels) if photo is None else photo.size
+    return photo, size, (tensor, model_coords(predictor.size, size))
+
+
+def photo_size(data: bytes, max_pixels: int) -> tuple[int, int]:
+    from maskingnet.data.io import BadInputError, image_size
+
+    try:
+        return image_size(data, max_pixels=max_pixels)
+    except BadInputError as error:
+        status, code = status_for_bad_image(error.reason)
+        raise RequestError(status, code, f"upload: {error.reason}") from None
+
+
+def run_model(predictor, inputs: list) -> list:
+    """One model call for a batch of ``(image, coords)`` inputs -> one low-resolution probability map each."""
+    import torch
+
+    images = torch.stack([image for image, _ in inputs])
+    coords = torch.stack([maps for _, maps in inputs])
+    return list(predictor.infer(images, coords))
+
+
+def finish_answer(kind: str, photo, size, small, predictor, options: dict[str, Any]) -> bytes:
+    """Up-sample the probabilities to the photo's ``size`` (bilinear, then threshold); encode the PNG."""
+    probs = predictor.upsample(small, size)
+    return render_png(kind, photo, probs, options)
+
+
 def load_predictor(config: ServeConfig):
     from maskingnet.predict import Predictor
 
@@ -417,7 +470,6 @@ def create_app(config: ServeConfig, predictor=None):
     try:
         from fastapi import FastAPI, Request
         from fastapi.responses import HTMLResponse, JSONResponse, Response
-        from starlette.concurrency import run_in_threadpool
     except ImportError as error:
         raise RuntimeError(f"{SERVE_EXTRA_HINT} ({error})") from error
     import contextlib
@@ -427,15 +479,23 @@ def create_app(config: ServeConfig, predictor=None):
     batcher_box: dict[str, MicroBatcher] = {}
     started = time.time()
 
+    cpu_pool = concurrent.futures.ThreadPoolExecutor(
+        max_workers=config.cpu_threads or default_cpu_threads(), thread_name_prefix="images"
+    )
+
     @contextlib.asynccontextmanager
     async def lifespan(_app):
         batcher = MicroBatcher(
-            predictor.predict_prepared, config.max_batch, config.max_wait_ms / 1000, config.queue_size
+            lambda inputs: run_model(predictor, inputs),
+            config.max_batch,
+            config.max_wait_ms / 1000,
+            config.queue_size,
         )
         batcher.start()
         batcher_box["batcher"] = batcher
         yield
         await batcher.stop()
+        cpu_pool.shutdown(wait=True)
 
     app = FastAPI(title="maskingnet", summary="Cut cars out of photographs.", lifespan=lifespan)
     counters = {"ok": 0, "client_errors": 0}
@@ -454,14 +514,18 @@ def create_app(config: ServeConfig, predictor=None):
     async def answer(kind: str, request: Request) -> Response:
         data, fields = await read_upload(request, config.max_upload_bytes)
         options = request_options(kind, request.query_params, fields)
-        photo = await run_in_threadpool(decode_photo, data, config.max_pixels)
+        loop = asyncio.get_running_loop()
+        photo, size, inputs = await loop.run_in_executor(
+            cpu_pool, decode_for_model, kind, data, config.max_pixels, predictor
+        )
         del data
-        prepared = await run_in_threadpool(predictor.prepare, photo)
         try:
-            probs, batch_size = await batcher_box["batcher"].submit(prepared)
+            small, batch_size = await batcher_box["batcher"].submit(inputs)
         except Overloaded:
             raise RequestError(503, "busy", "too many requests waiting; retry shortly") from None
-        png = await run_in_threadpool(render_png, kind, photo, probs, options)
+        png = await loop.run_in_executor(
+            cpu_pool, finish_answer, kind, photo, size, small, predictor, options
+        )
         counters["ok"] += 1
         return Response(png, media_type="image/png", headers={"X-Batch-Size": str(batch_size)})
 
@@ -522,7 +586,14 @@ def serve(config: ServeConfig, announce: Callable[[str], None] | None = None) ->
     app = create_app(config)
     sock = bind(config.host, config.port)
     host, port = sock.getsockname()[:2]
-    server = uvicorn.Server(uvicorn.Config(app, log_level=config.log_level, timeout_graceful_shutdown=5))
+    server = uvicorn.Server(
+        uvicorn.Config(
+            app,
+            log_level=config.log_level,
+            timeout_graceful_shutdown=5,
+            limit_concurrency=config.max_connections,
+        )
+    )
     announce(f"maskingnet serving {config.checkpoint} on http://{host}:{port}")
     server.run(sockets=[sock])
 
@@ -543,4 +614,5 @@ def serve_workers(config: ServeConfig, announce: Callable[[str], None]) -> None:
         port=config.port,
         workers=config.workers,
         log_level=config.log_level,
+        limit_concurrency=config.max_connections,
     )
