@@ -541,6 +541,7 @@ def create_app(config: ServeConfig, predictor=None):
     async def healthz() -> dict[str, Any]:
         return {
             "status": "ok",
+            "pid": os.getpid(),
             "uptime_s": round(time.time() - started, 1),
             "rss_mb": rss_mb(),
             "stats": stats(),
