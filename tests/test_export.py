@@ -191,3 +191,36 @@ def test_predict_backend_onnxruntime_gives_the_torch_masks(exported, real_sample
         ties = np.abs(torch_predictor.predict(photo) - 0.5) <= 1e-4
         assert differ.mean() < 1e-5
         assert not (differ & ~ties).any()
+
+
+def test_backend_given_a_checkpoint_exports_it_first(tmp_path):
+    torch.manual_seed(1)
+    model = create_model("unet", width=0.125)
+    checkpoint = save_model(model, tmp_path / "unet.safetensors", meta={"input_size": [64, 48]})
+    backend = OnnxBackend(checkpoint)
+    images = torch.randn(2, 3, 48, 64)
+    with torch.no_grad():
+        expected = torch.softmax(model.eval()(images), dim=1)[:, 1]
+    assert backend.path.suffix == ".onnx" and backend.input_size == (64, 48)
+    assert float((backend(images) - expected).abs().max()) <= 1e-4
+
+
+def test_dynamic_export_falls_back_to_the_checkpoint_size_when_the_graph_cannot_be_dynamic(
+    tmp_path, monkeypatch
+):
+    import maskingnet.export as export_module
+
+    real_trace = export_module._trace
+
+    def static_only(head, size, opset, dynamic_hw):
+        if dynamic_hw:
+            raise RuntimeError("data-dependent shape")
+        return real_trace(head, size, opset, dynamic_hw)
+
+    monkeypatch.setattr(export_module, "_trace", static_only)
+    checkpoint = save_model(
+        create_model("unet", width=0.125), tmp_path / "u.safetensors", meta={"input_size": [64, 48]}
+    )
+    result = export_onnx(checkpoint, tmp_path / "u.onnx")
+    assert (result.dynamic, result.input_size) == (False, (64, 48))
+    assert "fixed at (64, 48)" in result.notes[0]

@@ -9,6 +9,7 @@ import io
 import json
 import socket
 import struct
+import sys
 import uuid
 import zlib
 from pathlib import Path
@@ -368,3 +369,11 @@ def test_batcher_passes_a_model_error_to_the_waiting_requests_and_keeps_going():
 )
 def test_bad_image_reasons_map_to_statuses(reason, status):
     assert status_for_bad_image(reason)[0] == status
+
+
+def test_without_the_serve_extra_the_message_says_how_to_install_it(monkeypatch, tmp_path):
+    from maskingnet.serve import ServeConfig, create_app
+
+    monkeypatch.setitem(sys.modules, "fastapi", None)
+    with pytest.raises(RuntimeError, match=r"pip install 'maskingnet\[serve\]'"):
+        create_app(ServeConfig(checkpoint=tmp_path / "never-loaded.safetensors"))
