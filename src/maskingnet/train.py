@@ -52,6 +52,7 @@ RESUMABLE_OVERRIDES = (
     "workers",
     "threads",
     "device",
+    "precision",
     "progress",
     "max_steps",
     "resume",
