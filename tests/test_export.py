@@ -224,3 +224,12 @@ def test_dynamic_export_falls_back_to_the_checkpoint_size_when_the_graph_cannot_
     result = export_onnx(checkpoint, tmp_path / "u.onnx")
     assert (result.dynamic, result.input_size) == (False, (64, 48))
     assert "fixed at (64, 48)" in result.notes[0]
+
+
+def test_backend_on_a_file_that_is_not_onnx_is_a_one_line_checkpoint_error(tmp_path):
+    from maskingnet.models import CheckpointError
+
+    bad = tmp_path / "notes.onnx"
+    bad.write_text("not a model")
+    with pytest.raises(CheckpointError, match=r"notes\.onnx: not a loadable ONNX model"):
+        OnnxBackend(bad)

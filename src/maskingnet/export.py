@@ -229,7 +229,10 @@ def export_onnx(
         notes.append(f"exporter produced opset {actual_opset} (asked for {opset})")
     onnx.helper.set_model_props(proto, _metadata(model, meta, fixed is None, fixed))
     if check:
-        onnx.checker.check_model(proto, full_check=True)
+        try:
+            onnx.checker.check_model(proto, full_check=True)
+        except onnx.checker.ValidationError as error:
+            raise ExportError(f"the exported graph fails onnx.checker: {error}") from error
     atomic_save(out, lambda tmp: onnx.save(proto, str(tmp)))
     return ExportResult(
         path=Path(out),
@@ -258,6 +261,31 @@ def _decode_metadata(raw: dict[str, str]) -> dict[str, Any]:
         except json.JSONDecodeError:
             decoded[name] = value
     return decoded
+
+
+def _open_session(path: Path, options, providers: list[str]):
+    """An ONNX Runtime session for a maskingnet export; anything else is a ``CheckpointError`` (a
+    ``ValueError`` whose text is ``"path: what is wrong"``, as for a bad checkpoint)."""
+    import onnxruntime as ort
+
+    from maskingnet.models import CheckpointError
+
+    if not path.is_file():
+        raise CheckpointError(path, "no such file")
+    try:
+        session = ort.InferenceSession(str(path), options, providers=providers)
+    except Exception as error:  # noqa: BLE001 - onnxruntime raises several unrelated exception types
+        reason = str(error).splitlines()[0] if str(error) else type(error).__name__
+        raise CheckpointError(path, f"not a loadable ONNX model ({reason})") from None
+    names = [item.name for item in session.get_inputs()]
+    outputs = [item.name for item in session.get_outputs()]
+    if names != list(INPUT_NAMES) or OUTPUT_NAME not in outputs:
+        raise CheckpointError(
+            path,
+            f"not a maskingnet export: inputs {names}, outputs {outputs} (expected image, coords -> "
+            "probability)",
+        )
+    return session
 
 
 def _providers(device: str | torch.device) -> list[str]:
@@ -306,7 +334,7 @@ class OnnxBackend:
         options.graph_optimization_level = ort.GraphOptimizationLevel.ORT_ENABLE_ALL
         if threads:
             options.intra_op_num_threads = threads
-        self.session = ort.InferenceSession(str(path), options, providers=_providers(device))
+        self.session = _open_session(path, options, _providers(device))
         provider = self.session.get_providers()[0]
         self.device = torch.device("cuda" if provider == "CUDAExecutionProvider" else "cpu")
         self.precision = "fp32"
