@@ -6,7 +6,7 @@ Library modules are imported inside each verb so that ``maskingnet --help`` answ
 from __future__ import annotations
 
 from pathlib import Path
-from typing import Annotated, Optional
+from typing import Annotated
 
 import typer
 
@@ -208,7 +208,7 @@ def export(
     try:
         result = export_onnx(checkpoint, out, opset=opset, size=size, check=check)
     except (ExportError, ValueError, OSError) as error:
-        typer.echo(f"{checkpoint}: {error}", err=True)
+        typer.echo(_about(checkpoint, error), err=True)
         raise typer.Exit(1) from None
     shape = "dynamic batch/height/width"
     if not result.dynamic:
@@ -440,8 +440,14 @@ def serve(
         )
         run_server(config)
     except (RuntimeError, ValueError, OSError) as error:
-        typer.echo(f"{checkpoint}: {error}", err=True)
+        typer.echo(_about(checkpoint, error), err=True)
         raise typer.Exit(1) from None
+
+
+def _about(path: Path, error: Exception) -> str:
+    """``path: what is wrong``, without naming the path twice when the error already starts with it."""
+    message = str(error)
+    return message if message.startswith(str(path)) else f"{path}: {message}"
 
 
 def main() -> None:
