@@ -212,3 +212,20 @@ def test_fast_backend_model_survives_deepcopy():
     clone = copy.deepcopy(backend.model)
     with torch.inference_mode():
         torch.testing.assert_close(inference.logits_to_probs(clone(images, None)), expected)
+
+
+def test_bf16_fast_path_keeps_the_first_stage_in_fp32_where_fused():
+    backend = TorchBackend(_tiny_model(), device="cpu", precision="bf16")
+    stem = backend.model.encoder[0]
+    if inference.onednn_fusion_available():
+        assert isinstance(stem, inference.Fp32Stage)
+        assert all(p.dtype == torch.float32 for p in stem.buffers())
+        assert inference.input_dtype(backend.model, torch.bfloat16) == torch.float32
+    else:
+        assert not isinstance(stem, inference.Fp32Stage)
+
+
+@pytest.mark.parametrize("name", ["arc2", "unet", "segnet"])
+def test_bf16_fast_path_runs_every_coordinate_and_upsampling_variant(name):
+    probs = TorchBackend(_tiny_model(name), device="cpu", precision="bf16")(_images())
+    assert probs.shape == (2, 32, 64) and torch.isfinite(probs).all()
