@@ -5,8 +5,19 @@ from __future__ import annotations
 import json
 
 import pytest
+import torch
 
 from maskingnet.bench import BenchConfig, add_thesis_ratios, make_plan, run_bench
+
+
+@pytest.fixture(scope="module", autouse=True)
+def one_torch_thread():
+    """Tiny models on one thread: on a machine shared with other jobs, two OpenMP threads waiting on each
+    other at every op make a 20 ms step take seconds. Restored afterwards."""
+    threads = torch.get_num_threads()
+    torch.set_num_threads(1)
+    yield
+    torch.set_num_threads(threads)
 
 
 @pytest.fixture(scope="module")
@@ -26,6 +37,7 @@ def tiny_bench(tmp_path_factory, real_sample):
         auto_checkpoint=False,
         photos=1,
         pipeline_images=1,
+        peak_shapes=((16, 32, 32),),
         progress=False,
     )
     run_bench(config)
@@ -94,3 +106,16 @@ def test_thesis_ratios_are_relative_to_unet():
 def test_quick_plan_on_cpu_is_smaller_than_the_full_one():
     quick, full = make_plan(BenchConfig(quick=True, device="cpu")), make_plan(BenchConfig(device="cpu"))
     assert quick.size < full.size and quick.pipeline_images < full.pipeline_images
+
+
+def test_find_trained_maskingnet_picks_the_best_validation_dice(tmp_path):
+    from maskingnet.bench import find_trained_maskingnet
+    from maskingnet.models import create_model, save_model
+
+    for run, name, dice in [("a", "maskingnet", 0.91), ("b", "maskingnet", 0.97), ("c", "unet", 0.99)]:
+        save_model(
+            create_model(name, width=0.125),
+            tmp_path / run / "checkpoints" / "best.safetensors",
+            meta={"val_dice": dice},
+        )
+    assert find_trained_maskingnet(tmp_path) == tmp_path / "b" / "checkpoints" / "best.safetensors"
