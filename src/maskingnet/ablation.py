@@ -64,7 +64,7 @@ class AblationConfig:
     threads: int | None = None
     workers: int | None = None
     device: str = "auto"
-    timing_repeats: int = 2
+    timing_repeats: int = 3
     progress: bool = True
     extra: dict[str, Any] = field(default_factory=dict)
 
@@ -102,19 +102,31 @@ def train_config(config: AblationConfig, name: str):
     )
 
 
-def time_model(config: AblationConfig, name: str) -> tuple[float, float]:
-    """(train, test) ms/image at the training size and batch, fp32, measured like ``maskingnet bench``."""
+def time_models(config: AblationConfig, say: Callable[[str], None]) -> dict[str, tuple[float, float]]:
+    """(train, test) ms/image of every network at the training size and batch, fp32, timed in turns
+    (``maskingnet.bench.round_robin_ms``) so that load from other work falls on all of them alike."""
+    import functools
+
     import torch
 
-    from maskingnet.bench import Plan, time_testing, time_training
+    from maskingnet.bench import Plan, round_robin_ms, test_pass, training_step
     from maskingnet.inference import resolve_device
     from maskingnet.models import create_model
 
     device = resolve_device(config.device)
     plan = Plan(device, config.size, config.batch_size, config.timing_repeats, 1, 0, 0, 1)
-    torch.manual_seed(config.seed)
-    model = create_model(name, width=config.width).to(device)
-    return time_training(model, plan), time_testing(model, plan)
+    models = {}
+    for name in config.models:
+        torch.manual_seed(config.seed)
+        models[name] = create_model(name, width=config.width).to(device)
+    say = functools.partial(_prefixed, say)
+    train = round_robin_ms({name: training_step(model, plan) for name, model in models.items()}, plan, say)
+    test = round_robin_ms({name: test_pass(model, plan) for name, model in models.items()}, plan, say)
+    return {name: (train[name], test[name]) for name in models}
+
+
+def _prefixed(say: Callable[[str], None], line: str) -> None:
+    say(f"timing: {line}")
 
 
 def loadable_checkpoint(path: Path) -> Path:
@@ -171,7 +183,6 @@ def run_one(config: AblationConfig, name: str, say: Callable[[str], None]) -> di
         workers=config.workers,
         progress=config.progress,
     )
-    train_ms, test_ms = time_model(config, name)
     report = model_report(name, size=(512, 512))
     row = {
         "name": name,
@@ -186,8 +197,6 @@ def run_one(config: AblationConfig, name: str, say: Callable[[str], None]) -> di
         "dilated": any(rate > 1 for rate in report["dilation"]),
         "params": scores["params"],
         "params_full_width": report["params"],
-        "train_ms_per_image": train_ms,
-        "test_ms_per_image": test_ms,
         "best_epoch": summary.get("best_epoch"),
         "train_seconds": train_seconds,
         "thesis_dsc": THESIS_DSC[name],
@@ -209,6 +218,11 @@ def run_ablation(config: AblationConfig, say: Callable[[str], None] = print) -> 
         result["rows"].append(run_one(config, name, say))
         result["seconds"] = time.perf_counter() - started
         write_outputs(result, config.out)
+    timings = time_models(config, say)
+    for row in result["rows"]:
+        row["train_ms_per_image"], row["test_ms_per_image"] = timings[row["name"]]
+    result["seconds"] = time.perf_counter() - started
+    write_outputs(result, config.out)
     return result
 
 
@@ -260,8 +274,8 @@ def format_table(result: dict[str, Any]) -> str:
             f"| {row['label']} | {row['dsc'] * 100:.4f}% | {row['one_minus_dsc'] * 100:.4f}% "
             f"| {row['one_minus_dsc_pixels_per_image']:,.0f} "
             f"| {'✓' if row['pool_indices'] else ''} | {coords} "
-            f"| {'✓' if row['dilated'] else ''} | {row['params']:,} | {row['train_ms_per_image']:.1f} "
-            f"| {row['test_ms_per_image']:.1f} | {row['thesis_dsc'] * 100:.4f}% |"
+            f"| {'✓' if row['dilated'] else ''} | {row['params']:,} | {_ms(row.get('train_ms_per_image'))} "
+            f"| {_ms(row.get('test_ms_per_image'))} | {row['thesis_dsc'] * 100:.4f}% |"
         )
     lines += [
         "",
@@ -271,10 +285,14 @@ def format_table(result: dict[str, Any]) -> str:
         "",
         "#Parameters are at the width trained; at width 1 they are the thesis's (31,043,586 ... 32,808,770). "
         "Train/test ms/image: fp32, batch as trained, this machine, best of "
-        f"{settings['timing_repeats']} runs.",
+        f"{settings['timing_repeats']} runs, the six timed in turns after training.",
         "",
     ]
     return "\n".join(lines)
+
+
+def _ms(value: float | None) -> str:
+    return "–" if value is None else f"{value:.1f}"
 
 
 def plot_bars(rows: list[dict[str, Any]], path: Path) -> None:
