@@ -65,6 +65,9 @@ class AblationConfig:
     workers: int | None = None
     device: str = "auto"
     timing_repeats: int = 3
+    # Small networks on a shared machine time erratically on several threads (they wait for each other at
+    # every op); one thread gives stable ratios. None: torch's default.
+    timing_threads: int | None = 1
     progress: bool = True
     extra: dict[str, Any] = field(default_factory=dict)
 
@@ -120,8 +123,14 @@ def time_models(config: AblationConfig, say: Callable[[str], None]) -> dict[str,
         torch.manual_seed(config.seed)
         models[name] = create_model(name, width=config.width).to(device)
     say = functools.partial(_prefixed, say)
-    train = round_robin_ms({name: training_step(model, plan) for name, model in models.items()}, plan, say)
-    test = round_robin_ms({name: test_pass(model, plan) for name, model in models.items()}, plan, say)
+    threads = torch.get_num_threads()
+    if config.timing_threads:
+        torch.set_num_threads(config.timing_threads)
+    try:
+        train = round_robin_ms({name: training_step(m, plan) for name, m in models.items()}, plan, say)
+        test = round_robin_ms({name: test_pass(m, plan) for name, m in models.items()}, plan, say)
+    finally:
+        torch.set_num_threads(threads)
     return {name: (train[name], test[name]) for name in models}
 
 
@@ -285,7 +294,8 @@ def format_table(result: dict[str, Any]) -> str:
         "",
         "#Parameters are at the width trained; at width 1 they are the thesis's (31,043,586 ... 32,808,770). "
         "Train/test ms/image: fp32, batch as trained, this machine, best of "
-        f"{settings['timing_repeats']} runs, the six timed in turns after training.",
+        f"{settings['timing_repeats']} runs, the six timed in turns after training"
+        + (f", {settings['timing_threads']} torch thread(s)." if settings.get("timing_threads") else "."),
         "",
     ]
     return "\n".join(lines)
