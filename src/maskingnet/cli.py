@@ -349,7 +349,7 @@ def bench(
     data: Annotated[Path | None, typer.Option(help="Real photos [../shared/data/carvana-sample].")] = None,
     checkpoint: Annotated[
         Path | None,
-        typer.Option(help="Trained model for the mask agreement [best-trained maskingnet in runs/]."),
+        typer.Option(help="Trained model for the mask agreement (default: best MaskingNet in runs/)."),
     ] = None,
     models: Annotated[str, typer.Option(help="Comma-separated networks for the timing table.")] = (
         "unet,segnet,arc1,arc2,arc3,maskingnet"
