@@ -138,35 +138,6 @@ def _prefixed(say: Callable[[str], None], line: str) -> None:
     say(f"timing: {line}")
 
 
-def loadable_checkpoint(path: Path) -> Path:
-    """``path``, or a re-written copy beside it that ``maskingnet.models.load_model`` accepts.
-
-    Works around a false alarm in ``models.checkpoint`` (20:20 UTC): a safetensors file whose 8-byte
-    header length begins with byte 0x80 is refused as a pickle. The copy holds the same tensors and
-    metadata plus one padding key, which moves the header length off that byte.
-    """
-    path = Path(path)
-    with path.open("rb") as handle:
-        if handle.read(1) != b"\x80":
-            return path
-    from safetensors import safe_open
-    from safetensors.torch import save_file
-
-    from maskingnet.utils import atomic_save
-
-    with safe_open(str(path), framework="pt") as handle:
-        metadata = dict(handle.metadata() or {})
-        tensors = {key: handle.get_tensor(key) for key in handle.keys()}
-    copy = path.with_name(f"{path.stem}-loadable{path.suffix}")
-    for pad in range(1, 64):
-        metadata["ablation.padding"] = " " * pad
-        atomic_save(copy, lambda tmp, metadata=metadata: save_file(tensors, str(tmp), metadata=metadata))
-        with copy.open("rb") as handle:
-            if handle.read(1) != b"\x80":
-                return copy
-    raise ValueError(f"{path}: could not re-write it in a loadable form")
-
-
 def run_one(config: AblationConfig, name: str, say: Callable[[str], None]) -> dict[str, Any]:
     """Train, evaluate and time one network; the row is saved so that a re-run skips it."""
     from maskingnet.evaluate import evaluate
@@ -184,7 +155,7 @@ def run_one(config: AblationConfig, name: str, say: Callable[[str], None]) -> di
     train_seconds = time.perf_counter() - started
     say(f"{name}: evaluating {summary['best_checkpoint']} at full resolution")
     scores = evaluate(
-        loadable_checkpoint(summary["best_checkpoint"]),
+        summary["best_checkpoint"],
         config.data,
         split="val",
         out=config.out / name / "eval",

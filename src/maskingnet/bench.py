@@ -364,9 +364,7 @@ def agreement_model(config: BenchConfig) -> tuple[nn.Module, str]:
     if path is None and config.auto_checkpoint:
         path = find_trained_maskingnet()
     if path is not None:
-        from maskingnet.ablation import loadable_checkpoint
-
-        model = load_model(loadable_checkpoint(path))
+        model = load_model(path)
         dice = model.meta.get("val_dice")
         trained = f"trained, val Dice {dice:.4f}" if isinstance(dice, float) else "trained"
         return model, f"{path} ({model.config.name}, width {model.config.width}, {trained})"

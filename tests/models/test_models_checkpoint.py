@@ -76,3 +76,29 @@ def test_weights_that_do_not_fit_the_stored_config_are_refused(tmp_path):
     )
     with pytest.raises(CheckpointError, match="do not fit"):
         load_model(tmp_path / "m.safetensors")
+
+
+def test_legacy_pickle_file_is_refused(tmp_path):
+    import pickle
+
+    path = tmp_path / "legacy.safetensors"
+    path.write_bytes(pickle.dumps({"weight": [1.0, 2.0]}, protocol=4))
+    with pytest.raises(CheckpointError, match="pickle"):
+        load_model(path)
+
+
+def test_safetensors_whose_header_length_starts_with_0x80_loads(tiny_model, tmp_path):
+    from safetensors import safe_open
+
+    path = tmp_path / "m.safetensors"
+    save_model(tiny_model, path, meta={"input_size": [64, 32]})
+    with safe_open(str(path), framework="pt") as handle:
+        metadata = dict(handle.metadata())
+        tensors = {key: handle.get_tensor(key) for key in handle.keys()}
+    for pad in range(512):
+        metadata["pad"] = " " * pad
+        save_file(tensors, str(path), metadata=metadata)
+        if path.read_bytes()[:1] == b"\x80":
+            break
+    assert path.read_bytes()[:1] == b"\x80"
+    assert load_model(path).meta == {"input_size": [64, 32]}

@@ -68,6 +68,17 @@ def unwrap_model(model: nn.Module) -> nn.Module:
         model = inner
 
 
+def _looks_like_safetensors(head: bytes, size: int) -> bool:
+    """A plausible little-endian header length followed by the JSON header's ``{``.
+
+    Checked before the pickle magic: a header length whose low byte is 0x80 is valid safetensors.
+    """
+    if len(head) < 9 or head[8:9] != b"{":
+        return False
+    (header_len,) = struct.unpack("<Q", head[:8])
+    return header_len <= min(_MAX_HEADER, size - 8)
+
+
 def read_header(path: str | os.PathLike) -> dict[str, str]:
     """The safetensors ``__metadata__`` of ``path``, after checking it is a safetensors file at all."""
     path = Path(path)
@@ -77,12 +88,12 @@ def read_header(path: str | os.PathLike) -> dict[str, str]:
             head = handle.read(9)
     except OSError as err:
         raise CheckpointError(path, f"cannot read ({err.strerror or err})") from err
-    if head.startswith(_PICKLE_PREFIXES):
-        raise CheckpointError(path, "is a pickle / torch.save file, not safetensors; refusing to unpickle it")
-    if len(head) < 9:
-        raise CheckpointError(path, f"is not a safetensors file ({size} bytes)")
-    (header_len,) = struct.unpack("<Q", head[:8])
-    if header_len > min(_MAX_HEADER, size - 8) or head[8:9] != b"{":
+    if not _looks_like_safetensors(head, size):
+        if head.startswith(_PICKLE_PREFIXES):
+            reason = "is a pickle / torch.save file, not safetensors; refusing to unpickle it"
+            raise CheckpointError(path, reason)
+        if len(head) < 9:
+            raise CheckpointError(path, f"is not a safetensors file ({size} bytes)")
         raise CheckpointError(path, "is not a safetensors file (bad header)")
     try:
         with safe_open(str(path), framework="pt") as handle:
