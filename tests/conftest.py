@@ -10,6 +10,18 @@ REPO = Path(__file__).resolve().parents[1]
 REAL_SAMPLE = REPO.parent / "shared" / "data" / "carvana-sample"
 
 
+@pytest.fixture(scope="session", autouse=True)
+def one_torch_thread():
+    """The suite's models are tiny: one torch thread runs them fastest, and on a 2-core machine shared with
+    other processes two OpenMP threads waiting on each other can make a 20 ms step take seconds."""
+    import torch
+
+    threads = torch.get_num_threads()
+    torch.set_num_threads(1)
+    yield
+    torch.set_num_threads(threads)
+
+
 @pytest.fixture(scope="session")
 def real_sample() -> Path:
     """The real Carvana sample beside the checkout (CI always has it)."""

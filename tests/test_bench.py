@@ -5,19 +5,8 @@ from __future__ import annotations
 import json
 
 import pytest
-import torch
 
 from maskingnet.bench import BenchConfig, add_thesis_ratios, make_plan, run_bench
-
-
-@pytest.fixture(scope="module", autouse=True)
-def one_torch_thread():
-    """Tiny models on one thread: on a machine shared with other jobs, two OpenMP threads waiting on each
-    other at every op make a 20 ms step take seconds. Restored afterwards."""
-    threads = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(threads)
 
 
 @pytest.fixture(scope="module")

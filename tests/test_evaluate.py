@@ -6,7 +6,6 @@ import shutil
 from pathlib import Path
 
 import pytest
-import torch
 from PIL import Image
 from typer.testing import CliRunner
 
@@ -24,25 +23,10 @@ SUMMARY_KEYS = {
 }
 
 
-@pytest.fixture(autouse=True)
-def restore_torch_threads():
-    threads = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(threads)
-
-
 @pytest.fixture(scope="module")
 def val_eval(trained_run, synth_dir, tmp_path_factory) -> Path:
     out = tmp_path_factory.mktemp("eval") / "val"
-    threads = torch.get_num_threads()
-    torch.set_num_threads(1)
-    try:
-        evaluate(
-            trained_run / "checkpoints" / "best.safetensors", synth_dir, out=out, workers=0, progress=False
-        )
-    finally:
-        torch.set_num_threads(threads)
+    evaluate(trained_run / "checkpoints" / "best.safetensors", synth_dir, out=out, workers=0, progress=False)
     return out
 
 

@@ -22,16 +22,6 @@ from maskingnet.inference import (
 )
 
 
-@pytest.fixture(scope="module", autouse=True)
-def one_torch_thread():
-    """Tiny models on one thread: on a machine shared with other jobs, two OpenMP threads waiting on each
-    other at every op make a 20 ms step take seconds. Restored afterwards."""
-    threads = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(threads)
-
-
 def _tiny_model(name: str = "maskingnet") -> torch.nn.Module:
     """A tiny network whose BatchNorms hold non-trivial statistics, so folding them is really tested."""
     from maskingnet.models import create_model

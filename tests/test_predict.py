@@ -10,6 +10,7 @@ from pathlib import Path
 
 import numpy as np
 import pytest
+from helpers import make_half_car_checkpoint
 from PIL import Image, features
 
 from maskingnet.predict import PredictConfig, Predictor, output_stems, parse_size, predict_files
@@ -17,36 +18,9 @@ from maskingnet.predict import PredictConfig, Predictor, output_stems, parse_siz
 ALL_KINDS = ("mask", "cutout", "white", "overlay")
 
 
-@pytest.fixture(scope="module", autouse=True)
-def one_torch_thread():
-    """Tiny models run fastest on one thread, and the suite shares 2 cores with other processes."""
-    import torch
-
-    before = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(before)
-
-
-def make_checkpoint(path: Path, input_size=(64, 64)) -> Path:
-    """A tiny random MaskingNet whose classifier bias is set so that about half of a photo is "car"."""
-    import torch
-
-    from maskingnet.models import create_model, save_model
-
-    torch.manual_seed(0)
-    model = create_model("maskingnet", width=0.125).eval()
-    ramp = torch.linspace(-2, 2, 64 * 64 * 3).reshape(1, 3, 64, 64)
-    with torch.no_grad():
-        logits = model(ramp + 0.5 * torch.randn_like(ramp))
-        model.classifier.bias[1] -= (logits[0, 1] - logits[0, 0]).median()
-    save_model(model, path, meta={"input_size": list(input_size)})
-    return path
-
-
 @pytest.fixture(scope="module")
 def checkpoint(tmp_path_factory) -> Path:
-    return make_checkpoint(tmp_path_factory.mktemp("ckpt") / "tiny.safetensors")
+    return make_half_car_checkpoint(tmp_path_factory.mktemp("ckpt") / "tiny.safetensors")
 
 
 def photo(width: int, height: int, seed: int = 0) -> Image.Image:
@@ -303,7 +277,7 @@ def test_predict_many_matches_one_at_a_time(tmp_path, checkpoint):
 
 
 def test_predictor_takes_the_input_size_from_the_checkpoint(tmp_path):
-    path = make_checkpoint(tmp_path / "wide.safetensors", input_size=(96, 64))
+    path = make_half_car_checkpoint(tmp_path / "wide.safetensors", input_size=(96, 64))
     assert Predictor(path).size == (96, 64)
 
 

@@ -2,7 +2,7 @@
 
 Chromium is driven over the DevTools protocol on a pipe (``--remote-debugging-pipe``: JSON messages ending
 in a NUL byte on file descriptors 3 and 4), so no driver, no websocket library and no network are needed.
-Debian's ``chromium`` package is required; ``.ci/run`` installs it. Without it this test FAILS on purpose.
+Debian's ``chromium`` package is required; ``make test`` installs it. Without it this test FAILS on purpose.
 
 ``python tests/test_web.py CHECKPOINT PHOTO... --out docs/serve_page.png`` takes the README screenshot.
 """
@@ -214,7 +214,7 @@ def browser():
         pytest.fail(
             "headless Chromium is required for the page test and was not found "
             f"(looked for {', '.join(CHROMIUM_NAMES)}; set MASKINGNET_CHROMIUM to its path). "
-            "Install Debian's package: apt-get install -y chromium (.ci/run does this)."
+            "Install Debian's package: apt-get install -y chromium (make test does this)."
         )
     chromium = Chromium(executable)
     yield chromium
