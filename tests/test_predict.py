@@ -13,7 +13,7 @@ import pytest
 from helpers import make_half_car_checkpoint
 from PIL import Image, features
 
-from maskingnet.predict import PredictConfig, Predictor, output_stems, parse_size, predict_files
+from maskingnet.predict import PredictConfig, Predictor, output_stems, predict_files
 
 ALL_KINDS = ("mask", "cutout", "white", "overlay")
 
@@ -284,15 +284,6 @@ def test_predictor_takes_the_input_size_from_the_checkpoint(tmp_path):
 def test_predictor_cutout_is_rgba_at_photo_size(tmp_path, checkpoint):
     cut = Predictor(checkpoint, precision="fp32").cutout(photo(44, 28), soft_edges=True)
     assert cut.mode == "RGBA" and cut.size == (44, 28)
-
-
-def test_parse_size_reads_n_and_w_x_h():
-    assert (parse_size("512"), parse_size("640x448"), parse_size(None)) == ((512, 512), (640, 448), None)
-
-
-def test_parse_size_rejects_garbage():
-    with pytest.raises(ValueError):
-        parse_size("big")
 
 
 def test_kill_9_leaves_no_partial_output_and_the_rerun_finishes(tmp_path, checkpoint):

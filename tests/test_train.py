@@ -21,7 +21,6 @@ from maskingnet.train import (
     TrainConfig,
     TrainError,
     epoch_seed,
-    parse_size,
     resolve_train_precision,
     rng_state,
     set_rng_state,
@@ -239,16 +238,6 @@ def test_max_steps_ends_the_run_early(synth_dir, tmp_path):
     )
     assert summary["stopped"] == "max_steps"
     assert [(row["epoch"], row["steps"]) for row in read_metrics(tmp_path / "short")] == [(1, 2)]
-
-
-def test_parse_size_reads_square_and_width_by_height():
-    assert parse_size("512") == (512, 512)
-    assert parse_size("384x256") == (384, 256)
-
-
-def test_parse_size_rejects_garbage():
-    with pytest.raises(ValueError, match="WxH"):
-        parse_size("big")
 
 
 def test_config_rejects_unknown_loss():

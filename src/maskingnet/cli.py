@@ -43,7 +43,8 @@ def models(
     """The six networks: switches, parameters and GFLOPs of one forward pass (FLOPs = 2 x MACs)."""
     import json
 
-    from maskingnet.models.report import format_models_table, models_table, parse_size
+    from maskingnet.models.report import format_models_table, models_table
+    from maskingnet.utils import parse_size
 
     try:
         rows = models_table(size=parse_size(size), width=width)
@@ -123,7 +124,8 @@ def predict(
 ) -> None:
     """Cut cars out of photos: masks, transparent cut-outs, white-background JPEGs, overlays."""
     from maskingnet.outputs import parse_color, parse_kinds
-    from maskingnet.predict import PredictConfig, parse_size, predict_files
+    from maskingnet.predict import PredictConfig, predict_files
+    from maskingnet.utils import parse_size
 
     try:
         config = PredictConfig(
@@ -167,9 +169,9 @@ def submit(
     progress: Annotated[bool, typer.Option(help="Show a progress bar.")] = True,
 ) -> None:
     """Write a Kaggle Carvana submission (img,rle_mask), streaming and resumable; torchrun splits the work."""
-    from maskingnet.predict import parse_size
     from maskingnet.submit import SubmitConfig, kaggle_estimate
     from maskingnet.submit import submit as run_submit
+    from maskingnet.utils import parse_size
 
     try:
         config = SubmitConfig(
@@ -251,8 +253,9 @@ def train(
     progress: Annotated[bool, typer.Option(help="Show a progress bar.")] = True,
 ) -> None:
     """Train a network (the thesis recipe by default); under torchrun, one process per device (DDP)."""
-    from maskingnet.train import TrainConfig, TrainError, parse_size
+    from maskingnet.train import TrainConfig, TrainError
     from maskingnet.train import train as run_train
+    from maskingnet.utils import parse_size
 
     given = {
         "data": str(data) if data else None, "model": model, "epochs": epochs, "batch_size": batch_size,
@@ -306,7 +309,8 @@ def evaluate(
     from maskingnet.evaluate import EvaluateError
     from maskingnet.evaluate import evaluate as run_evaluate
     from maskingnet.models import CheckpointError
-    from maskingnet.train import TrainError, parse_size
+    from maskingnet.train import TrainError
+    from maskingnet.utils import parse_size
 
     try:
         summary = run_evaluate(
@@ -391,7 +395,7 @@ def ablation(
 ) -> None:
     """Train the six networks on one split and budget, evaluate at full resolution, write the table."""
     from maskingnet.ablation import AblationConfig, run_ablation
-    from maskingnet.train import parse_size
+    from maskingnet.utils import parse_size
 
     names = tuple(name.strip() for name in models.split(",") if name.strip())
     command = (
@@ -428,9 +432,9 @@ def serve(
     max_pixels: Annotated[int, typer.Option(help="Larger images are refused (bombs).")] = 40_000_000,
 ) -> None:
     """HTTP service: POST /v1/mask, /v1/cutout (PNG); GET /healthz, /v1/model; a drag-and-drop page at /."""
-    from maskingnet.predict import parse_size
     from maskingnet.serve import ServeConfig
     from maskingnet.serve import serve as run_server
+    from maskingnet.utils import parse_size
 
     try:
         config = ServeConfig(

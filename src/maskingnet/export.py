@@ -37,6 +37,7 @@ import torch
 from torch import nn
 
 from maskingnet.utils import atomic_save
+from maskingnet.utils import parse_size as parse_image_size
 
 DEFAULT_OPSET = 18
 MIN_OPSET = 18
@@ -82,22 +83,10 @@ class ProbabilityHead(nn.Module):
 
 
 def parse_size(text: str | int | tuple[int, int] | None) -> tuple[int, int] | None:
-    """``"dynamic"``/None -> None; ``"512"`` -> (512, 512); ``"768x512"`` -> (W, H) = (768, 512)."""
-    if text is None:
+    """``"dynamic"``/None -> None (dynamic height and width), else :func:`maskingnet.utils.parse_size`."""
+    if isinstance(text, str) and text.strip().lower() == "dynamic":
         return None
-    if isinstance(text, int):
-        return (text, text)
-    if isinstance(text, tuple):
-        return (int(text[0]), int(text[1]))
-    value = text.strip().lower()
-    if value in ("", "dynamic"):
-        return None
-    parts = value.split("x")
-    if len(parts) not in (1, 2) or not all(part.isdigit() and int(part) > 0 for part in parts):
-        raise ValueError(f"size {text!r}: expected N, WxH or 'dynamic'")
-    width = int(parts[0])
-    height = int(parts[-1])
-    return (width, height)
+    return parse_image_size(text)
 
 
 def _require_onnx():

@@ -29,27 +29,10 @@ import torch
 from PIL import Image
 
 from maskingnet.outputs import OUTPUT_SUFFIXES, EdgeConfig, output_suffix, render, render_all
+from maskingnet.utils import parse_size
 
 DEFAULT_SIZE = (512, 512)
 ImageLike = str | os.PathLike | Image.Image | np.ndarray
-
-
-def parse_size(text: str | int | Sequence[int] | None) -> tuple[int, int] | None:
-    """``"512"`` -> (512, 512); ``"640x448"`` -> (640, 448) as (W, H); None stays None."""
-    if text is None or text == "":
-        return None
-    if isinstance(text, int):
-        values = [text, text]
-    elif isinstance(text, str):
-        parts = text.lower().replace("*", "x").split("x")
-        if len(parts) not in (1, 2) or not all(part.strip().isdigit() for part in parts):
-            raise ValueError(f"size {text!r}: expected N or WxH, e.g. 512 or 640x448")
-        values = [int(part) for part in parts] * (3 - len(parts))
-    else:
-        values = [int(value) for value in text]
-    if len(values) != 2 or min(values) < 1:
-        raise ValueError(f"size {text!r}: width and height must be positive")
-    return values[0], values[1]
 
 
 def distributed_rank() -> tuple[int, int, int]:

@@ -147,20 +147,6 @@ class TrainConfig:
         return cls.from_dict({**stored, "out": str(run), **overrides})
 
 
-def parse_size(text: str) -> tuple[int, int]:
-    """``"512"`` -> (512, 512); ``"384x256"`` -> (W=384, H=256)."""
-    parts = text.lower().replace("×", "x").split("x")
-    try:
-        values = [int(p) for p in parts]
-    except ValueError:
-        raise ValueError(f"size {text!r}: expected N or WxH, e.g. 512 or 384x256") from None
-    if len(values) == 1:
-        values *= 2
-    if len(values) != 2 or min(values) < 1:
-        raise ValueError(f"size {text!r}: expected N or WxH with positive integers")
-    return values[0], values[1]
-
-
 def read_run_config(out: str | os.PathLike) -> dict[str, Any]:
     path = Path(out) / "config.json"
     try:

@@ -5,7 +5,7 @@ from __future__ import annotations
 import contextlib
 import os
 import tempfile
-from collections.abc import Iterator
+from collections.abc import Iterator, Sequence
 from pathlib import Path
 from typing import IO
 
@@ -51,3 +51,26 @@ def atomic_save(path: str | os.PathLike, save) -> None:
         with contextlib.suppress(FileNotFoundError):
             os.unlink(tmp)
         raise
+
+
+def parse_size(value: str | int | Sequence[int] | None, *, square: bool = True) -> tuple[int, int] | None:
+    """An image size as ``(width, height)``: ``"1918x1280"`` or ``(1918, 1280)``; ``"512"`` or ``512`` is
+    ``(512, 512)`` when ``square``; ``None`` or ``""`` is ``None``. Anything else raises a one-line
+    ``ValueError``."""
+    if value is None or value == "":
+        return None
+    expected = "WxH, e.g. 1918x1280" if not square else "N or WxH, e.g. 512 or 1918x1280"
+    if isinstance(value, int):
+        values = [value, value] if square else [value]
+    elif isinstance(value, str):
+        parts = value.strip().lower().replace("×", "x").split("x")
+        if not all(part.strip().isdigit() for part in parts):
+            raise ValueError(f"size {value!r}: expected {expected}")
+        values = [int(part) for part in parts]
+        if square and len(values) == 1:
+            values *= 2
+    else:
+        values = [int(item) for item in value]
+    if len(values) != 2 or min(values) < 1:
+        raise ValueError(f"size {value!r}: expected {expected}, with positive integers")
+    return values[0], values[1]

@@ -30,6 +30,7 @@ from PIL import Image
 
 from maskingnet.data.rle import rle_encode
 from maskingnet.utils import atomic_write
+from maskingnet.utils import parse_size as parse_image_size
 
 MAX_SIDE = 8192  # the renderer holds a few full-size layers at twice the size in memory
 KAGGLE_PLACEHOLDER_RLE = "1 1"  # what every row of Kaggle's Carvana sample_submission.csv held
@@ -135,12 +136,11 @@ def _write_csv(path: Path, header: Sequence[str], rows: Sequence[Sequence[object
 
 def parse_size(text: str) -> tuple[int, int]:
     """``"480x320"`` -> ``(480, 320)``; raises ``ValueError`` with a one-line reason otherwise."""
-    parts = text.lower().split("x")
-    if len(parts) != 2 or not all(p.strip().isdigit() for p in parts):
-        raise ValueError(f"size must be WxH, e.g. 1918x1280, not {text!r}")
-    width, height = (int(p) for p in parts)
-    _check_size((width, height))
-    return width, height
+    size = parse_image_size(text, square=False)
+    if size is None:
+        raise ValueError("size must be WxH, e.g. 1918x1280")
+    _check_size(size)
+    return size
 
 
 def _check_size(size: tuple[int, int]) -> None:

@@ -83,20 +83,6 @@ def _meta_copy(model_or_name: nn.Module | str) -> nn.Module:
     return copy.deepcopy(model_or_name).to("meta").eval()
 
 
-def parse_size(text: str) -> tuple[int, int]:
-    """``"512"`` -> ``(512, 512)``; ``"1918x1280"`` -> ``(W=1918, H=1280)``."""
-    parts = text.lower().split("x")
-    try:
-        values = [int(part) for part in parts]
-    except ValueError:
-        values = []
-    if len(values) == 1:
-        values *= 2
-    if len(values) != 2 or min(values) < 1:
-        raise ValueError(f"size {text!r}: expected N or WxH with positive integers, e.g. 512 or 1918x1280")
-    return values[0], values[1]
-
-
 def models_table(
     names: list[str] | None = None, size: tuple[int, int] = (512, 512), width: float = 1.0
 ) -> list[dict[str, Any]]:
