@@ -25,36 +25,6 @@ def _root() -> None:
 
 
 @app.command()
-def version() -> None:
-    """Print the maskingnet and torch versions."""
-    import torch
-
-    from maskingnet import __version__
-
-    typer.echo(f"maskingnet {__version__} (torch {torch.__version__})")
-
-
-@app.command()
-def models(
-    size: Annotated[str, typer.Option(help="Input size for the FLOP count: N or WxH.")] = "512",
-    width: Annotated[float, typer.Option(help="Channel width multiplier.")] = 1.0,
-    json_output: Annotated[bool, typer.Option("--json", help="Print JSON rows instead of a table.")] = False,
-) -> None:
-    """The six networks: switches, parameters and GFLOPs of one forward pass (FLOPs = 2 x MACs)."""
-    import json
-
-    from maskingnet.models.report import format_models_table, models_table
-    from maskingnet.utils import parse_size
-
-    try:
-        rows = models_table(size=parse_size(size), width=width)
-    except ValueError as error:
-        typer.echo(f"models: {error}", err=True)
-        raise typer.Exit(1) from None
-    typer.echo(json.dumps(rows, indent=2) if json_output else format_models_table(rows))
-
-
-@app.command()
 def synth(
     out: Annotated[Path, typer.Option(help="Folder to write the Carvana-format data set into.")],
     cars: Annotated[int, typer.Option(help="Number of train cars (16 photos each).")],
@@ -99,6 +69,136 @@ def scan(
     typer.echo(result.summary())
     if result.problems:
         typer.echo(f"{len(result.problems)} files or rows were skipped as unusable", err=True)
+        raise typer.Exit(1)
+
+
+@app.command()
+def models(
+    size: Annotated[str, typer.Option(help="Input size for the FLOP count: N or WxH.")] = "512",
+    width: Annotated[float, typer.Option(help="Channel width multiplier.")] = 1.0,
+    json_output: Annotated[bool, typer.Option("--json", help="Print JSON rows instead of a table.")] = False,
+) -> None:
+    """The six networks: switches, parameters and GFLOPs of one forward pass (FLOPs = 2 x MACs)."""
+    import json
+
+    from maskingnet.models.report import format_models_table, models_table
+    from maskingnet.utils import parse_size
+
+    try:
+        rows = models_table(size=parse_size(size), width=width)
+    except ValueError as error:
+        typer.echo(f"models: {error}", err=True)
+        raise typer.Exit(1) from None
+    typer.echo(json.dumps(rows, indent=2) if json_output else format_models_table(rows))
+
+
+@app.command()
+def train(
+    out: Annotated[Path, typer.Option(help="Run folder (config, metrics, curves, checkpoints).")],
+    data: Annotated[Path | None, typer.Option(help="Carvana-layout (or images/ + masks/) folder.")] = None,
+    model: Annotated[str | None, typer.Option(help="unet, segnet, arc1, arc2, arc3, maskingnet.")] = None,
+    epochs: Annotated[int | None, typer.Option(help="Epochs [250].")] = None,
+    batch_size: Annotated[int | None, typer.Option(help="Images per step per process [4].")] = None,
+    lr: Annotated[float | None, typer.Option(help="Adam learning rate [1e-3].")] = None,
+    lr_step: Annotated[int | None, typer.Option(help="Times --lr-gamma every N epochs [40].")] = None,
+    lr_gamma: Annotated[float | None, typer.Option(help="StepLR factor [0.5].")] = None,
+    size: Annotated[str | None, typer.Option(help="Training size N or WxH [512].")] = None,
+    width: Annotated[float | None, typer.Option(help="Channel width multiplier [1.0].")] = None,
+    loss: Annotated[str | None, typer.Option(help="ce or ce+dice [ce].")] = None,
+    augment: Annotated[bool | None, typer.Option("--augment/--no-augment", help="Flip, shift/scale/rotate, "
+                                                 "colour jitter [off].")] = None,
+    vgg_weights: Annotated[Path | None, typer.Option(help="Local torchvision vgg16(_bn) weights.")] = None,
+    split: Annotated[str | None, typer.Option(help="car (by car id) or thesis (4071/1017) [car].")] = None,
+    val_fraction: Annotated[float | None, typer.Option(help="Share of cars held out [0.2].")] = None,
+    fold: Annotated[int | None, typer.Option(help="Validate on fold K of --folds (by car).")] = None,
+    folds: Annotated[int | None, typer.Option(help="Number of folds for --fold [5].")] = None,
+    seed: Annotated[int | None, typer.Option(help="Seed: split, init, data order, augmentation [0].")] = None,
+    workers: Annotated[int | None, typer.Option(help="DataLoader processes per training process.")] = None,
+    threads: Annotated[int | None, typer.Option(help="torch CPU threads per process [torch's].")] = None,
+    device: Annotated[str | None, typer.Option(help="auto, cpu, cuda, mps [auto].")] = None,
+    precision: Annotated[str | None, typer.Option(help="auto, fp32, bf16, fp16 [auto].")] = None,
+    channels_last: Annotated[bool | None, typer.Option("--channels-last", help="channels_last.")] = None,
+    compile: Annotated[bool | None, typer.Option("--compile", help="torch.compile the model.")] = None,
+    accumulate: Annotated[int | None, typer.Option(help="Batches per optimizer step [1].")] = None,
+    max_steps: Annotated[int | None, typer.Option(help="Stop after this many optimizer steps.")] = None,
+    resume: Annotated[bool, typer.Option("--resume", help="Continue the run in --out.")] = False,
+    progress: Annotated[bool, typer.Option(help="Show a progress bar.")] = True,
+) -> None:
+    """Train a network (the thesis recipe by default); under torchrun, one process per device (DDP)."""
+    from maskingnet.train import TrainConfig, TrainError
+    from maskingnet.train import train as run_train
+    from maskingnet.utils import parse_size
+
+    given = {
+        "data": str(data) if data else None, "model": model, "epochs": epochs, "batch_size": batch_size,
+        "lr": lr, "lr_step": lr_step, "lr_gamma": lr_gamma, "width": width, "loss": loss,
+        "augment": augment, "vgg_weights": str(vgg_weights) if vgg_weights else None, "split": split,
+        "val_fraction": val_fraction, "fold": fold, "folds": folds, "seed": seed, "workers": workers,
+        "threads": threads,
+        "device": device, "precision": precision, "channels_last": channels_last, "compile": compile,
+        "accumulate": accumulate, "max_steps": max_steps,
+    }
+    given = {key: value for key, value in given.items() if value is not None}
+    try:
+        if size is not None:
+            given["size"] = parse_size(size)
+        stored = resume and (out / "config.json").is_file()
+        if not stored and "data" not in given:
+            raise ValueError("--data is required (except when resuming a run)")
+        settings = {**given, "out": str(out), "resume": resume, "progress": progress}
+        config = TrainConfig.from_run(out, **settings) if stored else TrainConfig(**settings)
+        summary = run_train(config)
+    except (ValueError, TrainError) as error:
+        typer.echo(f"train: {error}", err=True)
+        raise typer.Exit(1) from None
+    if summary["best_dice"] is not None:
+        typer.echo(
+            f"{summary['run']}: {summary['epochs']} epochs ({summary['stopped']}), best val Dice "
+            f"{summary['best_dice']:.5f} at epoch {summary['best_epoch']} -> {summary['best_checkpoint']}"
+        )
+    if summary["bad_inputs"]:
+        typer.echo(f"{summary['bad_inputs']} files were skipped as unusable", err=True)
+        raise typer.Exit(1)
+
+
+@app.command()
+def evaluate(
+    checkpoint: Annotated[Path, typer.Argument(help="Checkpoint (.safetensors) to evaluate.")],
+    data: Annotated[Path, typer.Option(help="Carvana-layout (or images/ + masks/) folder.")],
+    split: Annotated[str, typer.Option(help="val (the run's held-out images) or all.")] = "val",
+    tta: Annotated[bool, typer.Option(help="Average with the horizontally flipped photo.")] = False,
+    out: Annotated[Path | None, typer.Option(help="Output folder [RUN/eval-<checkpoint>-<split>].")] = None,
+    size: Annotated[str | None, typer.Option(help="Model input N or WxH (default: checkpoint's).")] = None,
+    batch_size: Annotated[int, typer.Option(help="Images per model batch.")] = 4,
+    workers: Annotated[int | None, typer.Option(help="Decoding processes (0: none).")] = None,
+    device: Annotated[str, typer.Option(help="auto, cpu, cuda, cuda:N, mps.")] = "auto",
+    precision: Annotated[str, typer.Option(help="auto, fp32, bf16, fp16.")] = "auto",
+    threshold: Annotated[float, typer.Option(help="Car where the probability exceeds this.")] = 0.5,
+    worst: Annotated[int, typer.Option(help="Rows in worst.png.")] = 8,
+    progress: Annotated[bool, typer.Option(help="Show a progress bar.")] = True,
+) -> None:
+    """Mean Dice at the original resolution, per-image CSV and the worst cases as a picture."""
+    from maskingnet.evaluate import EvaluateError
+    from maskingnet.evaluate import evaluate as run_evaluate
+    from maskingnet.models import CheckpointError
+    from maskingnet.train import TrainError
+    from maskingnet.utils import parse_size
+
+    try:
+        summary = run_evaluate(
+            checkpoint, data, split=split, tta=tta, out=out, size=parse_size(size) if size else None,
+            batch_size=batch_size, workers=workers, device=device, precision=precision, threshold=threshold,
+            worst=worst, progress=progress,
+        )
+    except (EvaluateError, CheckpointError, TrainError, ValueError) as error:
+        typer.echo(f"evaluate: {error}", err=True)
+        raise typer.Exit(1) from None
+    typer.echo(
+        f"mean Dice {summary['mean_dice']:.5f} over {summary['images']} images at the original resolution "
+        f"(1-Dice = {summary['one_minus_dice_pixels_per_image']:.0f} px/image) -> {summary['out']}"
+    )
+    if summary["bad_inputs"]:
+        typer.echo(f"{summary['bad_inputs']} files were skipped as unusable", err=True)
         raise typer.Exit(1)
 
 
@@ -221,125 +321,37 @@ def export(
 
 
 @app.command()
-def train(
-    out: Annotated[Path, typer.Option(help="Run folder (config, metrics, curves, checkpoints).")],
-    data: Annotated[Path | None, typer.Option(help="Carvana-layout (or images/ + masks/) folder.")] = None,
-    model: Annotated[str | None, typer.Option(help="unet, segnet, arc1, arc2, arc3, maskingnet.")] = None,
-    epochs: Annotated[int | None, typer.Option(help="Epochs [250].")] = None,
-    batch_size: Annotated[int | None, typer.Option(help="Images per step per process [4].")] = None,
-    lr: Annotated[float | None, typer.Option(help="Adam learning rate [1e-3].")] = None,
-    lr_step: Annotated[int | None, typer.Option(help="Times --lr-gamma every N epochs [40].")] = None,
-    lr_gamma: Annotated[float | None, typer.Option(help="StepLR factor [0.5].")] = None,
-    size: Annotated[str | None, typer.Option(help="Training size N or WxH [512].")] = None,
-    width: Annotated[float | None, typer.Option(help="Channel width multiplier [1.0].")] = None,
-    loss: Annotated[str | None, typer.Option(help="ce or ce+dice [ce].")] = None,
-    augment: Annotated[bool | None, typer.Option("--augment/--no-augment", help="Flip, shift/scale/rotate, "
-                                                 "colour jitter [off].")] = None,
-    vgg_weights: Annotated[Path | None, typer.Option(help="Local torchvision vgg16(_bn) weights.")] = None,
-    split: Annotated[str | None, typer.Option(help="car (by car id) or thesis (4071/1017) [car].")] = None,
-    val_fraction: Annotated[float | None, typer.Option(help="Share of cars held out [0.2].")] = None,
-    fold: Annotated[int | None, typer.Option(help="Validate on fold K of --folds (by car).")] = None,
-    folds: Annotated[int | None, typer.Option(help="Number of folds for --fold [5].")] = None,
-    seed: Annotated[int | None, typer.Option(help="Seed: split, init, data order, augmentation [0].")] = None,
-    workers: Annotated[int | None, typer.Option(help="DataLoader processes per training process.")] = None,
-    threads: Annotated[int | None, typer.Option(help="torch CPU threads per process [torch's].")] = None,
-    device: Annotated[str | None, typer.Option(help="auto, cpu, cuda, mps [auto].")] = None,
-    precision: Annotated[str | None, typer.Option(help="auto, fp32, bf16, fp16 [auto].")] = None,
-    channels_last: Annotated[bool | None, typer.Option("--channels-last", help="channels_last.")] = None,
-    compile: Annotated[bool | None, typer.Option("--compile", help="torch.compile the model.")] = None,
-    accumulate: Annotated[int | None, typer.Option(help="Batches per optimizer step [1].")] = None,
-    max_steps: Annotated[int | None, typer.Option(help="Stop after this many optimizer steps.")] = None,
-    resume: Annotated[bool, typer.Option("--resume", help="Continue the run in --out.")] = False,
-    progress: Annotated[bool, typer.Option(help="Show a progress bar.")] = True,
-) -> None:
-    """Train a network (the thesis recipe by default); under torchrun, one process per device (DDP)."""
-    from maskingnet.train import TrainConfig, TrainError
-    from maskingnet.train import train as run_train
-    from maskingnet.utils import parse_size
-
-    given = {
-        "data": str(data) if data else None, "model": model, "epochs": epochs, "batch_size": batch_size,
-        "lr": lr, "lr_step": lr_step, "lr_gamma": lr_gamma, "width": width, "loss": loss,
-        "augment": augment, "vgg_weights": str(vgg_weights) if vgg_weights else None, "split": split,
-        "val_fraction": val_fraction, "fold": fold, "folds": folds, "seed": seed, "workers": workers,
-        "threads": threads,
-        "device": device, "precision": precision, "channels_last": channels_last, "compile": compile,
-        "accumulate": accumulate, "max_steps": max_steps,
-    }
-    given = {key: value for key, value in given.items() if value is not None}
-    try:
-        if size is not None:
-            given["size"] = parse_size(size)
-        stored = resume and (out / "config.json").is_file()
-        if not stored and "data" not in given:
-            raise ValueError("--data is required (except when resuming a run)")
-        settings = {**given, "out": str(out), "resume": resume, "progress": progress}
-        config = TrainConfig.from_run(out, **settings) if stored else TrainConfig(**settings)
-        summary = run_train(config)
-    except (ValueError, TrainError) as error:
-        typer.echo(f"train: {error}", err=True)
-        raise typer.Exit(1) from None
-    if summary["best_dice"] is not None:
-        typer.echo(
-            f"{summary['run']}: {summary['epochs']} epochs ({summary['stopped']}), best val Dice "
-            f"{summary['best_dice']:.5f} at epoch {summary['best_epoch']} -> {summary['best_checkpoint']}"
-        )
-    if summary["bad_inputs"]:
-        typer.echo(f"{summary['bad_inputs']} files were skipped as unusable", err=True)
-        raise typer.Exit(1)
-
-
-@app.command()
-def evaluate(
-    checkpoint: Annotated[Path, typer.Argument(help="Checkpoint (.safetensors) to evaluate.")],
-    data: Annotated[Path, typer.Option(help="Carvana-layout (or images/ + masks/) folder.")],
-    split: Annotated[str, typer.Option(help="val (the run's held-out images) or all.")] = "val",
-    tta: Annotated[bool, typer.Option(help="Average with the horizontally flipped photo.")] = False,
-    out: Annotated[Path | None, typer.Option(help="Output folder [RUN/eval-<checkpoint>-<split>].")] = None,
+def serve(
+    checkpoint: Annotated[Path, typer.Argument(help="Checkpoint (.safetensors) or exported .onnx model.")],
+    host: Annotated[str, typer.Option(help="Address to listen on (0.0.0.0: every interface).")] = "127.0.0.1",
+    port: Annotated[int, typer.Option(help="Port (0: a free one, printed at start).")] = 8000,
+    max_upload_mb: Annotated[float, typer.Option(help="Largest accepted upload (413 above).")] = 20.0,
+    workers: Annotated[int, typer.Option(help="Server processes, one model each.")] = 1,
     size: Annotated[str | None, typer.Option(help="Model input N or WxH (default: checkpoint's).")] = None,
-    batch_size: Annotated[int, typer.Option(help="Images per model batch.")] = 4,
-    workers: Annotated[int | None, typer.Option(help="Decoding processes (0: none).")] = None,
     device: Annotated[str, typer.Option(help="auto, cpu, cuda, cuda:N, mps.")] = "auto",
     precision: Annotated[str, typer.Option(help="auto, fp32, bf16, fp16.")] = "auto",
-    threshold: Annotated[float, typer.Option(help="Car where the probability exceeds this.")] = 0.5,
-    worst: Annotated[int, typer.Option(help="Rows in worst.png.")] = 8,
-    progress: Annotated[bool, typer.Option(help="Show a progress bar.")] = True,
+    backend: Annotated[str, typer.Option(help="auto, torch, onnxruntime.")] = "auto",
+    tta: Annotated[bool, typer.Option(help="Average with the horizontally flipped photo.")] = False,
+    max_batch: Annotated[int, typer.Option(help="Most requests answered by one model call.")] = 8,
+    max_wait_ms: Annotated[float, typer.Option(help="Longest wait for requests to batch with.")] = 10.0,
+    queue_size: Annotated[int, typer.Option(help="Requests waiting for the model before 503.")] = 64,
+    max_pixels: Annotated[int, typer.Option(help="Larger images are refused (bombs).")] = 40_000_000,
 ) -> None:
-    """Mean Dice at the original resolution, per-image CSV and the worst cases as a picture."""
-    from maskingnet.evaluate import EvaluateError
-    from maskingnet.evaluate import evaluate as run_evaluate
-    from maskingnet.models import CheckpointError
-    from maskingnet.train import TrainError
+    """HTTP service: POST /v1/mask, /v1/cutout (PNG); GET /healthz, /v1/model; a drag-and-drop page at /."""
+    from maskingnet.serve import ServeConfig
+    from maskingnet.serve import serve as run_server
     from maskingnet.utils import parse_size
 
     try:
-        summary = run_evaluate(
-            checkpoint, data, split=split, tta=tta, out=out, size=parse_size(size) if size else None,
-            batch_size=batch_size, workers=workers, device=device, precision=precision, threshold=threshold,
-            worst=worst, progress=progress,
+        config = ServeConfig(
+            checkpoint=checkpoint, host=host, port=port, max_upload_mb=max_upload_mb, workers=workers,
+            device=device, precision=precision, backend=backend, size=parse_size(size), tta=tta,
+            max_batch=max_batch, max_wait_ms=max_wait_ms, queue_size=queue_size, max_pixels=max_pixels,
         )
-    except (EvaluateError, CheckpointError, TrainError, ValueError) as error:
-        typer.echo(f"evaluate: {error}", err=True)
+        run_server(config)
+    except (RuntimeError, ValueError, OSError) as error:
+        typer.echo(_about(checkpoint, error), err=True)
         raise typer.Exit(1) from None
-    typer.echo(
-        f"mean Dice {summary['mean_dice']:.5f} over {summary['images']} images at the original resolution "
-        f"(1-Dice = {summary['one_minus_dice_pixels_per_image']:.0f} px/image) -> {summary['out']}"
-    )
-    if summary["bad_inputs"]:
-        typer.echo(f"{summary['bad_inputs']} files were skipped as unusable", err=True)
-        raise typer.Exit(1)
-
-
-@app.command()
-def demo(
-    out: Annotated[Path, typer.Option(help="Folder for everything the demo writes.")] = Path("runs/demo"),
-    quick: Annotated[bool, typer.Option(help="Tiny version: seconds instead of minutes.")] = False,
-    seed: Annotated[int, typer.Option(help="Seed of the synthetic data.")] = 0,
-) -> None:
-    """Run the project end to end on built-in synthetic data (what `make demo` runs)."""
-    from maskingnet.demo import DemoConfig, run_demo
-
-    run_demo(DemoConfig(out=out, quick=quick, seed=seed), log=typer.echo)
 
 
 @app.command()
@@ -415,37 +427,25 @@ def ablation(
 
 
 @app.command()
-def serve(
-    checkpoint: Annotated[Path, typer.Argument(help="Checkpoint (.safetensors) or exported .onnx model.")],
-    host: Annotated[str, typer.Option(help="Address to listen on (0.0.0.0: every interface).")] = "127.0.0.1",
-    port: Annotated[int, typer.Option(help="Port (0: a free one, printed at start).")] = 8000,
-    max_upload_mb: Annotated[float, typer.Option(help="Largest accepted upload (413 above).")] = 20.0,
-    workers: Annotated[int, typer.Option(help="Server processes, one model each.")] = 1,
-    size: Annotated[str | None, typer.Option(help="Model input N or WxH (default: checkpoint's).")] = None,
-    device: Annotated[str, typer.Option(help="auto, cpu, cuda, cuda:N, mps.")] = "auto",
-    precision: Annotated[str, typer.Option(help="auto, fp32, bf16, fp16.")] = "auto",
-    backend: Annotated[str, typer.Option(help="auto, torch, onnxruntime.")] = "auto",
-    tta: Annotated[bool, typer.Option(help="Average with the horizontally flipped photo.")] = False,
-    max_batch: Annotated[int, typer.Option(help="Most requests answered by one model call.")] = 8,
-    max_wait_ms: Annotated[float, typer.Option(help="Longest wait for requests to batch with.")] = 10.0,
-    queue_size: Annotated[int, typer.Option(help="Requests waiting for the model before 503.")] = 64,
-    max_pixels: Annotated[int, typer.Option(help="Larger images are refused (bombs).")] = 40_000_000,
+def demo(
+    out: Annotated[Path, typer.Option(help="Folder for everything the demo writes.")] = Path("runs/demo"),
+    quick: Annotated[bool, typer.Option(help="Tiny version: seconds instead of minutes.")] = False,
+    seed: Annotated[int, typer.Option(help="Seed of the synthetic data.")] = 0,
 ) -> None:
-    """HTTP service: POST /v1/mask, /v1/cutout (PNG); GET /healthz, /v1/model; a drag-and-drop page at /."""
-    from maskingnet.serve import ServeConfig
-    from maskingnet.serve import serve as run_server
-    from maskingnet.utils import parse_size
+    """Run the project end to end on built-in synthetic data (what `make demo` runs)."""
+    from maskingnet.demo import DemoConfig, run_demo
 
-    try:
-        config = ServeConfig(
-            checkpoint=checkpoint, host=host, port=port, max_upload_mb=max_upload_mb, workers=workers,
-            device=device, precision=precision, backend=backend, size=parse_size(size), tta=tta,
-            max_batch=max_batch, max_wait_ms=max_wait_ms, queue_size=queue_size, max_pixels=max_pixels,
-        )
-        run_server(config)
-    except (RuntimeError, ValueError, OSError) as error:
-        typer.echo(_about(checkpoint, error), err=True)
-        raise typer.Exit(1) from None
+    run_demo(DemoConfig(out=out, quick=quick, seed=seed), log=typer.echo)
+
+
+@app.command()
+def version() -> None:
+    """Print the maskingnet and torch versions."""
+    import torch
+
+    from maskingnet import __version__
+
+    typer.echo(f"maskingnet {__version__} (torch {torch.__version__})")
 
 
 def _about(path: Path, error: Exception) -> str:
