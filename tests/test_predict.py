@@ -1,16 +1,14 @@
 import os
 import shutil
 import signal
-import struct
 import subprocess
 import sys
 import time
-import zlib
 from pathlib import Path
 
 import numpy as np
 import pytest
-from helpers import make_half_car_checkpoint
+from helpers import make_half_car_checkpoint, png_claiming_size
 from PIL import Image, features
 
 from maskingnet.predict import PredictConfig, Predictor, output_stems, predict_files
@@ -27,21 +25,6 @@ def photo(width: int, height: int, seed: int = 0) -> Image.Image:
     rng = np.random.default_rng(seed)
     base = np.linspace(0, 255, width * height * 3).reshape(height, width, 3)
     return Image.fromarray((base * 0.7 + rng.integers(0, 70, base.shape)).astype(np.uint8))
-
-
-def png_claiming_size(width: int, height: int) -> bytes:
-    """A PNG whose header says width x height: a decompression bomb to anything that trusts it."""
-
-    def chunk(kind: bytes, data: bytes) -> bytes:
-        return struct.pack(">I", len(data)) + kind + data + struct.pack(">I", zlib.crc32(kind + data))
-
-    header = struct.pack(">IIBBBBB", width, height, 8, 2, 0, 0, 0)
-    return (
-        b"\x89PNG\r\n\x1a\n"
-        + chunk(b"IHDR", header)
-        + chunk(b"IDAT", zlib.compress(b"\0" * 64))
-        + chunk(b"IEND", b"")
-    )
 
 
 def write_good_inputs(folder: Path) -> dict[str, tuple[int, int]]:

@@ -8,15 +8,14 @@ import http.client
 import io
 import json
 import socket
-import struct
 import sys
 import uuid
-import zlib
 from pathlib import Path
 
 import numpy as np
 import pytest
 import torch
+from helpers import png_claiming_size
 from PIL import Image
 
 from maskingnet.models import create_model, save_model
@@ -114,21 +113,6 @@ def rss_mb(pid: int) -> float:
         if line.startswith("VmRSS:"):
             return int(line.split()[1]) / 1024
     raise AssertionError("no VmRSS")
-
-
-def png_claiming_size(width: int, height: int) -> bytes:
-    """A tiny PNG whose header claims width x height: a decompression bomb to whoever trusts it."""
-
-    def chunk(kind: bytes, data: bytes) -> bytes:
-        return struct.pack(">I", len(data)) + kind + data + struct.pack(">I", zlib.crc32(kind + data))
-
-    header = struct.pack(">IIBBBBB", width, height, 8, 2, 0, 0, 0)
-    return (
-        b"\x89PNG\r\n\x1a\n"
-        + chunk(b"IHDR", header)
-        + chunk(b"IDAT", zlib.compress(b"\0" * 64))
-        + chunk(b"IEND", b"")
-    )
 
 
 # --- the live server -------------------------------------------------------------------------------------

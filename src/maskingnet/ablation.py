@@ -216,11 +216,9 @@ def _settings(config: AblationConfig) -> dict[str, Any]:
 
 
 def write_outputs(result: dict[str, Any], out: Path) -> None:
-    from maskingnet.utils import atomic_save, atomic_write
+    from maskingnet.utils import atomic_save, atomic_write, write_json
 
-    with atomic_write(out / "ablation.json", "w") as handle:
-        json.dump(result, handle, indent=2)
-        handle.write("\n")
+    write_json(out / "ablation.json", result)
     with atomic_write(out / "ablation.md", "w") as handle:
         handle.write(format_table(result))
     atomic_save(out / "ablation.png", lambda tmp: plot_bars(result["rows"], tmp))

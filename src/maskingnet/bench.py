@@ -671,11 +671,9 @@ def run_bench(config: BenchConfig) -> dict[str, Any]:
 
 
 def write_report(result: dict[str, Any], out: Path) -> None:
-    from maskingnet.utils import atomic_write
+    from maskingnet.utils import atomic_write, write_json
 
-    with atomic_write(out / "bench.json", "w") as handle:
-        json.dump(result, handle, indent=2)
-        handle.write("\n")
+    write_json(out / "bench.json", result)
     with atomic_write(out / "bench.md", "w") as handle:
         handle.write(format_markdown(result))
 

@@ -23,7 +23,7 @@ import torch
 from torch.utils.data import DataLoader, Dataset
 
 from maskingnet.metrics import MaskComparison, compare_masks, one_minus_dice_pixels
-from maskingnet.utils import atomic_write
+from maskingnet.utils import atomic_write, write_json
 
 SPLITS = ("val", "all")
 PER_IMAGE_FIELDS = (
@@ -316,5 +316,4 @@ def write_outputs(out: Path, summary: dict[str, Any], results: list[ImageResult]
         for result in results:
             writer.writerow(result.row())
     worst_cases_picture(worst_rows, out / "worst.png")
-    with atomic_write(out / "summary.json", "w") as handle:
-        json.dump(summary, handle, indent=2)
+    write_json(out / "summary.json", summary)

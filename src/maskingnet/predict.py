@@ -63,6 +63,14 @@ def share_cpu_threads() -> None:
         torch.set_num_threads(max(1, (os.cpu_count() or 1) // world))
 
 
+def rank_predictor(config) -> Predictor:
+    """The :class:`Predictor` of this torchrun rank (its own GPU, or its share of the CPU cores), built from
+    any config with ``checkpoint, device, precision, size, tta, backend`` (predict's and submit's)."""
+    share_cpu_threads()
+    device = rank_device(config.device)
+    return Predictor(config.checkpoint, device, config.precision, config.size, config.tta, config.backend)
+
+
 @dataclass
 class Prepared:
     """One image ready for the model: its resized tensor, its own size and, when needed, the full photo."""
@@ -469,15 +477,7 @@ def predict_files(config: PredictConfig, report: Callable[[str], None] = _say) -
         summary.seconds = time.perf_counter() - started
         return summary
 
-    share_cpu_threads()
-    predictor = Predictor(
-        config.checkpoint,
-        rank_device(config.device),
-        config.precision,
-        config.size,
-        config.tta,
-        config.backend,
-    )
+    predictor = rank_predictor(config)
     need_photo = any(kind != "mask" for kind in config.save)
     items = iterate_prepared(todo, predictor.size, need_photo, config.workers)
     bar = tqdm(total=len(todo), unit="img", disable=not config.progress, file=sys.stderr, dynamic_ncols=True)

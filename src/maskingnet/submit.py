@@ -36,8 +36,7 @@ from maskingnet.predict import (
     batched_good,
     distributed_rank,
     iterate_prepared,
-    rank_device,
-    share_cpu_threads,
+    rank_predictor,
 )
 from maskingnet.utils import atomic_write
 
@@ -377,15 +376,7 @@ def submit(config: SubmitConfig, report: Callable[[str], None] = _say) -> Submit
         report(line)
     summary.world = world
     rows = all_rows[rank_slice(len(all_rows), rank, world)]
-    share_cpu_threads()
-    predictor = Predictor(
-        config.checkpoint,
-        rank_device(config.device),
-        config.precision,
-        config.size,
-        config.tta,
-        config.backend,
-    )
+    predictor = rank_predictor(config)
     partial, progress = part_files(out, rank, world)
     fingerprint = job_fingerprint(config, [name for name, _ in rows], predictor.size, rank, world)
     writer = PartWriter(partial, progress, fingerprint, is_gzip(out), expected_rows=len(rows))

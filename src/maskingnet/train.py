@@ -40,7 +40,7 @@ from torch.utils.data import DataLoader, DistributedSampler, Subset
 
 from maskingnet import distributed
 from maskingnet.metrics import batch_dice, soft_dice_loss
-from maskingnet.utils import atomic_write
+from maskingnet.utils import atomic_write, write_json
 
 LOSSES = ("ce", "ce+dice")
 SPLITS = ("car", "thesis")
@@ -702,8 +702,7 @@ class Trainer:
             "params": sum(p.numel() for p in self.model.parameters()),
             "versions": versions(),
         }
-        with atomic_write(self.out / "config.json", "w") as handle:
-            json.dump(content, handle, indent=2)
+        write_json(self.out / "config.json", content)
 
     def _summary(self, stopped: str, seconds: float) -> dict[str, Any]:
         last = self.history[-1] if self.history else {}

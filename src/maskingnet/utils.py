@@ -3,11 +3,12 @@
 from __future__ import annotations
 
 import contextlib
+import json
 import os
 import tempfile
 from collections.abc import Iterator, Sequence
 from pathlib import Path
-from typing import IO
+from typing import IO, Any
 
 
 def _current_umask() -> int:
@@ -33,6 +34,13 @@ def atomic_write(path: str | os.PathLike, mode: str = "wb") -> Iterator[IO]:
         with contextlib.suppress(FileNotFoundError):
             os.unlink(tmp)
         raise
+
+
+def write_json(path: str | os.PathLike, content: Any) -> None:
+    """``content`` as indented JSON with a final newline, written atomically."""
+    with atomic_write(path, "w") as handle:
+        json.dump(content, handle, indent=2)
+        handle.write("\n")
 
 
 def atomic_save(path: str | os.PathLike, save) -> None:
