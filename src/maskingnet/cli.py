@@ -103,6 +103,10 @@ def train(
     lr_step: Annotated[int | None, typer.Option(help="Times --lr-gamma every N epochs [40].")] = None,
     lr_gamma: Annotated[float | None, typer.Option(help="StepLR factor [0.5].")] = None,
     size: Annotated[str | None, typer.Option(help="Training size N or WxH [512].")] = None,
+    scale: Annotated[float | None, typer.Option(help="Photo scale, e.g. 0.25: 1918x1280 -> 480x320 "
+                                                "(instead of --size).")] = None,
+    crop: Annotated[str | None, typer.Option(help="Train on random WxH crops of the scaled photo "
+                                             "(validation: whole photos).")] = None,
     width: Annotated[float | None, typer.Option(help="Channel width multiplier [1.0].")] = None,
     loss: Annotated[str | None, typer.Option(help="ce or ce+dice [ce].")] = None,
     augment: Annotated[bool | None, typer.Option("--augment/--no-augment", help="Flip, shift/scale/rotate, "
@@ -131,7 +135,7 @@ def train(
 
     given = {
         "data": str(data) if data else None, "model": model, "epochs": epochs, "batch_size": batch_size,
-        "lr": lr, "lr_step": lr_step, "lr_gamma": lr_gamma, "width": width, "loss": loss,
+        "lr": lr, "lr_step": lr_step, "scale": scale, "lr_gamma": lr_gamma, "width": width, "loss": loss,
         "augment": augment, "vgg_weights": str(vgg_weights) if vgg_weights else None, "split": split,
         "val_fraction": val_fraction, "fold": fold, "folds": folds, "seed": seed, "workers": workers,
         "threads": threads,
@@ -142,6 +146,8 @@ def train(
     try:
         if size is not None:
             given["size"] = parse_size(size)
+        if crop is not None:
+            given["crop"] = parse_size(crop)
         stored = resume and (out / "config.json").is_file()
         if not stored and "data" not in given:
             raise ValueError("--data is required (except when resuming a run)")

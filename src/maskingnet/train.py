@@ -85,6 +85,8 @@ class TrainConfig:
     lr_step: int = 40
     lr_gamma: float = 0.5
     size: tuple[int, int] = (512, 512)
+    scale: float | None = None
+    crop: tuple[int, int] | None = None
     loss: str = "ce"
     augment: bool = False
     vgg_weights: str | None = None
@@ -107,6 +109,8 @@ class TrainConfig:
 
     def __post_init__(self) -> None:
         self.size = tuple(int(v) for v in self.size)  # type: ignore[assignment]
+        if self.crop is not None:
+            self.crop = tuple(int(v) for v in self.crop)  # type: ignore[assignment]
         self.betas = tuple(float(v) for v in self.betas)  # type: ignore[assignment]
         problems = self.problems()
         if problems:
@@ -119,6 +123,11 @@ class TrainConfig:
             (self.lr > 0, f"lr must be > 0 (got {self.lr})"),
             (self.lr_step >= 1, f"lr step must be >= 1 (got {self.lr_step})"),
             (len(self.size) == 2 and min(self.size) >= 1, f"size must be (W, H) >= 1 (got {self.size})"),
+            (self.scale is None or 0 < self.scale <= 1, f"scale must be in (0, 1] (got {self.scale})"),
+            (
+                self.crop is None or (len(self.crop) == 2 and min(self.crop) >= 1),
+                f"crop must be (W, H) >= 1 (got {self.crop})",
+            ),
             (self.width > 0, f"width must be > 0 (got {self.width})"),
             (self.loss in LOSSES, f"loss must be one of {', '.join(LOSSES)} (got {self.loss!r})"),
             (self.split in SPLITS, f"split must be one of {', '.join(SPLITS)} (got {self.split!r})"),
@@ -218,6 +227,17 @@ class Split:
             "train_ids": sorted(r.id for r in self.train),
             "val_ids": sorted(r.id for r in self.val),
         }
+
+
+def scaled_size(records: list, scale: float) -> tuple[int, int]:
+    """The training size for ``--scale``: the most common photo size of ``records`` times ``scale``."""
+    from maskingnet.data.io import image_size
+
+    if not records:
+        raise TrainError("--scale needs photos, and the data folder has none")
+    sizes = [record.size or image_size(record.image_path) for record in records[:64]]
+    width, height = max(set(sizes), key=sizes.count)
+    return max(1, round(width * scale)), max(1, round(height * scale))
 
 
 def scan_records(data: str | os.PathLike, show_problems: bool = True) -> tuple[list, int]:
@@ -376,6 +396,9 @@ class Trainer:
     def setup(self) -> None:
         state = self._existing_state()
         records, self.bad_inputs = scan_records(self.config.data, show_problems=self.ctx.is_main)
+        if self.config.scale is not None:
+            self.config.size = scaled_size(records, self.config.scale)
+        self._check_crop()
         if state is not None:
             self.split = recorded_split(records, read_run_config(self.out)["split"])
         else:
@@ -397,6 +420,11 @@ class Trainer:
             self._write_config()
             if self.history:
                 self._write_metrics()
+
+    def _check_crop(self) -> None:
+        crop, size = self.config.crop, self.config.size
+        if crop is not None and (crop[0] > size[0] or crop[1] > size[1]):
+            raise TrainError(f"crop {crop[0]}x{crop[1]} is larger than the photos at {size[0]}x{size[1]}")
 
     def _check_ranks_agree_on_the_start_epoch(self) -> None:
         """Every rank reads the state file to resume; a node that cannot see --out would start afresh."""
@@ -475,7 +503,9 @@ class Trainer:
 
         c = self.config
         workers = default_workers(self.ctx.world_size) if c.workers is None else c.workers
-        self.train_set = SegmentationDataset(self.split.train, size=c.size, augment=c.augment, seed=c.seed)
+        self.train_set = SegmentationDataset(
+            self.split.train, size=c.size, augment=c.augment, seed=c.seed, crop=c.crop, random_crop=True
+        )
         val_set = SegmentationDataset(self.split.val, size=c.size, augment=False, seed=c.seed)
         self.sampler = DistributedSampler(
             self.train_set, num_replicas=self.ctx.world_size, rank=self.ctx.rank, shuffle=True, seed=c.seed
@@ -642,6 +672,7 @@ class Trainer:
         split = self.split.describe()
         return {
             "input_size": list(self.config.size),
+            "train_crop": list(self.config.crop) if self.config.crop else None,
             "epoch": epoch,
             "val_dice": val_dice,
             "data": str(self.config.data),

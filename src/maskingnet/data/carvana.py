@@ -181,7 +181,8 @@ class SegmentationDataset(torch.utils.data.Dataset):
     coordinate maps are those of the original photo either way); None keeps the original size. With
     ``augment``, h-flip, shift/scale/rotate and colour jitter are drawn from ``sample_rng(seed, epoch,
     index)``: the same in any DataLoader worker; call ``set_epoch`` to vary them between epochs. ``crop``
-    = (w, h) then cuts a window after resizing (random with ``augment``, centred without).
+    = (w, h) then cuts a window after resizing: at a random place when ``random_crop`` (default: with
+    ``augment``), in the middle otherwise; image, coordinate maps and mask are cut at the same place.
     """
 
     def __init__(
@@ -192,6 +193,7 @@ class SegmentationDataset(torch.utils.data.Dataset):
         seed: int = 0,
         *,
         crop: tuple[int, int] | None = None,
+        random_crop: bool | None = None,
         augment_config: AugmentConfig = AugmentConfig(),
         epoch: int = 0,
     ) -> None:
@@ -199,7 +201,8 @@ class SegmentationDataset(torch.utils.data.Dataset):
         self.size = None if size is None else (int(size[0]), int(size[1]))
         self.augment = augment
         self.seed = seed
-        self.crop = crop
+        self.crop = None if crop is None else (int(crop[0]), int(crop[1]))
+        self.random_crop = augment if random_crop is None else random_crop
         self.augment_config = augment_config
         self.epoch = epoch
 
@@ -216,7 +219,7 @@ class SegmentationDataset(torch.utils.data.Dataset):
         if self.augment:
             sample = augment_sample(sample, rng, self.augment_config)
         if self.crop is not None:
-            sample = random_crop(sample, self.crop, rng) if self.augment else center_crop(sample, self.crop)
+            sample = random_crop(sample, self.crop, rng) if self.random_crop else center_crop(sample, self.crop)
         return {
             "image": to_tensor(sample.image),
             "coords": torch.from_numpy(sample.coords),

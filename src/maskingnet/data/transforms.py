@@ -208,6 +208,8 @@ class AugmentConfig:
     contrast: float = 0.2
     saturation: float = 0.2
     hue: float = 0.02
+    band: float = 0.25
+    band_size: float = 0.08
 
 
 def sample_rng(seed: int, epoch: int, index: int) -> np.random.Generator:
@@ -232,7 +234,42 @@ def augment(sample: Sample, rng: np.random.Generator, config: AugmentConfig = Au
             sample.image, rng, config.brightness, config.contrast, config.saturation, config.hue
         )
         sample = replace(sample, image=image)
+    if rng.random() < config.band:
+        sample = frame_band(sample, rng, config.band_size)
     return sample
+
+
+_BAND_EDGES = ("bottom", "top", "left", "right")
+_BAND_EDGE_ODDS = (0.55, 0.15, 0.15, 0.15)
+
+
+def frame_band(sample: Sample, rng: np.random.Generator, max_fraction: float = 0.08) -> Sample:
+    """Paint a strip of one flat, mostly dark colour along one edge of the frame, labelled background.
+
+    Studio photos sometimes carry a dark or coloured band at the frame's edge (a floor edge, a scanner
+    border); a network that never saw one calls it car. The band covers up to ``max_fraction`` of the
+    frame's height (or width) and is drawn with a little noise so it is not a perfectly flat colour.
+    """
+    _check_same_size(sample)
+    w, h = sample.size
+    edge = _BAND_EDGES[int(rng.choice(len(_BAND_EDGES), p=_BAND_EDGE_ODDS))]
+    across = h if edge in ("bottom", "top") else w
+    thickness = max(1, int(round(rng.uniform(0.01, max_fraction) * across)))
+    if rng.random() < 0.7:
+        colour = np.full(3, rng.uniform(0, 70))
+    else:
+        colour = rng.uniform(0, 255, size=3)
+    rows = {"bottom": slice(h - thickness, h), "top": slice(0, thickness)}.get(edge, slice(0, h))
+    cols = {"left": slice(0, thickness), "right": slice(w - thickness, w)}.get(edge, slice(0, w))
+    pixels = np.asarray(sample.image.convert("RGB")).copy()
+    region = pixels[rows, cols]
+    noise = rng.normal(0, 6, size=region.shape[:2] + (1,))
+    pixels[rows, cols] = np.clip(colour[None, None, :] + noise, 0, 255).astype(np.uint8)
+    mask = None
+    if sample.mask is not None:
+        mask = sample.mask.copy()
+        mask[rows, cols] = False
+    return Sample(Image.fromarray(pixels), sample.coords, mask)
 
 
 def _check_same_size(sample: Sample) -> None:
