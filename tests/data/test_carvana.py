@@ -326,3 +326,28 @@ def test_scan_verb_names_each_bad_file_and_exits_non_zero(carvana):
     result = CliRunner().invoke(app, ["scan", str(carvana)])
     assert result.exit_code == 1 and f"{image}: empty file (0 bytes)" in result.stderr
     assert "47 images" in result.stdout and "1 files or rows were skipped" in result.stderr
+
+
+def test_random_crop_cuts_image_mask_and_coords_at_the_same_place(synth_dir):
+    record = scan(synth_dir).records[0]
+    whole = SegmentationDataset([record], size=(96, 64))[0]
+    dataset = SegmentationDataset([record], size=(96, 64), crop=(40, 24), random_crop=True, seed=3)
+    item = dataset[0]
+    # the crop's position is read back from its coordinate maps, then image and mask must match there
+    coords = whole["coords"].numpy()
+    left = int(np.argmin(np.abs(coords[0, 0] - item["coords"][0, 0, 0].item())))
+    top = int(np.argmin(np.abs(coords[1, :, 0] - item["coords"][1, 0, 0].item())))
+    window = (slice(top, top + 24), slice(left, left + 40))
+    assert np.array_equal(item["coords"].numpy(), coords[:, window[0], window[1]])
+    assert torch.equal(item["image"], whole["image"][:, window[0], window[1]])
+    assert torch.equal(item["mask"], whole["mask"][window])
+
+
+def test_random_crops_move_between_epochs(synth_dir):
+    dataset = SegmentationDataset(scan(synth_dir).records[:1], size=(96, 64), crop=(32, 32), random_crop=True)
+    places = set()
+    for epoch in range(6):
+        dataset.set_epoch(epoch)
+        item = dataset[0]
+        places.add((item["coords"][0, 0, 0].item(), item["coords"][1, 0, 0].item()))
+    assert len(places) > 1

@@ -203,3 +203,16 @@ def test_resizing_coords_gives_the_originals_maps_at_any_size(width, height, out
     out = resize(full, (out_w, out_h))
     expected = resized_coord_maps((out_w, out_h), (width, height))
     np.testing.assert_allclose(out.coords, expected, atol=1e-5)
+
+
+def test_frame_band_paints_an_edge_strip_that_is_background():
+    from maskingnet.data.transforms import Sample, coord_maps, frame_band
+
+    image = Image.new("RGB", (60, 40), (200, 200, 200))
+    sample = Sample(image, coord_maps(40, 60), np.ones((40, 60), dtype=bool))
+    banded = frame_band(sample, np.random.default_rng(1), max_fraction=0.2)
+    changed = np.any(np.asarray(banded.image) != 200, axis=2)
+    assert changed.any() and np.array_equal(banded.mask, ~changed)
+    rows, cols = np.nonzero(changed)
+    touches = {rows.min() == 0, rows.max() == 39, cols.min() == 0, cols.max() == 59}
+    assert True in touches and np.array_equal(banded.coords, sample.coords)
