@@ -16,7 +16,7 @@ from maskingnet.edges import (
     resize_probs,
 )
 from maskingnet.models import create_model, load_model, save_model
-from maskingnet.models.checkpoint import CheckpointError, attach_refiner, load_refiner
+from maskingnet.models.checkpoint import CheckpointError, attach_refiner, load_refiner, read_header
 from maskingnet.models.refiner import Refiner, RefinerConfig
 
 
@@ -122,8 +122,8 @@ def test_refiner_with_unknown_settings_is_refused(tmp_path):
     from safetensors.torch import load_file, save_file
 
     model = create_model("maskingnet", width=0.125)
-    path = attach_refiner(save_model(model, tmp_path / "n.safetensors"), Refiner(), tmp_path / "r.safetensors")
-    from maskingnet.models.checkpoint import read_header
+    plain = save_model(model, tmp_path / "n.safetensors")
+    path = attach_refiner(plain, Refiner(), tmp_path / "r.safetensors")
 
     metadata = read_header(path)
     metadata["maskingnet.refiner"] = json.dumps({"channels": 8, "evil": 1})

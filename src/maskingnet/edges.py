@@ -180,7 +180,9 @@ class EdgeStage:
     refiner: Refiner | None = None
     clean: CleanUp = CleanUp()
 
-    def __call__(self, probs_small: np.ndarray, photo: np.ndarray | None, size: tuple[int, int]) -> np.ndarray:
+    def __call__(
+        self, probs_small: np.ndarray, photo: np.ndarray | None, size: tuple[int, int]
+    ) -> np.ndarray:
         """``probs_small`` (h, w) float32 and the (H, W, 3) uint8 photo of ``size`` = (W, H) -> (H, W)."""
         if self.refiner is None or photo is None:
             return clean_up(resize_probs(probs_small, size), self.clean)

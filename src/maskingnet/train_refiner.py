@@ -107,7 +107,9 @@ def load_photo(record, model: torch.nn.Module, input_size: tuple[int, int], scal
     )
 
 
-def cached_photo(record, model: torch.nn.Module, input_size: tuple[int, int], config: RefinerTrainConfig) -> Photo:
+def cached_photo(
+    record, model: torch.nn.Module, input_size: tuple[int, int], config: RefinerTrainConfig
+) -> Photo:
     """:func:`load_photo`, kept in ``config.cache`` (when set) under the photo, sizes and model file."""
     if not config.cache:
         return load_photo(record, model, input_size, config.scale)
