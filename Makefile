@@ -29,7 +29,7 @@ test: $(STAMP) browser
 	$(PY) -m pytest
 
 bench: $(STAMP)
-	$(PY) -m maskingnet bench --out runs/bench
+	$(PY) -m maskingnet bench --out runs/bench --data ../shared/data/carvana-sample
 
 lint: $(STAMP)
 	$(VENV)/bin/ruff check src tests benchmarks

@@ -1,53 +1,31 @@
 """RLE speed on full-size 1918x1280 masks: encode and decode, best of several runs, in milliseconds.
 
-Uses the real Carvana sample's GIF masks when present (``../shared/data/carvana-sample``), else a synthetic
-ellipse of the same size. Run: ``python benchmarks/bench_rle.py [--masks N] [--repeat R]``.
+Uses the real Carvana sample's GIF masks when present (``--data``, by default
+``../shared/data/carvana-sample`` beside the repository), else a synthetic ellipse of the same size. Run:
+``python benchmarks/bench_rle.py [--data DIR] [--masks N] [--repeat R]``.
 """
 
 from __future__ import annotations
 
 import argparse
 import platform
-import time
 from pathlib import Path
 
 import numpy as np
-from PIL import Image
 
+from maskingnet.bench import best_ms, load_masks
 from maskingnet.data.rle import rle_decode, rle_encode
 
-REAL_MASKS = Path(__file__).resolve().parents[1].parent / "shared" / "data" / "carvana-sample" / "train_masks"
-
-
-def load_masks(count: int) -> tuple[list[np.ndarray], str]:
-    paths = sorted(REAL_MASKS.glob("*.gif"))[:count]
-    if paths:
-        masks = []
-        for path in paths:
-            with Image.open(path) as gif:
-                masks.append(np.asarray(gif) != 0)
-        return masks, f"{len(masks)} real Carvana masks"
-    yy, xx = np.mgrid[:1280, :1918]
-    ellipse = ((xx - 959) / 800) ** 2 + ((yy - 700) / 350) ** 2 <= 1
-    return [ellipse], "1 synthetic ellipse mask"
-
-
-def best_ms(function, masks: list, repeat: int) -> float:
-    best = float("inf")
-    for _ in range(repeat):
-        start = time.perf_counter()
-        for item in masks:
-            function(item)
-        best = min(best, (time.perf_counter() - start) / len(masks))
-    return best * 1e3
+REAL_SAMPLE = Path(__file__).resolve().parents[1].parent / "shared" / "data" / "carvana-sample"
 
 
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--data", type=Path, default=REAL_SAMPLE, help="Carvana folder with train_masks/")
     parser.add_argument("--masks", type=int, default=20, help="how many real masks to time")
     parser.add_argument("--repeat", type=int, default=5, help="best of this many passes")
     args = parser.parse_args()
-    masks, source = load_masks(args.masks)
+    masks, source = load_masks(args.data, args.masks)
     shape = masks[0].shape
     rles = [rle_encode(mask) for mask in masks]
     for mask, rle in zip(masks, rles, strict=True):

@@ -17,12 +17,11 @@ from maskingnet.export import (
     INPUT_NAMES,
     OUTPUT_NAME,
     ExportError,
-    OnnxBackend,
     export_onnx,
     parse_size,
     read_metadata,
 )
-from maskingnet.inference import whole_photo_coords
+from maskingnet.inference import OnnxBackend, whole_photo_coords
 from maskingnet.models import create_model, list_models, load_model, save_model
 
 MEAN = np.array([0.485, 0.456, 0.406], dtype=np.float32)
@@ -208,16 +207,16 @@ def test_backend_given_a_checkpoint_exports_it_first(tmp_path):
 def test_dynamic_export_falls_back_to_the_checkpoint_size_when_the_graph_cannot_be_dynamic(
     tmp_path, monkeypatch
 ):
-    import maskingnet.export as export_module
+    import maskingnet.models.onnx as onnx_module
 
-    real_trace = export_module._trace
+    real_trace = onnx_module._trace
 
     def static_only(head, size, opset, dynamic_hw):
         if dynamic_hw:
             raise RuntimeError("data-dependent shape")
         return real_trace(head, size, opset, dynamic_hw)
 
-    monkeypatch.setattr(export_module, "_trace", static_only)
+    monkeypatch.setattr(onnx_module, "_trace", static_only)
     checkpoint = save_model(
         create_model("unet", width=0.125), tmp_path / "u.safetensors", meta={"input_size": [64, 48]}
     )

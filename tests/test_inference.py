@@ -3,16 +3,15 @@
 from __future__ import annotations
 
 import copy
-import sys
-import types
 
 import numpy as np
 import pytest
 import torch
 
-from maskingnet import inference
+from maskingnet import inference, runtime
 from maskingnet.inference import (
     TorchBackend,
+    fastpath,
     fold_batchnorm,
     load_backend,
     predict_probs,
@@ -57,9 +56,9 @@ def test_resolve_precision_rejects_unknown_names():
 
 
 def test_resolve_precision_auto_follows_bf16_support(monkeypatch):
-    monkeypatch.setattr(inference, "cpu_bf16_supported", lambda: True)
+    monkeypatch.setattr(runtime, "cpu_bf16_supported", lambda: True)
     assert resolve_precision("auto", "cpu") == "bf16"
-    monkeypatch.setattr(inference, "cpu_bf16_supported", lambda: False)
+    monkeypatch.setattr(runtime, "cpu_bf16_supported", lambda: False)
     assert resolve_precision("auto", "cpu") == "fp32"
 
 
@@ -111,7 +110,7 @@ def test_bf16_fast_path_masks_agree_with_fp32_off_the_fence():
 
 
 def test_without_bf16_auto_runs_the_fp32_fast_path(monkeypatch):
-    monkeypatch.setattr(inference, "cpu_bf16_supported", lambda: False)
+    monkeypatch.setattr(runtime, "cpu_bf16_supported", lambda: False)
     model, images = _tiny_model(), _images()
     backend = TorchBackend(model, device="cpu", precision="auto")
     assert backend.precision == "fp32"
@@ -169,10 +168,10 @@ def test_load_backend_rebuilds_a_saved_checkpoint(tmp_path):
     torch.testing.assert_close(backend(_images()), naive, rtol=1e-4, atol=1e-5)
 
 
-def test_load_backend_hands_onnx_files_to_the_export_module(tmp_path, monkeypatch):
-    fake = types.ModuleType("maskingnet.export")
-    fake.OnnxBackend = lambda path: ("onnx", path)
-    monkeypatch.setitem(sys.modules, "maskingnet.export", fake)
+def test_load_backend_hands_onnx_files_to_onnx_runtime(tmp_path, monkeypatch):
+    from maskingnet.inference import backends
+
+    monkeypatch.setattr(backends, "OnnxBackend", lambda path, device: ("onnx", path))
     path = tmp_path / "model.onnx"
     assert load_backend(path) == ("onnx", path)
 
@@ -197,7 +196,7 @@ def test_prepare_model_fuses_every_conv_where_onednn_allows():
 
 
 def test_without_onednn_fusion_the_fast_path_still_matches(monkeypatch):
-    monkeypatch.setattr(inference, "onednn_fusion_available", lambda: False)
+    monkeypatch.setattr(fastpath, "onednn_fusion_available", lambda: False)
     model, images = _tiny_model(), _images()
     backend = TorchBackend(model, device="cpu", precision="fp32")
     assert not any(isinstance(m, inference.FusedConv2d) for m in backend.model.modules())

@@ -15,6 +15,7 @@ import pytest
 from helpers import make_half_car_checkpoint
 from PIL import Image
 
+import maskingnet.inference.sinks as sinks
 import maskingnet.submit as submit_module
 from maskingnet.data.rle import rle_decode
 from maskingnet.predict import Predictor
@@ -105,14 +106,14 @@ def test_interrupted_submit_with_a_torn_chunk_resumes_to_the_same_file(
 ):
     out = tmp_path / "submission.csv.gz"
     sixth = sample_names(kaggle_dir)[5]
-    real_encode = submit_module.encode_row
+    real_encode = sinks.encode_row
 
-    def encode_until_the_sixth(predictor, name, *args):
+    def encode_until_the_sixth(name, *args):
         if name == sixth:
             raise KeyboardInterrupt
-        return real_encode(predictor, name, *args)
+        return real_encode(name, *args)
 
-    monkeypatch.setattr(submit_module, "encode_row", encode_until_the_sixth)
+    monkeypatch.setattr(sinks, "encode_row", encode_until_the_sixth)
     with pytest.raises(KeyboardInterrupt):
         submit(config(checkpoint, kaggle_dir / "test", out, flush_every=2, batch_size=1))
     monkeypatch.undo()

@@ -17,7 +17,7 @@ _EXPORTS = {
     "load_model": "maskingnet.models",
     "rle_encode": "maskingnet.data.rle",
     "rle_decode": "maskingnet.data.rle",
-    "Predictor": "maskingnet.predict",
+    "Predictor": "maskingnet.inference",
 }
 
 __all__ = ["__version__", *_EXPORTS]

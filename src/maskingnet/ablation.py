@@ -17,6 +17,7 @@ already written are not trained again, and an interrupted training resumes.
 
 from __future__ import annotations
 
+import functools
 import json
 import time
 from collections.abc import Callable
@@ -24,7 +25,18 @@ from dataclasses import asdict, dataclass, field
 from pathlib import Path
 from typing import Any
 
-MODEL_NAMES = ("unet", "segnet", "arc1", "arc2", "arc3", "maskingnet")
+import numpy as np
+import torch
+from matplotlib.figure import Figure
+
+import maskingnet.train as training
+from maskingnet.bench import Plan, round_robin_ms, test_pass, training_step
+from maskingnet.evaluate import evaluate
+from maskingnet.inference import resolve_device
+from maskingnet.models import create_model, list_models, model_report
+from maskingnet.utils import atomic_save, atomic_write, write_json
+
+MODEL_NAMES = tuple(list_models())
 ROW_FILE = "ablation_row.json"
 
 # The thesis's table: DSC on the test set (NVIDIA 1080Ti, 512x512, 250 epochs, 4071/1017 split).
@@ -83,9 +95,7 @@ class AblationConfig:
 
 def train_config(config: AblationConfig, name: str):
     """The training run of one network: identical for all six but for the model name."""
-    from maskingnet.train import TrainConfig
-
-    return TrainConfig(
+    return training.TrainConfig(
         data=str(config.data),
         out=str(config.out / name),
         model=name,
@@ -108,16 +118,8 @@ def train_config(config: AblationConfig, name: str):
 def time_models(config: AblationConfig, say: Callable[[str], None]) -> dict[str, tuple[float, float]]:
     """(train, test) ms/image of every network at the training size and batch, fp32, timed in turns
     (``maskingnet.bench.round_robin_ms``) so that load from other work falls on all of them alike."""
-    import functools
-
-    import torch
-
-    from maskingnet.bench import Plan, round_robin_ms, test_pass, training_step
-    from maskingnet.inference import resolve_device
-    from maskingnet.models import create_model
-
     device = resolve_device(config.device)
-    plan = Plan(device, config.size, config.batch_size, config.timing_repeats, 1, 0, 0, 1)
+    plan = Plan(device=device, size=config.size, batch=config.batch_size, repeats=config.timing_repeats)
     models = {}
     for name in config.models:
         torch.manual_seed(config.seed)
@@ -140,18 +142,13 @@ def _prefixed(say: Callable[[str], None], line: str) -> None:
 
 def run_one(config: AblationConfig, name: str, say: Callable[[str], None]) -> dict[str, Any]:
     """Train, evaluate and time one network; the row is saved so that a re-run skips it."""
-    from maskingnet.evaluate import evaluate
-    from maskingnet.models import model_report
-    from maskingnet.train import train
-    from maskingnet.utils import atomic_write
-
     row_path = config.out / name / ROW_FILE
     if row_path.is_file():
         say(f"{name}: already done ({row_path})")
         return json.loads(row_path.read_text())
     started = time.perf_counter()
     say(f"{name}: training {config.epochs} epochs at {config.size[0]}x{config.size[1]}, width {config.width}")
-    summary = train(train_config(config, name))
+    summary = training.train(train_config(config, name))
     train_seconds = time.perf_counter() - started
     say(f"{name}: evaluating {summary['best_checkpoint']} at full resolution")
     scores = evaluate(
@@ -216,7 +213,6 @@ def _settings(config: AblationConfig) -> dict[str, Any]:
 
 
 def write_outputs(result: dict[str, Any], out: Path) -> None:
-    from maskingnet.utils import atomic_save, atomic_write, write_json
 
     write_json(out / "ablation.json", result)
     with atomic_write(out / "ablation.md", "w") as handle:
@@ -276,17 +272,12 @@ def _ms(value: float | None) -> str:
 
 def plot_bars(rows: list[dict[str, Any]], path: Path) -> None:
     """1-DSC per network: this run beside the thesis (percent of pixels, lower is better)."""
-    import matplotlib
-
-    matplotlib.use("Agg")
-    import matplotlib.pyplot as plt
-    import numpy as np
-
     labels = [row["label"] for row in rows]
     ours = [row["one_minus_dsc"] * 100 for row in rows]
     thesis = [(1 - row["thesis_dsc"]) * 100 for row in rows]
     x = np.arange(len(rows))
-    figure, axes = plt.subplots(1, 2, figsize=(11, 4))
+    figure = Figure(figsize=(11, 4))
+    axes = figure.subplots(1, 2)
     axes[0].bar(x, ours, color="tab:blue")
     axes[0].set_title("This run: 1-DSC (%), validation, full resolution")
     axes[1].bar(x, thesis, color="tab:gray")
@@ -296,4 +287,3 @@ def plot_bars(rows: list[dict[str, Any]], path: Path) -> None:
         axis.set_ylabel("1-DSC (%)  lower is better")
     figure.tight_layout()
     figure.savefig(path, dpi=110, format="png")
-    plt.close(figure)

@@ -19,6 +19,7 @@ machine they are contended, which is why every comparison is a ratio measured in
 from __future__ import annotations
 
 import contextlib
+import copy
 import dataclasses
 import functools
 import importlib.util
@@ -36,10 +37,28 @@ from typing import Any
 import numpy as np
 import torch
 import torch.nn.functional as F
+from PIL import Image
 from torch import nn
 
-REPO = Path(__file__).resolve().parents[2]
-DEFAULT_SAMPLE = REPO.parent / "shared" / "data" / "carvana-sample"
+from maskingnet.data.rle import rle_decode, rle_encode
+from maskingnet.export import export_onnx
+from maskingnet.inference import (
+    DTYPES,
+    FusedConv2d,
+    OnnxBackend,
+    TorchBackend,
+    full_resolution,
+    logits_to_probs,
+    onednn_fusion_available,
+    precision_support,
+    prepare,
+    resolve_device,
+)
+from maskingnet.metrics import dice
+from maskingnet.models import create_model, load_model, model_report, read_config, save_model
+from maskingnet.predict import PredictConfig, predict_files
+from maskingnet.utils import atomic_write, write_json
+
 MODEL_NAMES = ("unet", "segnet", "arc1", "arc2", "arc3", "maskingnet")
 
 # The thesis's table (NVIDIA 1080Ti, cuDNN v7, batch 4 at 512x512): training and test ms/image.
@@ -57,7 +76,9 @@ THESIS_MS = {
 class BenchConfig:
     """Options of ``maskingnet bench``. ``None`` sizes and counts take the defaults of the mode and device:
     the thesis's 512x512 batch 4 on a GPU; on a CPU a smaller size for the six-model table (stated in the
-    report), 512x512 for the fast path and the pipeline always."""
+    report), 512x512 for the fast path and the pipeline always. ``data``: a Carvana-layout folder of real
+    photos for the mask agreement, the pipeline and the RLE timings (None: those are skipped, or use a
+    synthetic mask)."""
 
     out: Path = Path("runs/bench")
     quick: bool = False
@@ -67,7 +88,7 @@ class BenchConfig:
     batch: int | None = None
     fast_size: int = 512
     repeats: int | None = None
-    data: Path = DEFAULT_SAMPLE
+    data: Path | None = None
     checkpoint: Path | None = None
     auto_checkpoint: bool = True
     photos: int | None = None
@@ -87,15 +108,13 @@ class Plan:
     size: int | tuple[int, int]
     batch: int
     repeats: int
-    fast_repeats: int
-    photos: int
-    pipeline_images: int
-    pipeline_batch: int
+    fast_repeats: int = 1
+    photos: int = 0
+    pipeline_images: int = 0
+    pipeline_batch: int = 1
 
 
 def make_plan(config: BenchConfig) -> Plan:
-    from maskingnet.inference import resolve_device
-
     device = resolve_device(config.device)
     gpu = device.type == "cuda"
     if gpu:
@@ -152,8 +171,6 @@ def cpu_model() -> str:
 
 
 def machine_info(device: torch.device) -> dict[str, Any]:
-    from maskingnet.inference import precision_support
-
     info: dict[str, Any] = {
         "cpu": cpu_model(),
         "cores": os.cpu_count(),
@@ -236,8 +253,6 @@ def round_robin_ms(tasks: dict[str, Callable[[], None]], plan: Plan, say: Callab
 
 
 def bench_models(config: BenchConfig, plan: Plan) -> list[dict[str, Any]]:
-    from maskingnet.models import create_model, model_report
-
     _say(config, f"models: {', '.join(config.models)} at {plan.size}x{plan.size}, batch {plan.batch}")
     models, rows = {}, []
     for name in config.models:
@@ -300,9 +315,7 @@ def best_peak(first: dict[str, Any], second: dict[str, Any]) -> dict[str, Any]:
 def _peak_for(
     precision: str, device: torch.device, repeats: int, shapes: Sequence[tuple[int, int, int]]
 ) -> dict[str, Any]:
-    from maskingnet.inference import _DTYPES, FusedConv2d, onednn_fusion_available
-
-    dtype = _DTYPES[precision]
+    dtype = DTYPES[precision]
     best: dict[str, Any] = {"gflops_per_s": 0.0}
     for side, cin, cout in shapes:
         conv = nn.Conv2d(cin, cout, 3, padding=1).eval().to(device=device, dtype=dtype)
@@ -314,8 +327,11 @@ def _peak_for(
         if device.type == "cpu" and onednn_fusion_available():
             kernels["onednn_packed"] = FusedConv2d(conv, relu=False)
         for kernel_name, kernel in kernels.items():
-            with torch.inference_mode():
-                seconds = best_seconds(lambda k=kernel, x=x: k(x), device, repeats)
+            try:
+                with torch.inference_mode():
+                    seconds = best_seconds(lambda k=kernel, x=x: k(x), device, repeats)
+            except RuntimeError:  # oneDNN's packed bf16 kernel needs AVX-512 or AVX-NE-CONVERT
+                continue
             rate = conv_gflops(side, cin, cout) / seconds
             if rate > best["gflops_per_s"]:
                 best = {"gflops_per_s": round(rate, 1), "shape": f"{cin}->{cout} 3x3 at {side}x{side}"}
@@ -326,8 +342,10 @@ def _peak_for(
 # --------------------------------------------------------------------------------------------- fast path
 
 
-def sample_photos(data: Path, count: int) -> list[Path]:
+def sample_photos(data: Path | None, count: int) -> list[Path]:
     """``count`` real photos spread over different cars (first angle of each car, then the next ...)."""
+    if data is None:
+        return []
     folder = data / "train" if (data / "train").is_dir() else data
     photos = sorted(p for p in folder.glob("*.jpg"))
     by_angle = sorted(photos, key=lambda p: (p.stem.rsplit("_", 1)[-1], p.stem))
@@ -337,8 +355,6 @@ def sample_photos(data: Path, count: int) -> list[Path]:
 def find_trained_maskingnet(root: Path = Path("runs")) -> Path | None:
     """The best-trained MaskingNet under ``root``: the ``best.safetensors`` of a ``maskingnet`` run with the
     highest validation Dice in its meta (header only; unreadable files are passed over)."""
-    from maskingnet.models import read_config
-
     best: tuple[float, Path] | None = None
     for path in sorted(root.glob("*/checkpoints/best.safetensors")) + sorted(
         root.glob("*/*/checkpoints/best.safetensors")
@@ -358,8 +374,6 @@ def find_trained_maskingnet(root: Path = Path("runs")) -> Path | None:
 def agreement_model(config: BenchConfig) -> tuple[nn.Module, str]:
     """The model whose masks the two paths are compared on: ``config.checkpoint``, else the best-trained
     MaskingNet under ``runs/``, else the untrained full-width network (then the figure says little)."""
-    from maskingnet.models import create_model, load_model
-
     path = config.checkpoint
     if path is None and config.auto_checkpoint:
         path = find_trained_maskingnet()
@@ -373,36 +387,20 @@ def agreement_model(config: BenchConfig) -> tuple[nn.Module, str]:
 
 
 def photo_batch(paths: Sequence[Path], size: tuple[int, int]) -> tuple[torch.Tensor, torch.Tensor, list]:
-    """Decoded, resized, normalised photos ``(N, 3, H, W)``, their coordinate maps and original sizes."""
-    from maskingnet.data.io import read_image
-    from maskingnet.data.transforms import to_tensor
-    from maskingnet.inference import whole_photo_coords
-
-    tensors, sizes = [], []
-    for path in paths:
-        image = read_image(path)
-        sizes.append(image.size)
-        tensors.append(to_tensor(image.resize(size, resample=_bilinear())))
-    images = torch.stack(tensors)
-    return images, whole_photo_coords(len(paths), size[1], size[0]), sizes
-
-
-def _bilinear():
-    from PIL import Image
-
-    return Image.Resampling.BILINEAR
+    """The photos as ``predict`` prepares them (:func:`maskingnet.inference.prepare`): model inputs
+    ``(N, 3, H, W)``, their coordinate maps and the photos' own sizes."""
+    items = [prepare(path, size, need_photo=False) for path in paths]
+    images = torch.stack([item.tensor for item in items])
+    coords = torch.stack([item.coords for item in items])
+    return images, coords, [item.size for item in items]
 
 
 def mask_dice(a: np.ndarray, b: np.ndarray) -> float:
-    from maskingnet.metrics import dice
-
     return float(dice(a, b))
 
 
 def measure_agreement(config: BenchConfig, plan: Plan) -> dict[str, Any]:
     """Mean Dice between the naive fp32 and the fast path's masks at the photos' full resolution."""
-    from maskingnet.inference import TorchBackend, upsample_probs
-
     model, description = agreement_model(config)
     size = tuple(model.meta.get("input_size") or (config.fast_size, config.fast_size))
     paths = sample_photos(config.data, plan.photos)
@@ -413,9 +411,8 @@ def measure_agreement(config: BenchConfig, plan: Plan) -> dict[str, Any]:
     scores, changed = [], []
     for path in paths:
         images, coords, sizes = photo_batch([path], size)
-        width, height = sizes[0]
-        reference = upsample_probs(naive(images, coords), (height, width))[0].numpy() > 0.5
-        candidate = upsample_probs(fast(images, coords), (height, width))[0].numpy() > 0.5
+        reference = full_resolution(naive(images, coords)[0], None, sizes[0], None) > 0.5
+        candidate = full_resolution(fast(images, coords)[0], None, sizes[0], None) > 0.5
         scores.append(mask_dice(reference, candidate))
         changed.append(int((reference != candidate).sum()))
     return {
@@ -430,9 +427,6 @@ def measure_agreement(config: BenchConfig, plan: Plan) -> dict[str, Any]:
 
 def bench_fast_path(config: BenchConfig, plan: Plan) -> dict[str, Any]:
     """MaskingNet at ``fast_size`` batch 1: naive fp32 eager NCHW vs the fast path (what predict runs)."""
-    from maskingnet.inference import TorchBackend
-    from maskingnet.models import create_model, model_report
-
     side = config.fast_size
     torch.manual_seed(0)
     model = create_model("maskingnet", width=config.width).eval()
@@ -478,13 +472,11 @@ class _AutocastChannelsLast:
     """Comparison variant: eager model (BN not folded), channels-last, under bf16/fp16 autocast."""
 
     def __init__(self, model: nn.Module, device: torch.device, precision: str) -> None:
-        from maskingnet.inference import _DTYPES
 
         self.model = model.to(device).to(memory_format=torch.channels_last)
-        self.device, self.dtype = device, _DTYPES[precision]
+        self.device, self.dtype = device, DTYPES[precision]
 
     def __call__(self, images: torch.Tensor, coords: torch.Tensor | None) -> torch.Tensor:
-        from maskingnet.inference import logits_to_probs
 
         images = images.to(self.device).contiguous(memory_format=torch.channels_last)
         with torch.inference_mode(), torch.autocast(self.device.type, dtype=self.dtype):
@@ -492,8 +484,6 @@ class _AutocastChannelsLast:
 
 
 def _autocast_channels_last(model: nn.Module, device: torch.device, precision: str) -> _AutocastChannelsLast:
-    import copy
-
     return _AutocastChannelsLast(copy.deepcopy(model).eval(), device, precision)
 
 
@@ -501,8 +491,6 @@ def _onnx_variant(model: nn.Module, device: torch.device):
     """ONNX Runtime (fp32, all graph optimisations) on the same weights, when the onnx extra is installed."""
     if importlib.util.find_spec("onnxruntime") is None:
         return None
-    from maskingnet.export import OnnxBackend
-    from maskingnet.models import save_model
 
     with tempfile.TemporaryDirectory(prefix="maskingnet-bench-onnx-") as tmp:
         path = Path(tmp) / "maskingnet.safetensors"
@@ -515,8 +503,6 @@ def _onnx_variant(model: nn.Module, device: torch.device):
 
 
 def _recipe(backend) -> str:
-    from maskingnet.inference import FusedConv2d
-
     parts = [backend.precision, "BN folded", "channels-last", "inference_mode"]
     if any(isinstance(m, FusedConv2d) for m in backend.model.modules()):
         parts.append("oneDNN conv+ReLU fused, weights pre-packed")
@@ -541,18 +527,13 @@ def bench_pipeline(config: BenchConfig, plan: Plan) -> dict[str, Any]:
     """End-to-end ``predict_files`` (decode, resize, model, up-sample, write masks) on real JPEGs vs the
     same backend on the same photos already decoded, timed just before and just after (the better is kept).
     ``overhead_pct`` is the extra time per image over the model alone."""
-    from maskingnet.inference import TorchBackend
-    from maskingnet.models import create_model
-    from maskingnet.predict import PredictConfig, predict_files
-
     side = config.fast_size
     paths = sample_photos(config.data, plan.pipeline_images)
     if not paths:
-        return {"images": 0, "note": f"no JPEGs under {config.data}"}
+        return {"images": 0, "note": f"no JPEGs under {config.data}" if config.data else "no --data given"}
     torch.manual_seed(0)
     model = create_model("maskingnet", width=config.width).eval()
     backend = TorchBackend(model, device=plan.device, precision="auto")
-    backend.input_size = (side, side)
     images, coords, _sizes = photo_batch(paths, (side, side))
     step = plan.pipeline_batch
 
@@ -596,31 +577,40 @@ def _quiet(line: str) -> None:
 # --------------------------------------------------------------------------------------------------- rle
 
 
-def load_bench_rle():
-    """``benchmarks/bench_rle.py`` (the data module's RLE benchmark) as a module, or None if not shipped."""
-    path = REPO / "benchmarks" / "bench_rle.py"
-    if not path.is_file():
-        return None
-    spec = importlib.util.spec_from_file_location("maskingnet_bench_rle", path)
-    module = importlib.util.module_from_spec(spec)
-    spec.loader.exec_module(module)
-    return module
+def load_masks(data: Path | None, count: int) -> tuple[list[np.ndarray], str]:
+    """Up to ``count`` real Carvana masks from ``data/train_masks`` (GIFs), else one synthetic 1918x1280
+    ellipse; and a description of which."""
+    paths = sorted((Path(data) / "train_masks").glob("*.gif"))[:count] if data is not None else []
+    if paths:
+        masks = []
+        for path in paths:
+            with Image.open(path) as gif:
+                masks.append(np.asarray(gif) != 0)
+        return masks, f"{len(masks)} real Carvana masks"
+    yy, xx = np.mgrid[:1280, :1918]
+    ellipse = ((xx - 959) / 800) ** 2 + ((yy - 700) / 350) ** 2 <= 1
+    return [ellipse], "1 synthetic ellipse mask"
 
 
-def bench_rle(quick: bool) -> dict[str, Any]:
-    from maskingnet.data.rle import rle_decode
+def best_ms(function: Callable[[Any], Any], items: list, repeat: int) -> float:
+    """Best mean ms per item of ``repeat`` passes of ``function`` over ``items``."""
+    best = float("inf")
+    for _ in range(repeat):
+        start = time.perf_counter()
+        for item in items:
+            function(item)
+        best = min(best, (time.perf_counter() - start) / len(items))
+    return best * 1e3
 
-    module = load_bench_rle()
-    if module is None:
-        return {"note": "benchmarks/bench_rle.py not found (installed without the source tree)"}
-    masks, source = module.load_masks(3 if quick else 20)
+
+def bench_rle(data: Path | None, quick: bool) -> dict[str, Any]:
+    """Kaggle RLE encode and decode of full-size masks, best of a few passes."""
+    masks, source = load_masks(data, 3 if quick else 20)
     shape = masks[0].shape
-    from maskingnet.data.rle import rle_encode
-
     rles = [rle_encode(mask) for mask in masks]
     repeat = 2 if quick else 5
-    encode = module.best_ms(rle_encode, masks, repeat)
-    decode = module.best_ms(lambda rle: rle_decode(rle, shape), rles, repeat)
+    encode = best_ms(rle_encode, masks, repeat)
+    decode = best_ms(lambda rle: rle_decode(rle, shape), rles, repeat)
     return {
         "source": source,
         "shape": [shape[1], shape[0]],
@@ -646,7 +636,7 @@ def run_bench(config: BenchConfig) -> dict[str, Any]:
             "repeats": plan.repeats,
             "fast_size": [config.fast_size, config.fast_size],
             "width": config.width,
-            "data": str(config.data),
+            "data": str(config.data) if config.data is not None else None,
             "timing": "best of repeats, wall clock",
         },
     }
@@ -663,7 +653,7 @@ def run_bench(config: BenchConfig) -> dict[str, Any]:
     if "pipeline" in config.sections:
         result["pipeline"] = bench_pipeline(config, plan)
     if "rle" in config.sections:
-        result["rle"] = bench_rle(config.quick)
+        result["rle"] = bench_rle(config.data, config.quick)
     result["machine"]["load_average_end"] = [round(v, 2) for v in os.getloadavg()]
     result["seconds"] = round(time.perf_counter() - started, 1)
     write_report(result, Path(config.out))
@@ -671,8 +661,6 @@ def run_bench(config: BenchConfig) -> dict[str, Any]:
 
 
 def write_report(result: dict[str, Any], out: Path) -> None:
-    from maskingnet.utils import atomic_write, write_json
-
     write_json(out / "bench.json", result)
     with atomic_write(out / "bench.md", "w") as handle:
         handle.write(format_markdown(result))
@@ -814,3 +802,50 @@ def _rle_md(result: dict[str, Any]) -> list[str]:
         f"encode {_fmt(rle['encode_ms'], 2)} ms, decode {_fmt(rle['decode_ms'], 2)} ms per mask.",
         "",
     ]
+
+
+# ---------------------------------------------------------------------------------- torch vs onnxruntime
+
+
+def benchmark_backends(
+    checkpoint: str | os.PathLike | nn.Module,
+    size: tuple[int, int] = (512, 512),
+    batch: int = 1,
+    repeats: int = 3,
+    precision: str = "auto",
+    threads: int | None = None,
+) -> dict[str, Any]:
+    """ONNX Runtime (fp32) against the torch fast path on this CPU, side by side on the same weights.
+
+    Exports the model to a temporary file, runs both backends on the same random batch (``size`` = (W, H)),
+    and reports the best of ``repeats`` timings (taking turns) after one warm-up call, in ms per image, plus
+    the largest probability difference between the two.
+    """
+    model = checkpoint.eval() if isinstance(checkpoint, nn.Module) else load_model(checkpoint)
+    torch_backend = TorchBackend(model, device="cpu", precision=precision)
+    width, height = size
+    images = torch.randn(batch, 3, height, width, generator=torch.Generator().manual_seed(0))
+    with tempfile.TemporaryDirectory(prefix="maskingnet-bench-onnx-") as tmp:
+        export = export_onnx(model, Path(tmp) / "model.onnx")
+        onnx_backend = OnnxBackend(export.path, threads=threads)
+        backends = {"torch": torch_backend, "onnxruntime": onnx_backend}
+        outputs = {name: backend(images) for name, backend in backends.items()}
+        best = {name: float("inf") for name in backends}
+        for _ in range(max(1, repeats)):  # taking turns, so a busy spell on the machine hits both alike
+            for name, backend in backends.items():
+                seconds = best_seconds(lambda b=backend: b(images), torch.device("cpu"), 1, warmup=0)
+                best[name] = min(best[name], seconds)
+    ms = {name: seconds * 1000 / batch for name, seconds in best.items()}
+    return {
+        "model": getattr(getattr(model, "config", None), "name", "model"),
+        "size": [width, height],
+        "batch": batch,
+        "torch_precision": torch_backend.precision,
+        "torch_ms_per_image": round(ms["torch"], 2),
+        "onnxruntime_ms_per_image": round(ms["onnxruntime"], 2),
+        "faster": min(ms, key=ms.get),
+        "speedup_of_faster": round(max(ms.values()) / min(ms.values()), 2),
+        "max_abs_probability_diff": float((outputs["torch"] - outputs["onnxruntime"]).abs().max()),
+        "export_seconds": round(export.seconds, 1),
+        "torch_threads": torch.get_num_threads(),
+    }

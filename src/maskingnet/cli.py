@@ -368,7 +368,7 @@ def bench(
     size: Annotated[int | None, typer.Option(help="Six-model timing side [GPU 512, CPU 256].")] = None,
     batch: Annotated[int | None, typer.Option(help="Six-model timing batch [GPU 4, CPU 1, quick 2].")] = None,
     repeats: Annotated[int | None, typer.Option(help="Timed runs per figure (best is kept).")] = None,
-    data: Annotated[Path | None, typer.Option(help="Real photos [../shared/data/carvana-sample].")] = None,
+    data: Annotated[Path | None, typer.Option(help="Carvana-layout folder of real photos.")] = None,
     checkpoint: Annotated[
         Path | None,
         typer.Option(help="Trained model for the mask agreement (default: best MaskingNet in runs/)."),
@@ -378,13 +378,13 @@ def bench(
     ),
 ) -> None:
     """Benchmarks: the six networks' cost, the CPU fast path, conv peak, end-to-end predict, RLE."""
-    from maskingnet.bench import DEFAULT_SAMPLE, BenchConfig, run_bench
+    from maskingnet.bench import BenchConfig, run_bench
 
     names = tuple(name.strip() for name in models.split(",") if name.strip())
     command = "maskingnet bench" + (" --quick" if quick else "") + f" --out {out}"
     config = BenchConfig(
         out=out, quick=quick, device=device, models=names, size=size, batch=batch, repeats=repeats,
-        data=data or DEFAULT_SAMPLE, checkpoint=checkpoint, extra={"command": command},
+        data=data, checkpoint=checkpoint, extra={"command": command},
     )
     try:
         result = run_bench(config)

@@ -15,6 +15,11 @@ from pathlib import Path
 import numpy as np
 from PIL import Image, ImageDraw, ImageFilter
 
+from maskingnet.data.synth import generate
+from maskingnet.evaluate import evaluate
+from maskingnet.models import read_config
+from maskingnet.predict import PredictConfig, predict_files
+from maskingnet.train import TrainConfig, train
 from maskingnet.utils import atomic_save
 
 OVERLAY = (40, 220, 90)
@@ -24,7 +29,6 @@ OUTLINE = (255, 230, 0)
 @dataclass
 class DemoConfig:
     """What the demo runs on. ``quick`` shrinks everything so that the demo takes seconds."""
-
     out: Path = Path("runs/demo")
     cars: int = 8
     size: tuple[int, int] = (480, 320)
@@ -43,8 +47,6 @@ class DemoConfig:
 
 def run_demo(config: DemoConfig, log=print) -> dict:
     """Run the demo; returns a summary with the paths of what it wrote."""
-    from maskingnet.data.synth import generate
-
     config = config.scaled()
     out = Path(config.out)
     data = out / "data"
@@ -66,9 +68,6 @@ def run_demo(config: DemoConfig, log=print) -> dict:
 
 def cut_out_val_photos(checkpoint: Path, data: Path, out: Path, log) -> dict:
     """What a shop gets: the val cars' photos cut out (transparent PNG) and on white, by ``predict_files``."""
-    from maskingnet.models import read_config
-    from maskingnet.predict import PredictConfig, predict_files
-
     _model_config, meta = read_config(checkpoint)
     cars = (meta.get("split") or {}).get("val_cars") or []
     photos = sorted(path for car in cars for path in (data / "train").glob(f"{car}_*.jpg"))
@@ -85,8 +84,6 @@ def cut_out_val_photos(checkpoint: Path, data: Path, out: Path, log) -> dict:
 
 def train_demo_model(config: DemoConfig, data: Path, run: Path, log) -> dict:
     """A small MaskingNet at half the photo size, split by car; the lr halves every 2 epochs."""
-    from maskingnet.train import TrainConfig, train
-
     size = (config.size[0] // 2, config.size[1] // 2)
     where = f"{size[0]}x{size[1]}"
     log(f"demo: training MaskingNet (width {config.model_width}) at {where}, {config.epochs} epochs -> {run}")
@@ -124,8 +121,6 @@ def threads_for_a_busy_machine() -> int | None:
 
 def evaluate_demo_model(checkpoint: Path, data: Path, out: Path, log) -> dict:
     """Mean Dice of the val cars at the photos' full size, and the worst cases as a picture."""
-    from maskingnet.evaluate import evaluate
-
     result = evaluate(checkpoint, data, split="val", out=out)
     log(
         f"demo: mean Dice {result['mean_dice']:.4f} on {result['images']} val photos at full size; "

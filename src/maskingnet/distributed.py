@@ -1,45 +1,26 @@
-"""Process-group plumbing for ``torchrun``: one process per device, NCCL on GPU, gloo on CPU.
+"""Process-group plumbing for ``torchrun`` training: one process per device, NCCL on GPU, gloo on CPU.
 
 Without torchrun's environment (``WORLD_SIZE`` unset or 1) everything here is a no-op, so training code calls
-it unconditionally.
+it unconditionally. Where a process sits (its rank, its device) is :mod:`maskingnet.runtime`'s to say.
 """
 
 from __future__ import annotations
 
-import os
-from dataclasses import dataclass
-
 import torch
 import torch.distributed as dist
 
+from maskingnet.runtime import DistContext, context_from_env
 
-@dataclass(frozen=True)
-class DistContext:
-    """Where this process sits: ``rank`` of ``world_size``, its ``local_rank`` on the node."""
-
-    rank: int = 0
-    world_size: int = 1
-    local_rank: int = 0
-
-    @property
-    def enabled(self) -> bool:
-        return self.world_size > 1
-
-    @property
-    def is_main(self) -> bool:
-        return self.rank == 0
-
-
-def context_from_env() -> DistContext:
-    """The process's place in a torchrun job, read from ``RANK`` / ``WORLD_SIZE`` / ``LOCAL_RANK``."""
-    world_size = int(os.environ.get("WORLD_SIZE", "1"))
-    if world_size <= 1:
-        return DistContext()
-    return DistContext(
-        rank=int(os.environ["RANK"]),
-        world_size=world_size,
-        local_rank=int(os.environ.get("LOCAL_RANK", "0")),
-    )
+__all__ = [
+    "DistContext",
+    "all_reduce_sum",
+    "backend_for",
+    "barrier",
+    "broadcast_flag",
+    "context_from_env",
+    "init",
+    "shutdown",
+]
 
 
 def backend_for(device: torch.device) -> str:

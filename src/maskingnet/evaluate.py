@@ -1,7 +1,10 @@
 """Evaluation: mean Dice at the original resolution, per-image numbers and the worst cases as a picture.
 
-The model sees each photo at its input size; its car probabilities are up-sampled (bilinear) to the photo's
-original size, thresholded there, and compared with the original mask - the way Kaggle scored Carvana.
+The photos go through the one inference pipeline (:func:`maskingnet.inference.run`), exactly as ``predict``
+runs them: the model sees each photo at its input size, its car probabilities are taken to the photo's
+original size (bilinear, then the edge stage when there is one), thresholded there, and compared with the
+original mask by a :class:`~maskingnet.inference.DiceSink` - the way Kaggle scored Carvana. The checkpoint
+may be a ``.safetensors`` file or an exported ``.onnx`` model.
 ``split="val"`` evaluates exactly the images a training run held out (recorded in its ``config.json``, or the
 val cars in the checkpoint's meta), so evaluation never touches training cars.
 """
@@ -19,10 +22,17 @@ from pathlib import Path
 from typing import Any
 
 import numpy as np
-import torch
-from torch.utils.data import DataLoader, Dataset
+from tqdm import tqdm
 
-from maskingnet.metrics import MaskComparison, compare_masks, one_minus_dice_pixels
+from maskingnet.data.carvana import load_mask
+from maskingnet.data.io import read_image
+from maskingnet.errors import MaskingnetError
+from maskingnet.inference import DiceSink, PostProcess, Predictor, Scored, run
+from maskingnet.metrics import MaskComparison, one_minus_dice_pixels
+from maskingnet.models import count_params
+from maskingnet.plots import GalleryRow, shrink_masks, worst_cases_picture
+from maskingnet.runtime import default_workers
+from maskingnet.train import scan_records
 from maskingnet.utils import atomic_write, write_json
 
 SPLITS = ("val", "all")
@@ -40,7 +50,7 @@ PER_IMAGE_FIELDS = (
 )
 
 
-class EvaluateError(RuntimeError):
+class EvaluateError(MaskingnetError, RuntimeError):
     """An evaluation that cannot run; the message is one line for the user."""
 
 
@@ -65,41 +75,6 @@ class ImageResult:
             "height": self.height,
             "width": self.width,
         }
-
-
-class EvalItems(Dataset):
-    """Model-size inputs plus the original-size truth; a bad file becomes an error item, not a crash."""
-
-    def __init__(self, records: list, size: tuple[int, int]) -> None:
-        from maskingnet.data.carvana import SegmentationDataset
-
-        self.records = records
-        self.inputs = SegmentationDataset(records, size=size, augment=False)
-
-    def __len__(self) -> int:
-        return len(self.records)
-
-    def __getitem__(self, index: int) -> dict[str, Any]:
-        from maskingnet.data.carvana import load_mask
-        from maskingnet.data.io import BadInputError
-
-        try:
-            item = self.inputs[index]
-            truth = load_mask(self.records[index])
-        except BadInputError as err:
-            return {"index": index, "error": str(err)}
-        return {"index": index, "image": item["image"], "coords": item["coords"], "truth": truth}
-
-
-def collate(items: list[dict[str, Any]]) -> dict[str, Any]:
-    good = [item for item in items if "error" not in item]
-    return {
-        "index": [item["index"] for item in good],
-        "image": torch.stack([item["image"] for item in good]) if good else None,
-        "coords": torch.stack([item["coords"] for item in good]) if good else None,
-        "truth": [item["truth"] for item in good],
-        "errors": [item["error"] for item in items if "error" in item],
-    }
 
 
 def run_folder_of(checkpoint: Path) -> Path | None:
@@ -149,8 +124,6 @@ class WorstCases:
         self._heap: list[tuple[float, int, dict[str, np.ndarray], ImageResult]] = []
 
     def offer(self, result: ImageResult, truth: np.ndarray, pred: np.ndarray, order: int) -> None:
-        from maskingnet.plots import shrink_masks
-
         key = -result.comparison.dice
         if len(self._heap) < self.k:
             heapq.heappush(self._heap, (key, order, shrink_masks(truth, pred, self.panel_width), result))
@@ -158,9 +131,6 @@ class WorstCases:
             heapq.heapreplace(self._heap, (key, order, shrink_masks(truth, pred, self.panel_width), result))
 
     def rows(self) -> list:
-        from maskingnet.data.io import read_image
-        from maskingnet.plots import GalleryRow
-
         rows = []
         for _, _, masks, result in sorted(self._heap, key=lambda entry: (-entry[0], entry[1])):
             height, width = masks["truth"].shape
@@ -184,6 +154,7 @@ def evaluate(
     *,
     device: str = "auto",
     precision: str = "auto",
+    backend: str = "auto",
     batch_size: int = 4,
     workers: int | None = None,
     size: tuple[int, int] | None = None,
@@ -191,67 +162,51 @@ def evaluate(
     worst: int = 8,
     panel_width: int = 480,
     progress: bool = True,
+    post: PostProcess | None = None,
 ) -> dict[str, Any]:
-    """Evaluate ``checkpoint`` on ``data``; writes ``summary.json``, ``per_image.csv`` and ``worst.png`` to
-    ``out`` (default: ``RUN/eval-<checkpoint>-<split>`` beside the run) and returns the summary.
+    """Evaluate ``checkpoint`` (``.safetensors`` or ``.onnx``) on ``data``; writes ``summary.json``,
+    ``per_image.csv`` and ``worst.png`` to ``out`` (default: ``RUN/eval-<checkpoint>-<split>`` beside the
+    run) and returns the summary.
 
     Images that cannot be read are reported on stderr one line each and counted in ``bad_inputs``.
     """
-    from maskingnet.inference import TorchBackend, predict_probs, upsample_probs
-    from maskingnet.models import load_model
-    from maskingnet.train import default_workers, scan_records
-
     if split not in SPLITS:
         raise EvaluateError(f"split must be one of {', '.join(SPLITS)} (got {split!r})")
     checkpoint = Path(checkpoint)
     started = time.perf_counter()
-    model = load_model(checkpoint)
-    params = sum(p.numel() for p in model.parameters())
-    backend = TorchBackend(model, device=device, precision=precision)
-    input_size = tuple(size) if size else backend.input_size
-    if input_size is None:
+    predictor = Predictor(checkpoint, device, precision, size, tta, backend, batch_size, post=post)
+    if size is None and predictor.backend.spec.size is None:
         raise EvaluateError(f"{checkpoint}: no input_size in its meta; pass --size")
     records, bad_inputs = scan_records(data)
-    records = select_records(records, split, checkpoint, backend.meta)
+    records = select_records(records, split, checkpoint, predictor.backend.meta)
     out = Path(out) if out is not None else default_out(checkpoint, split, tta)
 
-    loader = DataLoader(
-        EvalItems(records, input_size),
-        batch_size=batch_size,
-        shuffle=False,
-        collate_fn=collate,
-        num_workers=default_workers(1) if workers is None else workers,
-    )
     results: list[ImageResult] = []
     worst_cases = WorstCases(worst, panel_width)
-    from tqdm import tqdm
 
+    def keep(scored: Scored) -> None:
+        results.append(ImageResult(records[scored.index], scored.comparison, *scored.truth.shape))
+        worst_cases.offer(results[-1], scored.truth, scored.pred, len(results))
+
+    paths = [record.image_path for record in records]
+    sink = DiceSink(lambda index: load_mask(records[index]), keep, threshold, paths, report=_say)
     with tqdm(total=len(records), desc="evaluate", unit="img", disable=not progress, file=sys.stderr) as bar:
-        for batch in loader:
-            for message in batch["errors"]:
-                print(message, file=sys.stderr)
-            bad_inputs += len(batch["errors"])
-            if batch["image"] is not None:
-                probs = predict_probs(backend, batch["image"], batch["coords"], tta=tta)
-                for offset, (index, truth) in enumerate(zip(batch["index"], batch["truth"], strict=True)):
-                    pred = upsample_probs(probs[offset : offset + 1], truth.shape)[0].numpy() > threshold
-                    result = ImageResult(records[index], compare_masks(pred, truth), *truth.shape)
-                    results.append(result)
-                    worst_cases.offer(result, truth, pred, len(results))
-            bar.update(len(batch["index"]) + len(batch["errors"]))
+        run(paths, predictor, sink, batch_size=batch_size,
+            workers=default_workers(1) if workers is None else workers, tick=bar.update)
+    bad_inputs += sink.failed
     if not results:
         raise EvaluateError(f"{data}: no image could be evaluated ({bad_inputs} unreadable)")
 
     seconds = time.perf_counter() - started
     summary = summarise(
         results,
-        backend,
-        params,
+        predictor.backend,
+        count_params(predictor.backend.config),
         checkpoint,
         data,
         split,
         tta,
-        input_size,
+        predictor.size,
         seconds,
         bad_inputs,
         threshold,
@@ -261,10 +216,14 @@ def evaluate(
     return summary
 
 
+def _say(line: str) -> None:
+    print(line, file=sys.stderr)
+
+
 def summarise(
     results: list[ImageResult],
     backend,
-    params: int,
+    params: int | None,
     checkpoint: Path,
     data,
     split: str,
@@ -307,8 +266,6 @@ def summarise(
 
 
 def write_outputs(out: Path, summary: dict[str, Any], results: list[ImageResult], worst_rows: list) -> None:
-    from maskingnet.plots import worst_cases_picture
-
     out.mkdir(parents=True, exist_ok=True)
     with atomic_write(out / "per_image.csv", "w") as handle:
         writer = csv.DictWriter(handle, fieldnames=PER_IMAGE_FIELDS)

@@ -246,17 +246,10 @@ def status_for_bad_image(reason: str) -> tuple[int, str]:
     return 422, "corrupt_image"
 
 
-def decode_photo(data: bytes, max_pixels: int, target_size: tuple[int, int] | None = None):
-    """The upload as an upright RGB PIL image, or a :class:`RequestError` saying what is wrong with it.
-
-    ``target_size`` (W, H) lets a JPEG decode at reduced scale (at least that large)."""
-    from maskingnet.data.io import BadInputError, read_image
-
-    try:
-        return read_image(data, target_size=target_size, max_pixels=max_pixels)
-    except BadInputError as error:
-        status, code = status_for_bad_image(error.reason)
-        raise RequestError(status, code, f"upload: {error.reason}") from None
+def bad_upload(error) -> RequestError:
+    """The :class:`RequestError` for a ``BadInputError`` raised while decoding an upload."""
+    status, code = status_for_bad_image(error.reason)
+    return RequestError(status, code, f"upload: {error.reason}")
 
 
 async def bounded_stream(request, limit: int):
@@ -331,6 +324,9 @@ async def read_upload(request, limit: int) -> tuple[bytes, dict[str, str]]:
 
 def model_summary(predictor, config: ServeConfig) -> dict[str, Any]:
     """What ``GET /v1/model`` reports about the loaded model."""
+    from maskingnet.inference import OnnxBackend
+    from maskingnet.models import count_params
+
     backend = predictor.backend
     model_config = getattr(backend, "config", None)
     return {
@@ -338,10 +334,10 @@ def model_summary(predictor, config: ServeConfig) -> dict[str, Any]:
         "params": count_params(model_config),
         "size": list(predictor.size),
         "checkpoint": str(config.checkpoint),
-        "backend": "onnxruntime" if type(backend).__name__ == "OnnxBackend" else "torch",
+        "backend": "onnxruntime" if isinstance(backend, OnnxBackend) else "torch",
         "device": str(backend.device),
         "precision": backend.precision,
-        "class_names": ["background", "car"],
+        "class_names": list(backend.spec.class_names),
         "meta": getattr(backend, "meta", {}) or {},
         "max_upload_mb": config.max_upload_mb,
         "batching": {
@@ -350,19 +346,6 @@ def model_summary(predictor, config: ServeConfig) -> dict[str, Any]:
             "queue_size": config.queue_size,
         },
     }
-
-
-def count_params(model_config) -> int | None:
-    """Parameter count of the network described by ``model_config`` (built on the meta device: no memory)."""
-    if model_config is None:
-        return None
-    import torch
-
-    from maskingnet.models import build_model
-
-    with torch.device("meta"):
-        model = build_model(model_config)
-    return sum(parameter.numel() for parameter in model.parameters())
 
 
 def rss_mb() -> float | None:
@@ -414,46 +397,30 @@ def default_cpu_threads() -> int:
 
 
 def decode_for_model(kind: str, data: bytes, max_pixels: int, predictor):
-    """``(photo, size, inputs)``: the upright RGB photo (None for a mask, which needs only its size (W, H))
-    and the model inputs at the predictor's size, ``(image, coords)``. As in ``maskingnet predict``, the
-    image comes from a reduced-scale JPEG decode (``draft``) and the coordinate maps are the whole photo's,
-    so the server's masks are the command line's masks."""
-    from maskingnet.predict import model_coords, model_input
-
-    small = decode_photo(data, max_pixels, target_size=predictor.size)
-    tensor = model_input(small, predictor.size)
-    photo = None if kind == "mask" else decode_photo(data, max_pixels)
-    size = photo_size(data, max_pixels) if photo is None else photo.size
-    return photo, size, (tensor, model_coords(predictor.size, size))
-
-
-def photo_size(data: bytes, max_pixels: int) -> tuple[int, int]:
-    from maskingnet.data.io import BadInputError, image_size
+    """The upload prepared for the model by the predictor (:mod:`maskingnet.inference.preprocess`), exactly
+    as ``maskingnet predict`` prepares a file; a mask needs only the photo's size, so its JPEG is decoded
+    at reduced scale only (unless the edge stage needs the photo)."""
+    from maskingnet.data.io import BadInputError
 
     try:
-        return image_size(data, max_pixels=max_pixels)
+        return predictor.prepare(data, need_photo=kind != "mask", max_pixels=max_pixels)
     except BadInputError as error:
-        status, code = status_for_bad_image(error.reason)
-        raise RequestError(status, code, f"upload: {error.reason}") from None
+        raise bad_upload(error) from None
 
 
-def run_model(predictor, inputs: list) -> list:
-    """One model call for a batch of ``(image, coords)`` inputs -> one low-resolution probability map each."""
-    import torch
-
-    images = torch.stack([image for image, _ in inputs])
-    coords = torch.stack([maps for _, maps in inputs])
-    return list(predictor.infer(images, coords))
+def run_model(predictor, items: list) -> list:
+    """One model call for a batch of prepared uploads -> one low-resolution probability map each."""
+    return list(predictor.infer_prepared(items))
 
 
-def finish_answer(kind: str, photo, size, small, predictor, options: dict[str, Any]) -> bytes:
-    """Up-sample the probabilities to the photo's ``size`` (bilinear, then threshold); encode the PNG."""
-    probs = predictor.upsample(small, size)
-    return render_png(kind, photo, probs, options)
+def finish_answer(kind: str, item, small, predictor, options: dict[str, Any]) -> bytes:
+    """The photo's full-resolution probabilities (the pipeline's one up-sampling and edge stage); the PNG."""
+    probs = predictor.full_resolution(small, item)
+    return render_png(kind, item.photo_array(), probs, options)
 
 
 def load_predictor(config: ServeConfig):
-    from maskingnet.predict import Predictor
+    from maskingnet.inference import Predictor
 
     return Predictor(
         config.checkpoint,
@@ -515,17 +482,15 @@ def create_app(config: ServeConfig, predictor=None):
         data, fields = await read_upload(request, config.max_upload_bytes)
         options = request_options(kind, request.query_params, fields)
         loop = asyncio.get_running_loop()
-        photo, size, inputs = await loop.run_in_executor(
+        item = await loop.run_in_executor(
             cpu_pool, decode_for_model, kind, data, config.max_pixels, predictor
         )
         del data
         try:
-            small, batch_size = await batcher_box["batcher"].submit(inputs)
+            small, batch_size = await batcher_box["batcher"].submit(item)
         except Overloaded:
             raise RequestError(503, "busy", "too many requests waiting; retry shortly") from None
-        png = await loop.run_in_executor(
-            cpu_pool, finish_answer, kind, photo, size, small, predictor, options
-        )
+        png = await loop.run_in_executor(cpu_pool, finish_answer, kind, item, small, predictor, options)
         counters["ok"] += 1
         return Response(png, media_type="image/png", headers={"X-Batch-Size": str(batch_size)})
 

@@ -1,8 +1,9 @@
 """Kaggle Carvana submissions: ``img,rle_mask`` rows for every test image, streamed, resumable, scalable.
 
 Row order follows ``sample_submission.csv`` when it sits beside the test folder (Kaggle's layout), sorted file
-names otherwise. Each mask is the model's probability map up-sampled to the image's own resolution, then
-thresholded and run-length encoded (``maskingnet.data.rle``).
+names otherwise. The photos go through the one inference pipeline (:func:`maskingnet.inference.run`) into a
+:class:`~maskingnet.inference.RleSink`: each mask is the model's probability map at the image's own
+resolution, thresholded and run-length encoded (``maskingnet.data.rle``), the rows in order.
 
 Resuming: rows are appended to a hidden part file in chunks of ``flush_every`` rows; after each chunk is on
 disk (fsync) a small progress file records how many rows and bytes are good. A killed run restarts from
@@ -23,21 +24,15 @@ import shutil
 import sys
 import time
 from collections.abc import Callable, Sequence
-from concurrent.futures import Future, ThreadPoolExecutor
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-import torch
+from tqdm import tqdm
 
-from maskingnet.predict import (
-    Predictor,
-    Prepared,
-    batched_good,
-    distributed_rank,
-    iterate_prepared,
-    rank_predictor,
-)
+from maskingnet.data.io import list_images
+from maskingnet.inference import Predictor, RleSink, rank_predictor, run
+from maskingnet.runtime import context_from_env
 from maskingnet.utils import atomic_write
 
 HEADER = "img,rle_mask\n"
@@ -102,8 +97,6 @@ def read_sample_names(sample: Path) -> list[str]:
 
 def submission_order(test_dir: Path, sample: Path | None = None) -> tuple[list[tuple[str, Path]], list[str]]:
     """(name, path) per row in submission order, and problem lines for inputs that are not usable images."""
-    from maskingnet.data.io import list_images
-
     test_dir = Path(test_dir)
     sample = Path(sample) if sample is not None else sample_submission_path(test_dir)
     if sample.is_file():
@@ -211,55 +204,9 @@ class PartWriter:
         self.handle.close()
 
 
-def encode_row(
-    predictor: Predictor, name: str, probs_small: torch.Tensor, size: tuple[int, int], threshold: float
-) -> str:
-    """One CSV row: up-sample to the image's own size, threshold, run-length encode."""
-    from maskingnet.data.rle import rle_encode
-
-    mask = predictor.upsample(probs_small, size) > threshold
-    return f"{name},{rle_encode(mask)}\n"
-
-
 def _say(line: str) -> None:
     """One line on stderr, above the progress bar."""
-    from tqdm import tqdm
-
     tqdm.write(line, file=sys.stderr)
-
-
-class OrderedRows:
-    """Collects rows that finish out of order (writer threads, bad inputs) and releases them in order."""
-
-    def __init__(self, writer: PartWriter, flush_every: int, first_index: int) -> None:
-        self.writer, self.flush_every = writer, max(1, flush_every)
-        self.next_index = first_index
-        self.waiting: dict[int, Future | str] = {}
-        self.buffer: list[str] = []
-
-    def add(self, index: int, row: Future | str) -> None:
-        self.waiting[index] = row
-
-    def drain(self, block: bool, on_row: Callable[[bool], None]) -> None:
-        """Move finished rows to the buffer in order; ``on_row(predicted)`` each (False: a bad input)."""
-        while self.next_index in self.waiting:
-            row = self.waiting[self.next_index]
-            predicted = isinstance(row, Future)
-            if predicted:
-                if not block and not row.done() and len(self.waiting) < 4 * self.flush_every:
-                    return
-                row = row.result()
-            del self.waiting[self.next_index]
-            self.buffer.append(row)
-            self.next_index += 1
-            on_row(predicted)
-            if len(self.buffer) >= self.flush_every:
-                self.flush()
-
-    def flush(self) -> None:
-        if self.buffer:
-            self.writer.write("".join(self.buffer), len(self.buffer))
-            self.buffer = []
 
 
 def write_part(
@@ -272,9 +219,8 @@ def write_part(
     report: Callable[[str], None],
 ) -> None:
     """Predict rows ``first..`` of this rank's slice and append them to its part, in order."""
-    from tqdm import tqdm
-
     todo = rows[first:]
+    sink = RleSink([name for name, _ in todo], writer.write, config.threshold, config.flush_every, report)
     bar = tqdm(
         total=len(rows),
         initial=first,
@@ -284,34 +230,14 @@ def write_part(
         dynamic_ncols=True,
         desc="submit",
     )
-    ordered = OrderedRows(writer, config.flush_every, first_index=0)
-
-    def fail(item: Prepared) -> None:
-        summary.failed += 1
-        line = item.error or f"{todo[item.index][1]}: cannot be read"
-        summary.problems.append(line)
-        report(line)
-        ordered.add(item.index, f"{todo[item.index][0]},\n")  # an empty mask keeps the file valid
-
-    def counted(predicted: bool) -> None:
-        summary.done += predicted
-        bar.update(1)
-
-    items = iterate_prepared([path for _, path in todo], predictor.size, False, config.workers)
-    writers = max(1, min(4, os.cpu_count() or 1))
-    with ThreadPoolExecutor(max_workers=writers, thread_name_prefix="maskingnet-rle") as pool:
-        for batch in batched_good(items, max(1, config.batch_size), fail):
-            probs = predictor.infer_prepared(batch)
-            for i, item in enumerate(batch):
-                name = todo[item.index][0]
-                ordered.add(
-                    item.index,
-                    pool.submit(encode_row, predictor, name, probs[i].clone(), item.size, config.threshold),
-                )
-            ordered.drain(block=False, on_row=counted)
-        ordered.drain(block=True, on_row=counted)
-        ordered.flush()
-    bar.close()
+    try:
+        run([path for _, path in todo], predictor, sink, batch_size=config.batch_size,
+            workers=config.workers, tick=bar.update)
+    finally:
+        bar.close()
+        summary.done += sink.done
+        summary.failed += sink.failed
+        summary.problems += sink.problems
 
 
 def part_is_done(progress: Path, fingerprint: str) -> bool:
@@ -369,7 +295,8 @@ def submit(config: SubmitConfig, report: Callable[[str], None] = _say) -> Submit
     out = Path(config.out)
     summary = SubmitSummary(out=out)
     all_rows, problems = submission_order(Path(config.test_dir), config.sample)
-    rank, world, _local = distributed_rank()
+    ctx = context_from_env()
+    rank, world = ctx.rank, ctx.world_size
     for line in problems if rank == 0 else []:  # every rank sees them; one reports
         summary.problems.append(line)
         summary.failed += 1

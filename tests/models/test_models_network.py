@@ -9,8 +9,8 @@ import torch.nn.functional as F
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
+from maskingnet.coords import coord_maps, pad_coord_maps
 from maskingnet.models import ModelConfig, create_model
-from maskingnet.models.blocks import coord_maps, pad_coord_maps
 
 COORD_MODELS = ["arc2", "arc3", "maskingnet"]
 

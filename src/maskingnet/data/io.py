@@ -21,6 +21,8 @@ from typing import BinaryIO
 import numpy as np
 from PIL import Image, ImageOps, UnidentifiedImageError
 
+from maskingnet.errors import MaskingnetError
+
 DEFAULT_MAX_PIXELS = 200_000_000
 """Largest image accepted (width x height), above which a file is treated as a decompression bomb."""
 
@@ -42,7 +44,7 @@ _MAGIC = (
 _READ_ERRORS = (OSError, SyntaxError, ValueError, EOFError, IndexError, TypeError, MemoryError)
 
 
-class BadInputError(ValueError):
+class BadInputError(MaskingnetError, ValueError):
     """A file that cannot be used as an image; ``str(error)`` is ``"path: reason"``."""
 
     def __init__(self, path: str | os.PathLike, reason: str) -> None:

@@ -6,10 +6,10 @@ Public API: :func:`create_model`, :func:`list_models`, :func:`save_model`, :func
 
 from __future__ import annotations
 
-from .checkpoint import CheckpointError, load_model, read_config, save_model
+from .checkpoint import CheckpointError, load_model, load_spec, model_spec, read_config, save_model
 from .encoder_decoder import EncoderDecoder, ModelConfig
 from .registry import MODEL_CONFIGS, PAPER_PARAMS, build_model, create_model, list_models, model_config
-from .report import format_models_table, model_report, models_table
+from .report import count_params, format_models_table, model_report, models_table
 from .vgg import load_vgg_weights
 
 __all__ = [
@@ -20,9 +20,12 @@ __all__ = [
     "format_models_table",
     "ModelConfig",
     "build_model",
+    "count_params",
     "create_model",
     "list_models",
     "load_model",
+    "load_spec",
+    "model_spec",
     "load_vgg_weights",
     "model_config",
     "model_report",

@@ -1,5 +1,5 @@
-"""Building blocks of the encoder-decoder: conv-BN-ReLU stages, index-keeping pooling, the two kinds of
-up-sampling, and the coordinate maps (whole-input maps and ramp-extending padding).
+"""Building blocks of the encoder-decoder: conv-BN-ReLU stages, index-keeping pooling and the two kinds of
+up-sampling (the coordinate maps live in :mod:`maskingnet.coords`).
 
 Everything here is traceable for ``torch.onnx.export(..., dynamo=True)``: no Python branching on tensor
 values, and shape arithmetic only with sizes.
@@ -54,47 +54,3 @@ class TransposedUp(nn.ConvTranspose2d):
 
     def __init__(self, in_channels: int, out_channels: int) -> None:
         super().__init__(in_channels, out_channels, kernel_size=2, stride=2, bias=True)
-
-
-def coord_maps(
-    height: int,
-    width: int,
-    padded_height: int | None = None,
-    padded_width: int | None = None,
-    *,
-    device: torch.device | str | None = None,
-    dtype: torch.dtype = torch.float32,
-) -> torch.Tensor:
-    """Whole-input coordinate maps ``(2, padded_height, padded_width)``, channels ``[X, Y]``.
-
-    ``X[i, j] = j / width - 0.5`` and ``Y[i, j] = i / height - 0.5``; rows/columns past ``height``/``width``
-    (the model's padding) continue the same ramp.
-    """
-    padded_height = height if padded_height is None else padded_height
-    padded_width = width if padded_width is None else padded_width
-    xs = torch.arange(padded_width, device=device, dtype=torch.float32) / width - 0.5
-    ys = torch.arange(padded_height, device=device, dtype=torch.float32) / height - 0.5
-    x_map = xs.view(1, padded_width).expand(padded_height, padded_width)
-    y_map = ys.view(padded_height, 1).expand(padded_height, padded_width)
-    return torch.stack([x_map, y_map]).to(dtype)
-
-
-def extend_ramp(maps: torch.Tensor, pad: int, dim: int) -> torch.Tensor:
-    """Append ``pad`` slices along ``dim`` that continue ``maps`` linearly (its mean slope along ``dim``).
-
-    Coordinate maps of a crop, resize or flip are linear ramps, so this is exactly the maps of the larger
-    window; a single slice (no slope) is repeated.
-    """
-    size = maps.shape[dim]
-    first = maps.narrow(dim, 0, 1)
-    last = maps.narrow(dim, size - 1, 1)
-    slope = (last - first) / max(size - 1, 1)
-    steps_shape = [1] * maps.dim()
-    steps_shape[dim] = pad
-    steps = torch.arange(1, pad + 1, device=maps.device, dtype=maps.dtype).view(steps_shape)
-    return torch.cat([maps, last + steps * slope], dim=dim)
-
-
-def pad_coord_maps(coords: torch.Tensor, pad_bottom: int, pad_right: int) -> torch.Tensor:
-    """Pad ``(B, 2, H, W)`` coordinate maps on the bottom and right by extending their ramps."""
-    return extend_ramp(extend_ramp(coords, pad_right, dim=-1), pad_bottom, dim=-2)

@@ -1,4 +1,5 @@
-"""Model files: safetensors weights with the model's config and a meta dict as JSON in the file's metadata.
+"""Model files: safetensors weights with the model's config, a meta dict and the input spec
+(:class:`maskingnet.spec.InputSpec`) as JSON in the file's metadata.
 
 The file alone rebuilds its model, and loading never unpickles: anything that is not a well-formed
 safetensors file (a ``torch.save`` pickle or zip renamed ``.safetensors``, a truncated file) is refused
@@ -18,6 +19,8 @@ from safetensors import safe_open
 from safetensors.torch import save_file
 from torch import nn
 
+from maskingnet.errors import MaskingnetError
+from maskingnet.spec import SPEC_KEY, InputSpec, read_spec
 from maskingnet.utils import atomic_save
 
 from .encoder_decoder import EncoderDecoder, ModelConfig
@@ -30,7 +33,7 @@ _MAX_HEADER = 100 * 1024 * 1024
 _PICKLE_PREFIXES = (b"PK\x03\x04", b"\x80")
 
 
-class CheckpointError(ValueError):
+class CheckpointError(MaskingnetError, ValueError):
     """A file that cannot be loaded as a maskingnet model; ``str(e) == f"{path}: {reason}"``."""
 
     def __init__(self, path: str | os.PathLike, reason: str) -> None:
@@ -40,7 +43,8 @@ class CheckpointError(ValueError):
 
 
 def save_model(model: nn.Module, path: str | os.PathLike, meta: dict[str, Any] | None = None) -> Path:
-    """Write ``model``'s weights and BatchNorm statistics, its config and ``meta`` (JSON-able) atomically."""
+    """Write ``model``'s weights and BatchNorm statistics, its config, ``meta`` (JSON-able) and input spec
+    atomically. The spec is the one ``meta`` implies when it records an ``input_size``, else the model's."""
     model = unwrap_model(model)
     config = getattr(model, "config", None)
     if not isinstance(config, ModelConfig):
@@ -52,10 +56,20 @@ def save_model(model: nn.Module, path: str | os.PathLike, meta: dict[str, Any] |
         FORMAT_KEY: FORMAT_VERSION,
         CONFIG_KEY: json.dumps(config.to_dict()),
         META_KEY: json.dumps(meta, default=str),
+        SPEC_KEY: model_spec(model, meta).to_json(),
     }
     path = Path(path)
     atomic_save(path, lambda tmp: save_file(tensors, str(tmp), metadata=metadata))
     return path
+
+
+def model_spec(model: nn.Module, meta: dict[str, Any] | None = None) -> InputSpec:
+    """The input spec of ``model``: implied by ``meta`` when it records an ``input_size``, else the spec
+    the model was loaded with, else the default (any size)."""
+    meta = meta if meta is not None else getattr(model, "meta", None)
+    if (meta or {}).get("input_size") or getattr(model, "spec", None) is None:
+        return InputSpec.from_meta(meta)
+    return model.spec
 
 
 def unwrap_model(model: nn.Module) -> nn.Module:
@@ -115,8 +129,22 @@ def read_config(path: str | os.PathLike) -> tuple[ModelConfig, dict[str, Any]]:
     return config, meta
 
 
+def load_spec(path: str | os.PathLike) -> InputSpec:
+    """The input spec stored in a model file (or implied by its meta, for files older than the spec)."""
+    metadata = read_header(path)
+    return read_spec(metadata, _meta_of(path, metadata))
+
+
+def _meta_of(path: str | os.PathLike, metadata: dict[str, str]) -> dict[str, Any]:
+    try:
+        return json.loads(metadata.get(META_KEY, "{}"))
+    except ValueError as err:
+        raise CheckpointError(path, f"has an unusable meta ({err})") from err
+
+
 def load_model(path: str | os.PathLike, device: str | torch.device = "cpu") -> EncoderDecoder:
-    """Rebuild the model saved by :func:`save_model`, in eval mode on ``device``, with ``.meta``."""
+    """Rebuild the model saved by :func:`save_model`, in eval mode on ``device``, with ``.meta`` and
+    ``.spec``."""
     config, meta = read_config(path)
     model = EncoderDecoder(config)
     state = {}
@@ -132,6 +160,7 @@ def load_model(path: str | os.PathLike, device: str | torch.device = "cpu") -> E
         raise CheckpointError(path, f"weights do not fit its config ({mismatch})")
     model.load_state_dict(state, strict=True)
     model.meta = meta
+    model.spec = load_spec(path)
     return model.to(device).eval()
 
 

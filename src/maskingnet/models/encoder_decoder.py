@@ -19,14 +19,9 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
-from .blocks import (
-    ConvStack,
-    TransposedUp,
-    coord_maps,
-    pad_coord_maps,
-    pool_with_indices,
-    unpool_with_indices,
-)
+from maskingnet.coords import coord_maps, pad_coord_maps
+
+from .blocks import ConvStack, TransposedUp, pool_with_indices, unpool_with_indices
 
 UPSAMPLE_KINDS = ("unpool", "transposed")
 COORD_PLACES = ("none", "input", "mid")

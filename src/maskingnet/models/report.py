@@ -114,3 +114,12 @@ def format_models_table(rows: list[dict[str, Any]]) -> str:
             f"| {dilation} | {row['params']:,} | {row['gflops']:.1f} |"
         )
     return "\n".join(lines)
+
+
+def count_params(config: ModelConfig | None) -> int | None:
+    """Parameter count of the network ``config`` describes (built on the meta device: no memory)."""
+    if config is None:
+        return None
+    with torch.device("meta"):
+        model = EncoderDecoder(config)
+    return sum(parameter.numel() for parameter in model.parameters())

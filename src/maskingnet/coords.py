@@ -1,0 +1,86 @@
+"""The coordinate maps, the one place their convention is written down and computed.
+
+For a photo of width ``W`` and height ``H`` the maps are two channels ``[X, Y]`` with
+``X[i, j] = j / W - 0.5`` and ``Y[i, j] = i / H - 0.5``, defined on the *original* photo. Whatever is done to
+the photo later (resize, reduced-scale JPEG decode, crop, flip, the network's padding) moves the maps with
+it, so every pixel keeps saying where in the original photo it came from.
+
+- :func:`coord_maps`: the whole input's maps as a tensor (what a network builds when given none), optionally
+  continued past the input into the network's padding.
+- :func:`whole_photo_coords`: the same for a batch.
+- :func:`resized_coord_maps`: the original photo's maps as seen at a smaller size (pixel centres aligned,
+  like PIL's resize and JPEG draft decoding): what the model is given for a resized photo.
+- :func:`pad_coord_maps`: continue given maps (of a crop, a flip...) into the network's padding.
+"""
+
+from __future__ import annotations
+
+import numpy as np
+import torch
+
+CONVENTION = "X = j / W - 0.5, Y = i / H - 0.5 on the original photo; channels [X, Y]; centres aligned"
+
+
+def coord_maps(
+    height: int,
+    width: int,
+    padded_height: int | None = None,
+    padded_width: int | None = None,
+    *,
+    device: torch.device | str | None = None,
+    dtype: torch.dtype = torch.float32,
+) -> torch.Tensor:
+    """Whole-input coordinate maps ``(2, padded_height, padded_width)``, channels ``[X, Y]``.
+
+    Rows/columns past ``height``/``width`` (the model's padding) continue the same ramp. Traceable for the
+    ONNX exporter: shape arithmetic only.
+    """
+    padded_height = height if padded_height is None else padded_height
+    padded_width = width if padded_width is None else padded_width
+    xs = torch.arange(padded_width, device=device, dtype=torch.float32) / width - 0.5
+    ys = torch.arange(padded_height, device=device, dtype=torch.float32) / height - 0.5
+    x_map = xs.view(1, padded_width).expand(padded_height, padded_width)
+    y_map = ys.view(padded_height, 1).expand(padded_height, padded_width)
+    return torch.stack([x_map, y_map]).to(dtype)
+
+
+def whole_photo_coords(batch: int, height: int, width: int) -> torch.Tensor:
+    """Coordinate maps ``(batch, 2, H, W)`` for uncropped photos."""
+    return coord_maps(height, width).unsqueeze(0).expand(batch, -1, -1, -1).contiguous()
+
+
+def resized_coord_maps(size: tuple[int, int], original_size: tuple[int, int]) -> np.ndarray:
+    """The original photo's coordinate maps as seen at ``size`` = (w, h), shape (2, h, w), float32.
+
+    ``original_size`` = (W, H) is the photo's full size. Output pixel ``j`` covers original position
+    ``(j + 0.5) * W / w - 0.5``, so a photo decoded at reduced scale gets the coordinates of the full one.
+    Equal sizes give :func:`coord_maps`.
+    """
+    (w, h), (full_w, full_h) = size, original_size
+    x = ((np.arange(w) + 0.5) * (full_w / w) - 0.5) / full_w - 0.5
+    y = ((np.arange(h) + 0.5) * (full_h / h) - 0.5) / full_h - 0.5
+    maps = np.empty((2, h, w), dtype=np.float32)
+    maps[0] = x[None, :]
+    maps[1] = y[:, None]
+    return maps
+
+
+def extend_ramp(maps: torch.Tensor, pad: int, dim: int) -> torch.Tensor:
+    """Append ``pad`` slices along ``dim`` that continue ``maps`` linearly (its mean slope along ``dim``).
+
+    Coordinate maps of a crop, resize or flip are linear ramps, so this is exactly the maps of the larger
+    window; a single slice (no slope) is repeated.
+    """
+    size = maps.shape[dim]
+    first = maps.narrow(dim, 0, 1)
+    last = maps.narrow(dim, size - 1, 1)
+    slope = (last - first) / max(size - 1, 1)
+    steps_shape = [1] * maps.dim()
+    steps_shape[dim] = pad
+    steps = torch.arange(1, pad + 1, device=maps.device, dtype=maps.dtype).view(steps_shape)
+    return torch.cat([maps, last + steps * slope], dim=dim)
+
+
+def pad_coord_maps(coords: torch.Tensor, pad_bottom: int, pad_right: int) -> torch.Tensor:
+    """Pad ``(B, 2, H, W)`` coordinate maps on the bottom and right by extending their ramps."""
+    return extend_ramp(extend_ramp(coords, pad_right, dim=-1), pad_bottom, dim=-2)

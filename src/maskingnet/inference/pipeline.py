@@ -1,0 +1,175 @@
+"""The one prediction pipeline: sources -> decode -> batch -> model -> full resolution -> a sink.
+
+Every verb that turns photos into masks runs here (``predict`` writes files, ``submit`` RLE rows,
+``evaluate`` Dice scores; ``serve`` and :class:`~maskingnet.inference.Predictor` use the same steps one
+request at a time), so a fix to decoding, TTA, up-sampling or the edge stage lands once:
+
+1. :func:`~maskingnet.inference.preprocess.iterate_prepared` decodes the sources ahead in worker processes;
+2. the predictor runs the model on batches of them (TTA included) in this thread;
+3. a small thread pool takes each photo to its full resolution (:func:`full_resolution`) and hands the
+   probabilities to the sink (:meth:`Sink.consume`), which renders, encodes or scores them;
+4. results come back to the sink in input order (:meth:`Sink.finish`, :meth:`Sink.fail`), with a bounded
+   number in flight, so memory stays flat however many photos there are.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable, Sequence
+from concurrent.futures import Future, ThreadPoolExecutor
+from dataclasses import dataclass
+from typing import TYPE_CHECKING, Any, Protocol
+
+import numpy as np
+import torch
+import torch.nn.functional as F
+
+from maskingnet.runtime import writer_threads
+
+from .preprocess import Prepared, Source, batched_good, iterate_prepared
+
+if TYPE_CHECKING:
+    from .predictor import Predictor
+
+
+class PostProcess(Protocol):
+    """A refinement of the up-sampled probabilities (the edge stage): ``probs`` (H, W) float32 at the
+    photo's resolution, ``probs_small`` (h, w) the network's own output, ``photo`` the (H, W, 3) uint8 RGB
+    photo when it was decoded. Returns (H, W) float32 probabilities."""
+
+    def __call__(
+        self, probs: np.ndarray, probs_small: torch.Tensor, photo: np.ndarray | None
+    ) -> np.ndarray: ...
+
+
+def upsample_probs(probs, size: tuple[int, int]):
+    """Bilinear resize of probabilities ``(B, h, w)`` to ``size = (H, W)``; thresholding comes after.
+
+    Accepts a tensor (returns a float32 tensor) or a numpy array (returns a float32 array).
+    """
+    as_numpy = isinstance(probs, np.ndarray)
+    tensor = torch.from_numpy(np.ascontiguousarray(probs)) if as_numpy else probs
+    tensor = tensor.float()
+    height, width = int(size[0]), int(size[1])
+    if tuple(tensor.shape[-2:]) != (height, width):
+        tensor = F.interpolate(
+            tensor.unsqueeze(1), size=(height, width), mode="bilinear", align_corners=False
+        )
+        tensor = tensor.squeeze(1).clamp_(0.0, 1.0)
+    return tensor.numpy() if as_numpy else tensor
+
+
+def full_resolution(
+    probs_small: torch.Tensor, photo: np.ndarray | None, size: tuple[int, int], post: PostProcess | None
+) -> np.ndarray:
+    """The network's (h, w) car probabilities at the photo's own ``size`` = (W, H), as (H, W) float32.
+
+    Bilinear up-sampling, then ``post`` (the edge stage) when there is one. Every verb goes through here.
+    """
+    width, height = size
+    probs = upsample_probs(probs_small[None].float(), (height, width))[0].numpy()
+    probs = probs.astype(np.float32, copy=False)
+    if post is not None:
+        probs = post(probs, probs_small, photo)
+    return probs
+
+
+@dataclass
+class Failed:
+    """What :meth:`Sink.consume` returns for a photo it could not finish (one line for the user)."""
+
+    message: str
+
+
+class Sink:
+    """Where a run's full-resolution probabilities go. Subclasses implement :meth:`consume` (in a writer
+    thread) and may extend :meth:`finish`, :meth:`fail` and :meth:`close` (in the calling thread)."""
+
+    need_photo = False
+
+    def __init__(self, report: Callable[[str], None] | None = None) -> None:
+        self.report = report or (lambda line: None)
+        self.done = 0
+        self.failed = 0
+        self.problems: list[str] = []
+
+    def consume(self, item: Prepared, probs: np.ndarray) -> Any:
+        """Render, encode or score one photo's (H, W) probabilities; return a result or :class:`Failed`."""
+        raise NotImplementedError
+
+    def finish(self, item: Prepared, result: Any) -> None:
+        """One photo done (called in input order)."""
+        self.done += 1
+
+    def fail(self, item: Prepared, message: str) -> None:
+        """One photo unusable or unfinished (called in input order)."""
+        self.failed += 1
+        self.problems.append(message)
+        self.report(message)
+
+    def close(self) -> None:
+        """After the last photo of a run that was not interrupted."""
+
+
+class InOrder:
+    """Hands finished work to the sink in input order, whatever order it finishes in."""
+
+    def __init__(self, sink: Sink, tick: Callable[[], None] | None) -> None:
+        self.sink, self.tick = sink, tick
+        self.waiting: dict[int, tuple[Prepared, Future | str]] = {}
+        self.next_index = 0
+
+    def add(self, item: Prepared, work: Future | str) -> None:
+        self.waiting[item.index] = (item, work)
+
+    def settle(self, limit: int) -> None:
+        """Deliver what is ready at the head; wait for the head while more than ``limit`` are waiting."""
+        while self.next_index in self.waiting:
+            item, work = self.waiting[self.next_index]
+            if isinstance(work, Future) and not work.done() and len(self.waiting) <= limit:
+                return
+            del self.waiting[self.next_index]
+            self.next_index += 1
+            self._deliver(item, work)
+
+    def _deliver(self, item: Prepared, work: Future | str) -> None:
+        result = work.result() if isinstance(work, Future) else Failed(work)
+        if isinstance(result, Failed):
+            self.sink.fail(item, result.message)
+        else:
+            self.sink.finish(item, result)
+        if self.tick is not None:
+            self.tick()
+
+
+def _finish(predictor: Predictor, sink: Sink, item: Prepared, probs_small: torch.Tensor) -> Any:
+    return sink.consume(item, predictor.full_resolution(probs_small, item))
+
+
+def run(
+    sources: Sequence[Source],
+    predictor: Predictor,
+    sink: Sink,
+    *,
+    batch_size: int | None = None,
+    workers: int | None = None,
+    tick: Callable[[], None] | None = None,
+) -> Sink:
+    """Predict every source into ``sink`` (see the module docstring); ``tick`` is called once per source.
+
+    Unusable sources reach :meth:`Sink.fail` with their one-line reason; the run goes on.
+    """
+    need_photo = sink.need_photo or predictor.post is not None
+    items = iterate_prepared(sources, predictor.size, need_photo, workers, predictor.spec)
+    batch_size = max(1, batch_size or predictor.batch_size)
+    writers = writer_threads()
+    ordered = InOrder(sink, tick)
+    with ThreadPoolExecutor(max_workers=writers, thread_name_prefix="maskingnet-write") as pool:
+        for batch in batched_good(items, batch_size, lambda item: ordered.add(item, item.error or "")):
+            probs = predictor.infer_prepared(batch)
+            for i, item in enumerate(batch):
+                item.tensor = item.coords = None
+                ordered.add(item, pool.submit(_finish, predictor, sink, item, probs[i].clone()))
+            ordered.settle(2 * writers + batch_size)
+        ordered.settle(0)
+    sink.close()
+    return sink

@@ -1,0 +1,202 @@
+"""From a photo to the model's input: the one place where photos are decoded, resized and normalised.
+
+A source is a file path, the file's bytes (an upload), a PIL image or an array. :func:`prepare` turns it into
+a :class:`Prepared` item: the whole photo resized to the model's input size and normalised (``(3, h, w)``),
+the original photo's coordinate maps at that size (``(2, h, w)``), the photo's own size (W, H) and, when
+asked, the full photo itself (``(H, W, 3)`` uint8) for cut-outs and the edge stage.
+
+Encoded photos (paths, bytes) are decoded at reduced scale when the JPEG allows (``draft``); the model input
+always comes from that reduced decode, even when the full photo is decoded too, so a mask does not depend on
+which outputs were asked for. In-memory images are taken as they are. :func:`iterate_prepared` decodes many
+sources ahead in DataLoader worker processes; a source that cannot be used becomes an item with ``error``.
+"""
+
+from __future__ import annotations
+
+import os
+from collections.abc import Callable, Iterable, Iterator, Sequence
+from dataclasses import dataclass
+from typing import BinaryIO
+
+import numpy as np
+import torch
+from PIL import Image
+
+from maskingnet.coords import resized_coord_maps
+from maskingnet.data.io import DEFAULT_MAX_PIXELS, BadInputError, image_size, read_image
+from maskingnet.data.transforms import to_tensor
+from maskingnet.runtime import default_workers
+from maskingnet.spec import InputSpec
+
+Source = str | os.PathLike | bytes | BinaryIO | Image.Image | np.ndarray
+"""A photo: a file path, the file's bytes or an open binary stream, a PIL image or an array."""
+
+
+@dataclass
+class Prepared:
+    """One photo ready for the model: its input tensor and coordinate maps at the model's size, its own size
+    (W, H) and, when asked for, the full photo (``(H, W, 3)`` uint8 tensor). ``error``: why it is unusable."""
+
+    index: int
+    tensor: torch.Tensor | None = None
+    coords: torch.Tensor | None = None
+    size: tuple[int, int] = (0, 0)
+    photo: torch.Tensor | None = None
+    error: str | None = None
+
+    def photo_array(self) -> np.ndarray | None:
+        return self.photo.numpy() if self.photo is not None else None
+
+
+def model_input(image: Image.Image, size: tuple[int, int], spec: InputSpec | None = None) -> torch.Tensor:
+    """The whole photo resized to the model's input size and normalised, (3, h, w) (as training resizes)."""
+    image = image.convert("RGB")
+    if image.size != tuple(size):
+        image = image.resize(tuple(size), Image.Resampling.BILINEAR)
+    if spec is None or (spec.mean, spec.std) == (InputSpec().mean, InputSpec().std):
+        return to_tensor(image)
+    planes = np.asarray(image, dtype=np.float32).transpose(2, 0, 1) / 255.0
+    mean = np.asarray(spec.mean, np.float32)[:, None, None]
+    std = np.asarray(spec.std, np.float32)[:, None, None]
+    return torch.from_numpy(np.ascontiguousarray((planes - mean) / std))
+
+
+def model_coords(size: tuple[int, int], own_size: tuple[int, int]) -> torch.Tensor:
+    """The whole photo's coordinate maps as the model sees them at ``size``, (2, h, w) (as in training)."""
+    return torch.from_numpy(resized_coord_maps(tuple(size), tuple(own_size)))
+
+
+def prepare(
+    source: Source,
+    size: tuple[int, int],
+    need_photo: bool = True,
+    index: int = 0,
+    *,
+    spec: InputSpec | None = None,
+    max_pixels: int = DEFAULT_MAX_PIXELS,
+) -> Prepared:
+    """One source ready for the model (see the module docstring); raises ``BadInputError`` for unusable
+    files. In-memory images always keep their photo (it is there anyway)."""
+    if isinstance(source, (Image.Image, np.ndarray)):
+        return prepare_image(source, size, index, spec=spec)
+    return prepare_encoded(source, size, need_photo, index, spec=spec, max_pixels=max_pixels)
+
+
+def prepare_encoded(
+    source: str | os.PathLike | bytes | BinaryIO,
+    size: tuple[int, int],
+    need_photo: bool,
+    index: int = 0,
+    *,
+    spec: InputSpec | None = None,
+    max_pixels: int = DEFAULT_MAX_PIXELS,
+) -> Prepared:
+    """Decode a file or its bytes at reduced scale for the model and, if asked, in full for the photo."""
+    small = read_image(source, target_size=size, max_pixels=max_pixels)
+    photo = read_image(source, max_pixels=max_pixels) if need_photo else None
+    own_size = photo.size if photo is not None else image_size(source, max_pixels=max_pixels)
+    return Prepared(
+        index=index,
+        tensor=model_input(small, size, spec),
+        coords=model_coords(size, own_size),
+        size=own_size,
+        photo=torch.from_numpy(np.array(photo.convert("RGB"))) if photo is not None else None,
+    )
+
+
+def as_rgb_image(image: Image.Image | np.ndarray) -> Image.Image:
+    """A PIL image or an (H, W) / (H, W, 1|3|4) array (uint8, uint16 or float 0..1) as RGB."""
+    if isinstance(image, np.ndarray):
+        array = image
+        if array.dtype != np.uint8:
+            scale = 255.0 if array.dtype.kind == "f" and array.max(initial=0) <= 1.0 else 1.0
+            scale = 1 / 257 if array.dtype == np.uint16 else scale
+            array = np.clip(array.astype(np.float64) * scale, 0, 255).astype(np.uint8)
+        if array.ndim == 3 and array.shape[2] == 1:
+            array = array[..., 0]
+        if array.ndim == 3:
+            array = array[..., :3]
+        image = Image.fromarray(np.ascontiguousarray(array))
+    return image.convert("RGB")
+
+
+def prepare_image(
+    image: Image.Image | np.ndarray, size: tuple[int, int], index: int = 0, *, spec: InputSpec | None = None
+) -> Prepared:
+    """An in-memory image for the model; taken as it is (no EXIF rotation)."""
+    rgb = as_rgb_image(image)
+    return Prepared(
+        index=index,
+        tensor=model_input(rgb, size, spec),
+        coords=model_coords(size, rgb.size),
+        size=rgb.size,
+        photo=torch.from_numpy(np.array(rgb)),
+    )
+
+
+class SourceDataset(torch.utils.data.Dataset):
+    """Prepares sources in DataLoader workers; an unusable source becomes an item with ``error`` set."""
+
+    def __init__(
+        self, sources: Sequence[Source], size: tuple[int, int], need_photo: bool, spec: InputSpec | None
+    ) -> None:
+        self.sources = list(sources)
+        self.size = size
+        self.need_photo = need_photo
+        self.spec = spec
+
+    def __len__(self) -> int:
+        return len(self.sources)
+
+    def __getitem__(self, index: int) -> Prepared:
+        source = self.sources[index]
+        try:
+            return prepare(source, self.size, self.need_photo, index, spec=self.spec)
+        except BadInputError as error:
+            return Prepared(index=index, error=str(error))
+        except Exception as error:  # noqa: BLE001 - any undecodable file is reported, never fatal
+            return Prepared(index=index, error=f"{source}: {type(error).__name__}: {error}")
+
+
+def _as_is(item: Prepared) -> Prepared:
+    return item
+
+
+def iterate_prepared(
+    sources: Sequence[Source],
+    size: tuple[int, int],
+    need_photo: bool,
+    workers: int | None = None,
+    spec: InputSpec | None = None,
+) -> Iterator[Prepared]:
+    """Prepared items in input order, decoded ahead by ``workers`` processes (0: in this process; None: the
+    runtime's default)."""
+    if not sources:
+        return iter(())
+    workers = default_workers() if workers is None else max(0, workers)
+    loader = torch.utils.data.DataLoader(
+        SourceDataset(sources, size, need_photo, spec),
+        batch_size=None,
+        shuffle=False,
+        num_workers=min(workers, len(sources)),
+        collate_fn=_as_is,
+        prefetch_factor=4 if workers else None,
+    )
+    return iter(loader)
+
+
+def batched_good(
+    items: Iterable[Prepared], batch_size: int, on_error: Callable[[Prepared], None]
+) -> Iterator[list[Prepared]]:
+    """Group usable items into model batches; unusable ones go to ``on_error`` as they come."""
+    batch: list[Prepared] = []
+    for item in items:
+        if item.error is not None:
+            on_error(item)
+            continue
+        batch.append(item)
+        if len(batch) == batch_size:
+            yield batch
+            batch = []
+    if batch:
+        yield batch

@@ -1,0 +1,184 @@
+"""Where and how this process runs: its torchrun rank, its device, its precision, its threads and workers.
+
+Everything that reads the machine or the torchrun environment is here, so that the tasks (train, evaluate,
+predict, submit) agree on it. Process-group operations for training live in :mod:`maskingnet.distributed`.
+"""
+
+from __future__ import annotations
+
+import functools
+import os
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+import torch
+
+PRECISIONS = ("fp32", "bf16", "fp16")
+DTYPES = {"fp32": torch.float32, "bf16": torch.bfloat16, "fp16": torch.float16}
+MAX_HELPERS = 4
+
+
+# ------------------------------------------------------------------------------------------------ ranks
+
+
+@dataclass(frozen=True)
+class DistContext:
+    """Where this process sits: ``rank`` of ``world_size``, its ``local_rank`` on the node."""
+
+    rank: int = 0
+    world_size: int = 1
+    local_rank: int = 0
+
+    @property
+    def enabled(self) -> bool:
+        return self.world_size > 1
+
+    @property
+    def is_main(self) -> bool:
+        return self.rank == 0
+
+
+def context_from_env() -> DistContext:
+    """The process's place in a torchrun job, read from ``RANK`` / ``WORLD_SIZE`` / ``LOCAL_RANK``.
+
+    Without torchrun (``WORLD_SIZE`` unset or 1) this is rank 0 of 1. Inference ranks need no process
+    group: they share nothing but the file system.
+    """
+    world_size = int(os.environ.get("WORLD_SIZE", "1"))
+    if world_size <= 1:
+        return DistContext()
+    return DistContext(
+        rank=int(os.environ["RANK"]),
+        world_size=world_size,
+        local_rank=int(os.environ.get("LOCAL_RANK", "0")),
+    )
+
+
+def rank_device(device: str) -> str:
+    """Under torchrun each rank takes its own GPU; on CPU the ranks share the cores."""
+    ctx = context_from_env()
+    if not ctx.enabled or not device.startswith(("auto", "cuda")) or ":" in device:
+        return device
+    if torch.cuda.is_available():
+        return f"cuda:{ctx.local_rank % torch.cuda.device_count()}"
+    return "cpu" if device == "auto" else device
+
+
+# ---------------------------------------------------------------------------------------- cores, workers
+
+
+def usable_cores() -> int:
+    """The cores this process may run on (its CPU affinity where the OS says, else all of them)."""
+    if hasattr(os, "sched_getaffinity"):
+        return max(1, len(os.sched_getaffinity(0)))
+    return os.cpu_count() or 1
+
+
+def share_cpu_threads() -> None:
+    """Several CPU ranks on one machine: give each its share of the cores instead of all of them."""
+    ctx = context_from_env()
+    if ctx.enabled:
+        torch.set_num_threads(max(1, usable_cores() // ctx.world_size))
+
+
+def default_workers(world_size: int = 1) -> int:
+    """Decoding processes per process: its share of the cores less one for its own loop, at most 4."""
+    return max(0, min(MAX_HELPERS, usable_cores() // max(1, world_size) - 1))
+
+
+def writer_threads() -> int:
+    """Threads that up-sample, encode and write outputs beside the model: one per core, at most 4."""
+    return max(1, min(MAX_HELPERS, usable_cores()))
+
+
+# ---------------------------------------------------------------------------------- device, precision
+
+
+def resolve_device(device: str | torch.device = "auto") -> torch.device:
+    """``"auto"`` picks CUDA, then Apple MPS, then the CPU; anything else is passed to ``torch.device``."""
+    if isinstance(device, torch.device):
+        return device
+    if device != "auto":
+        return torch.device(device)
+    if torch.cuda.is_available():
+        return torch.device("cuda")
+    mps = getattr(torch.backends, "mps", None)
+    if mps is not None and mps.is_available():
+        return torch.device("mps")
+    return torch.device("cpu")
+
+
+@functools.lru_cache(maxsize=1)
+def cpu_flags() -> frozenset[str]:
+    """The CPU feature flags from ``/proc/cpuinfo`` (empty where that file does not exist)."""
+    try:
+        text = Path("/proc/cpuinfo").read_text()
+    except OSError:
+        return frozenset()
+    for line in text.splitlines():
+        if line.startswith("flags"):
+            return frozenset(line.split(":", 1)[1].split())
+    return frozenset()
+
+
+@functools.lru_cache(maxsize=1)
+def cpu_bf16_supported() -> bool:
+    """True when this CPU runs bf16 convolutions natively (AVX512-BF16 or AMX), so bf16 is a speed-up.
+
+    oneDNN's own check is the authority; ``/proc/cpuinfo`` flags are the fallback where that op is missing.
+    Emulated bf16 (plain AVX512/AVX2) is slower than fp32, so it does not count.
+    """
+    if os.environ.get("MASKINGNET_NO_BF16"):
+        return False
+    check = getattr(torch.ops.mkldnn, "_is_mkldnn_bf16_supported", None)
+    if check is not None and torch.backends.mkldnn.is_available():
+        try:
+            if not check():
+                return False
+        except RuntimeError:
+            pass
+    flags = cpu_flags()
+    if flags:
+        return bool({"avx512_bf16", "amx_bf16"} & flags)
+    return check is not None and torch.backends.mkldnn.is_available()
+
+
+def resolve_precision(precision: str = "auto", device: str | torch.device = "cpu") -> str:
+    """``"auto"``: bf16 on CUDA GPUs that support it (else fp16), fp16 on MPS, bf16 on CPUs with native bf16
+    (else fp32). An explicit request for a precision the device cannot run falls back to fp32."""
+    device = resolve_device(device)
+    if precision not in ("auto", *PRECISIONS):
+        raise ValueError(f"precision must be one of auto, {', '.join(PRECISIONS)}; got {precision!r}")
+    if device.type == "cuda":
+        if precision == "auto":
+            return "bf16" if torch.cuda.is_bf16_supported() else "fp16"
+        return precision
+    if device.type == "mps":
+        return "fp16" if precision == "auto" else precision
+    if precision == "auto":
+        return "bf16" if cpu_bf16_supported() else "fp32"
+    if precision == "fp16":
+        return "fp32"
+    return precision
+
+
+def precision_support(device: str | torch.device = "cpu") -> dict[str, Any]:
+    """What this machine offers for inference precision (reported by ``maskingnet bench``)."""
+    device = resolve_device(device)
+    if device.type == "cuda":
+        return {
+            "device": str(device),
+            "bf16": bool(torch.cuda.is_bf16_supported()),
+            "fp16": True,
+            "auto": resolve_precision("auto", device),
+        }
+    return {
+        "device": str(device),
+        "bf16": cpu_bf16_supported() if device.type == "cpu" else False,
+        "fp16": device.type == "mps",
+        "mkldnn": bool(torch.backends.mkldnn.is_available()),
+        "cpu_capability": torch.backends.cpu.get_cpu_capability(),
+        "cpu_flags": sorted({"avx2", "avx512f", "avx512_bf16", "amx_bf16", "amx_tile"} & cpu_flags()),
+        "auto": resolve_precision("auto", device),
+    }
