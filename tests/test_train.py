@@ -268,3 +268,36 @@ def test_auto_precision_on_cpu_is_bf16_exactly_where_the_cpu_has_native_bf16():
 def test_fp16_training_on_cpu_is_refused():
     with pytest.raises(TrainError, match="fp16"):
         resolve_train_precision("fp16", torch.device("cpu"))
+
+
+def test_init_from_starts_from_the_given_weights_and_carries_its_refiner(trained_run, synth_dir, tmp_path):
+    from maskingnet.models.checkpoint import attach_refiner, load_refiner
+    from maskingnet.models.refiner import Refiner, RefinerConfig
+
+    source = trained_run / "checkpoints" / "best.safetensors"
+    with_refiner = attach_refiner(source, Refiner(RefinerConfig(channels=4)), tmp_path / "init.safetensors")
+    out = tmp_path / "tuned"
+    result = CliRunner().invoke(
+        app,
+        ["train", "--data", str(synth_dir), "--out", str(out), "--init-from", str(with_refiner),
+         "--epochs", "1", "--max-steps", "1", "--lr", "1e-9", "--threads", "1", "--workers", "0",
+         "--no-progress"],
+    )
+    assert result.exit_code == 0, result.output
+    tuned, start = load_model(out / "checkpoints" / "last.safetensors"), load_model(source)
+    assert tuned.config == start.config and tuned.meta["input_size"] == start.meta["input_size"]
+    pairs = zip(tuned.parameters(), start.parameters(), strict=True)
+    assert all(torch.allclose(a, b, atol=1e-6) for a, b in pairs)
+    assert load_refiner(out / "checkpoints" / "last.safetensors").config.channels == 4
+
+
+def test_init_from_refuses_another_architecture_in_one_line(trained_run, synth_dir, tmp_path):
+    source = trained_run / "checkpoints" / "best.safetensors"
+    result = CliRunner().invoke(
+        app,
+        ["train", "--data", str(synth_dir), "--out", str(tmp_path / "x"), "--init-from", str(source),
+         "--model", "unet", *TINY],
+    )
+    assert result.exit_code == 1
+    lines = result.output.strip().splitlines()
+    assert len(lines) == 1 and "maskingnet width 0.125" in lines[0] and "unet" in lines[0]

@@ -112,6 +112,9 @@ def train(
     augment: Annotated[bool | None, typer.Option("--augment/--no-augment", help="Flip, shift/scale/rotate, "
                                                  "colour jitter [off].")] = None,
     vgg_weights: Annotated[Path | None, typer.Option(help="Local torchvision vgg16(_bn) weights.")] = None,
+    init_from: Annotated[str | None, typer.Option(
+        help="Fine-tune: start from this bundled model or checkpoint (its model, width and size are the "
+             "defaults).")] = None,
     split: Annotated[str | None, typer.Option(help="car (by car id) or thesis (4071/1017) [car].")] = None,
     val_fraction: Annotated[float | None, typer.Option(help="Share of cars held out [0.2].")] = None,
     fold: Annotated[int | None, typer.Option(help="Validate on fold K of --folds (by car).")] = None,
@@ -129,7 +132,7 @@ def train(
     progress: Annotated[bool, typer.Option(help="Show a progress bar.")] = True,
 ) -> None:
     """Train a network (the thesis recipe by default); under torchrun, one process per device (DDP)."""
-    from maskingnet.train import TrainConfig, TrainError
+    from maskingnet.train import TrainConfig, TrainError, init_from_defaults
     from maskingnet.train import train as run_train
     from maskingnet.utils import parse_size
 
@@ -137,6 +140,7 @@ def train(
         "data": str(data) if data else None, "model": model, "epochs": epochs, "batch_size": batch_size,
         "lr": lr, "lr_step": lr_step, "scale": scale, "lr_gamma": lr_gamma, "width": width, "loss": loss,
         "augment": augment, "vgg_weights": str(vgg_weights) if vgg_weights else None, "split": split,
+        "init_from": init_from,
         "val_fraction": val_fraction, "fold": fold, "folds": folds, "seed": seed, "workers": workers,
         "threads": threads,
         "device": device, "precision": precision, "channels_last": channels_last, "compile": compile,
@@ -152,6 +156,8 @@ def train(
         if not stored and "data" not in given:
             raise ValueError("--data is required (except when resuming a run)")
         settings = {**given, "out": str(out), "resume": resume, "progress": progress}
+        if init_from and not stored:
+            settings = {**init_from_defaults(init_from), **settings}
         config = TrainConfig.from_run(out, **settings) if stored else TrainConfig(**settings)
         summary = run_train(config)
     except (ValueError, TrainError) as error:

@@ -90,6 +90,7 @@ class TrainConfig:
     loss: str = "ce"
     augment: bool = False
     vgg_weights: str | None = None
+    init_from: str | None = None
     split: str = "car"
     val_fraction: float = 0.2
     fold: int | None = None
@@ -136,6 +137,7 @@ class TrainConfig:
             (self.precision in PRECISIONS, f"precision must be one of {', '.join(PRECISIONS)}"),
             (self.accumulate >= 1, f"accumulate must be >= 1 (got {self.accumulate})"),
             (self.max_steps is None or self.max_steps >= 1, "max steps must be >= 1"),
+            (not (self.init_from and self.vgg_weights), "--init-from and --vgg-weights exclude each other"),
             (self.workers is None or self.workers >= 0, "workers must be >= 0"),
             (self.threads is None or self.threads >= 1, "threads must be >= 1"),
         ]
@@ -227,6 +229,37 @@ class Split:
             "train_ids": sorted(r.id for r in self.train),
             "val_ids": sorted(r.id for r in self.val),
         }
+
+
+def carried_refiner(init_from: str):
+    """The edge refiner of the ``--init-from`` model (None if it has none): fine-tuned files carry it on."""
+    from maskingnet.models.bundled import resolve_model
+    from maskingnet.models.checkpoint import CheckpointError, load_refiner
+
+    try:
+        return load_refiner(resolve_model(init_from))
+    except CheckpointError as error:
+        raise TrainError(f"--init-from: {error}") from None
+
+
+def describe_config(config: Any) -> str:
+    """``maskingnet width 0.25``: what a model file holds, in words."""
+    return f"{config.name} width {config.width:g}"
+
+
+def init_from_defaults(init_from: str) -> dict[str, Any]:
+    """Model, width and input size of the ``--init-from`` model: a fine-tuning run's defaults."""
+    from maskingnet.models.bundled import resolve_model
+    from maskingnet.models.checkpoint import CheckpointError, read_config
+
+    try:
+        config, meta = read_config(resolve_model(init_from))
+    except CheckpointError as error:
+        raise TrainError(f"--init-from: {error}") from None
+    defaults: dict[str, Any] = {"model": config.name, "width": config.width}
+    if meta.get("input_size"):
+        defaults["size"] = tuple(int(v) for v in meta["input_size"])
+    return defaults
 
 
 def scaled_size(records: list, scale: float) -> tuple[int, int]:
@@ -390,6 +423,7 @@ class Trainer:
         self.steps = 0
         self.start_epoch = 1
         self.bad_inputs = 0
+        self.init_refiner = None
 
     # ----- set-up
 
@@ -411,6 +445,10 @@ class Trainer:
         self.scaler = torch.amp.GradScaler(self.device.type, enabled=self.precision == "fp16")
         if state is not None:
             self._restore(state)
+        elif self.config.init_from:
+            self._load_init()
+        if self.config.init_from:
+            self.init_refiner = carried_refiner(self.config.init_from)
         elif self.config.vgg_weights:
             self._load_vgg()
         self._check_ranks_agree_on_the_start_epoch()
@@ -465,6 +503,24 @@ class Trainer:
         if self.config.channels_last:
             model = model.to(memory_format=torch.channels_last)
         return model
+
+    def _load_init(self) -> None:
+        """Start from the weights of ``--init-from`` (fine-tuning)."""
+        from maskingnet.models import load_model
+        from maskingnet.models.bundled import resolve_model
+        from maskingnet.models.checkpoint import CheckpointError
+
+        try:
+            source = load_model(resolve_model(self.config.init_from))
+        except CheckpointError as error:
+            raise TrainError(f"--init-from: {error}") from None
+        built = self.model.config
+        if source.config != built:
+            raise TrainError(
+                f"--init-from {self.config.init_from}: it is {describe_config(source.config)}, this run "
+                f"builds {describe_config(built)}; give the same --model and --width (or leave them out)"
+            )
+        self.model.load_state_dict(source.state_dict())
 
     def _load_vgg(self) -> None:
         from maskingnet.models.vgg import load_vgg_weights
@@ -686,9 +742,10 @@ class Trainer:
         from maskingnet.models import save_model
 
         val_dice = self.history[-1]["val_dice"]
+        meta, refiner = self._meta(epoch, val_dice), self.init_refiner
         if improved:
-            save_model(self.model, self.checkpoints / "best.safetensors", meta=self._meta(epoch, val_dice))
-        save_model(self.model, self.checkpoints / "last.safetensors", meta=self._meta(epoch, val_dice))
+            save_model(self.model, self.checkpoints / "best.safetensors", meta=meta, refiner=refiner)
+        save_model(self.model, self.checkpoints / "last.safetensors", meta=meta, refiner=refiner)
         state = {
             "epoch": epoch,
             "model": self.model.state_dict(),

@@ -93,8 +93,8 @@ def network_probs(model: torch.nn.Module, record, size: tuple[int, int]) -> np.n
     return torch.softmax(logits.float(), dim=1)[0, 1].numpy()
 
 
-def load_photo(record, model: torch.nn.Module, input_size: tuple[int, int], scale: float) -> Photo:
-    """One photo, its truth and the network's answer, at the sizes the refiner trains with."""
+def load_photo(record, input_size: tuple[int, int], scale: float) -> Photo:
+    """One photo and its truth at the sizes the refiner trains with (the network's answer still empty)."""
     mask = load_mask(record).astype(np.float32)
     full = (mask.shape[1], mask.shape[0])
     work = working_size(full, scale)
@@ -103,26 +103,35 @@ def load_photo(record, model: torch.nn.Module, input_size: tuple[int, int], scal
         rgb=rgb,
         coverage=cv2.resize(mask, work, interpolation=cv2.INTER_AREA),
         truth_small=cv2.resize(mask, input_size, interpolation=cv2.INTER_AREA),
-        net_small=network_probs(model, record, input_size),
+        net_small=np.zeros(0, np.float32),
     )
+
+
+def _cached(path: Path | None, make) -> dict[str, np.ndarray]:
+    if path is not None and path.is_file():
+        with np.load(path) as stored:
+            return {name: stored[name] for name in stored.files}
+    arrays = make()
+    if path is not None:
+        path.parent.mkdir(parents=True, exist_ok=True)
+        np.savez(path.with_suffix(".part.npz"), **arrays)
+        path.with_suffix(".part.npz").replace(path)
+    return arrays
 
 
 def cached_photo(
     record, model: torch.nn.Module, input_size: tuple[int, int], config: RefinerTrainConfig
 ) -> Photo:
-    """:func:`load_photo`, kept in ``config.cache`` (when set) under the photo, sizes and model file."""
-    if not config.cache:
-        return load_photo(record, model, input_size, config.scale)
+    """:func:`load_photo` plus the network's answer, kept in ``config.cache`` when it is set (the photo
+    under its sizes, the answer under the model file's size and time as well)."""
+    cache = Path(config.cache) if config.cache else None
+    sizes = f"{record.id}-{input_size[0]}x{input_size[1]}-{config.scale:g}"
     stat = Path(config.model).stat()
-    key = f"{record.id}-{input_size[0]}x{input_size[1]}-{config.scale:g}-{stat.st_size}-{stat.st_mtime_ns}"
-    path = Path(config.cache) / f"{key}.npz"
-    if path.is_file():
-        with np.load(path) as stored:
-            return Photo(**{name: stored[name] for name in stored.files})
-    photo = load_photo(record, model, input_size, config.scale)
-    path.parent.mkdir(parents=True, exist_ok=True)
-    np.savez(path, **vars(photo))
-    return photo
+    photo_path = cache / f"{sizes}.npz" if cache else None
+    net_path = cache / f"{sizes}-net-{stat.st_size}-{stat.st_mtime_ns}.npz" if cache else None
+    arrays = _cached(photo_path, lambda: vars(load_photo(record, input_size, config.scale)))
+    net = _cached(net_path, lambda: {"net_small": network_probs(model, record, input_size)})
+    return Photo(**{**arrays, **net})
 
 
 def _ellipse(shape: tuple[int, int], rng: np.random.Generator, centre: tuple[int, int]) -> np.ndarray:

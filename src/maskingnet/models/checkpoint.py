@@ -24,6 +24,7 @@ from maskingnet.spec import SPEC_KEY, InputSpec, read_spec
 from maskingnet.utils import atomic_save
 
 from .encoder_decoder import EncoderDecoder, ModelConfig
+from .refiner import REFINER_KEY, TENSOR_PREFIX, Refiner, RefinerConfig, refiner_tensors
 
 CONFIG_KEY = "maskingnet.config"
 META_KEY = "maskingnet.meta"
@@ -42,7 +43,12 @@ class CheckpointError(MaskingnetError, ValueError):
         super().__init__(f"{path}: {reason}")
 
 
-def save_model(model: nn.Module, path: str | os.PathLike, meta: dict[str, Any] | None = None) -> Path:
+def save_model(
+    model: nn.Module,
+    path: str | os.PathLike,
+    meta: dict[str, Any] | None = None,
+    refiner: Refiner | None = None,
+) -> Path:
     """Write ``model``'s weights and BatchNorm statistics, its config, ``meta`` (JSON-able) and input spec
     atomically. The spec is the one ``meta`` implies when it records an ``input_size``, else the model's."""
     model = unwrap_model(model)
@@ -58,6 +64,9 @@ def save_model(model: nn.Module, path: str | os.PathLike, meta: dict[str, Any] |
         META_KEY: json.dumps(meta, default=str),
         SPEC_KEY: model_spec(model, meta).to_json(),
     }
+    if refiner is not None:
+        tensors.update(refiner_tensors(refiner))
+        metadata[REFINER_KEY] = refiner.config.to_json()
     path = Path(path)
     atomic_save(path, lambda tmp: save_file(tensors, str(tmp), metadata=metadata))
     return path
@@ -151,7 +160,8 @@ def load_model(path: str | os.PathLike, device: str | torch.device = "cpu") -> E
     try:
         with safe_open(str(path), framework="pt", device="cpu") as handle:
             for key in handle.keys():
-                state[key] = handle.get_tensor(key)
+                if not key.startswith(TENSOR_PREFIX):
+                    state[key] = handle.get_tensor(key)
     except Exception as err:
         raise CheckpointError(path, f"cannot read its tensors ({err})") from err
     expected = model.state_dict()
@@ -175,3 +185,47 @@ def _describe_mismatch(expected: dict[str, torch.Tensor], found: dict[str, torch
             more = f" and {len(keys) - 3} more" if len(keys) > 3 else ""
             parts.append(f"{label}: {', '.join(keys[:3])}{more}")
     return "; ".join(parts)
+
+
+def attach_refiner(model_path: str | os.PathLike, refiner: Refiner, out: str | os.PathLike) -> Path:
+    """Write ``out``: the model file ``model_path`` with ``refiner`` (the edge stage) stored inside it.
+
+    Any refiner already in the file is replaced. ``out`` may be ``model_path`` itself (written atomically).
+    """
+    metadata = read_header(model_path)
+    tensors: dict[str, torch.Tensor] = {}
+    with safe_open(str(model_path), framework="pt", device="cpu") as handle:
+        for key in handle.keys():
+            if not key.startswith(TENSOR_PREFIX):
+                tensors[key] = handle.get_tensor(key)
+    tensors.update(refiner_tensors(refiner))
+    metadata[REFINER_KEY] = refiner.config.to_json()
+    out = Path(out)
+    atomic_save(out, lambda tmp: save_file(tensors, str(tmp), metadata=metadata))
+    return out
+
+
+def load_refiner(path: str | os.PathLike, device: str | torch.device = "cpu") -> Refiner | None:
+    """The edge refiner stored in a model file by :func:`attach_refiner`, or None when it has none."""
+    metadata = read_header(path)
+    if REFINER_KEY not in metadata:
+        return None
+    try:
+        config = RefinerConfig.from_dict(json.loads(metadata[REFINER_KEY]))
+    except (ValueError, TypeError) as err:
+        raise CheckpointError(path, f"has unusable refiner settings ({err})") from err
+    refiner = Refiner(config)
+    expected = refiner.state_dict()
+    found: dict[str, torch.Tensor] = {}
+    try:
+        with safe_open(str(path), framework="pt", device="cpu") as handle:
+            for key in handle.keys():
+                if key.startswith(TENSOR_PREFIX):
+                    found[key[len(TENSOR_PREFIX):]] = handle.get_tensor(key)
+    except Exception as err:
+        raise CheckpointError(path, f"cannot read its refiner tensors ({err})") from err
+    mismatch = _describe_mismatch(expected, found)
+    if mismatch:
+        raise CheckpointError(path, f"refiner weights do not fit its settings ({mismatch})")
+    refiner.load_state_dict(found, strict=True)
+    return refiner.to(device, memory_format=torch.channels_last).eval()
