@@ -232,3 +232,26 @@ def test_backend_on_a_file_that_is_not_onnx_is_a_one_line_checkpoint_error(tmp_p
     bad.write_text("not a model")
     with pytest.raises(CheckpointError, match=r"notes\.onnx: not a loadable ONNX model"):
         OnnxBackend(bad)
+
+
+def test_metadata_and_backend_carry_the_input_spec(exported):
+    from maskingnet.inference import load_backend
+
+    _, checkpoint, path, _ = exported
+    spec = OnnxBackend(path).spec
+    assert spec.size == tuple(TRAINED_SIZE) and spec.class_names == CLASS_NAMES
+    assert read_metadata(path)["spec"]["size"] == TRAINED_SIZE
+    assert spec == load_backend(checkpoint, device="cpu", precision="fp32").spec
+
+
+@pytest.mark.parametrize("exported", ["maskingnet"], indirect=True)
+def test_evaluate_scores_an_onnx_model_like_its_checkpoint(exported, synth_dir, tmp_path):
+    from maskingnet.evaluate import evaluate
+
+    _, checkpoint, path, _ = exported
+    options = {"split": "all", "workers": 0, "worst": 2, "progress": False, "precision": "fp32"}
+    from_onnx = evaluate(path, synth_dir, out=tmp_path / "onnx", **options)
+    from_torch = evaluate(checkpoint, synth_dir, out=tmp_path / "torch", **options)
+    assert from_onnx["images"] == from_torch["images"] == 48
+    assert from_onnx["model"] == "maskingnet" and from_onnx["params"] == from_torch["params"]
+    assert from_onnx["mean_dice"] == pytest.approx(from_torch["mean_dice"], abs=1e-4)

