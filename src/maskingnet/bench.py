@@ -55,11 +55,11 @@ from maskingnet.inference import (
     resolve_device,
 )
 from maskingnet.metrics import dice
-from maskingnet.models import create_model, load_model, model_report, read_config, save_model
+from maskingnet.models import create_model, list_models, load_model, model_report, read_config, save_model
 from maskingnet.predict import PredictConfig, predict_files
 from maskingnet.utils import atomic_write, write_json
 
-MODEL_NAMES = ("unet", "segnet", "arc1", "arc2", "arc3", "maskingnet")
+MODEL_NAMES = tuple(list_models())
 
 # The thesis's table (NVIDIA 1080Ti, cuDNN v7, batch 4 at 512x512): training and test ms/image.
 THESIS_MS = {

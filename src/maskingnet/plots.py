@@ -7,6 +7,8 @@ from collections.abc import Sequence
 from dataclasses import dataclass
 
 import numpy as np
+from matplotlib.figure import Figure
+from matplotlib.ticker import MaxNLocator
 from PIL import Image, ImageDraw, ImageFont
 
 from maskingnet.utils import atomic_save
@@ -18,12 +20,6 @@ PANEL_TITLES = ("image", "truth", "prediction", "error (red: extra, blue: missed
 
 def plot_curves(history: Sequence[dict], path: str | os.PathLike) -> None:
     """Loss (train and val) and val Dice per epoch, side by side, written atomically as PNG."""
-    import matplotlib
-
-    matplotlib.use("Agg")
-    from matplotlib.figure import Figure
-    from matplotlib.ticker import MaxNLocator
-
     epochs = [row["epoch"] for row in history]
     figure = Figure(figsize=(10, 4), dpi=100)
     loss_axes, dice_axes = figure.subplots(1, 2)

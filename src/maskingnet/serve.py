@@ -38,6 +38,8 @@ from typing import Any
 
 import numpy as np
 
+from maskingnet.errors import MaskingnetError
+
 SERVE_EXTRA_HINT = "the HTTP service is an optional extra: pip install 'maskingnet[serve]'"
 CONFIG_ENV = "MASKINGNET_SERVE_CONFIG"
 PAGE = Path(__file__).with_name("web") / "index.html"
@@ -84,6 +86,10 @@ class ServeConfig:
         data["checkpoint"] = Path(data["checkpoint"])
         data["size"] = tuple(data["size"]) if data.get("size") else None
         return cls(**data)
+
+
+class ServeError(MaskingnetError, RuntimeError):
+    """The service cannot start (the optional extra is missing)."""
 
 
 class RequestError(Exception):
@@ -438,7 +444,7 @@ def create_app(config: ServeConfig, predictor=None):
         from fastapi import FastAPI, Request
         from fastapi.responses import HTMLResponse, JSONResponse, Response
     except ImportError as error:
-        raise RuntimeError(f"{SERVE_EXTRA_HINT} ({error})") from error
+        raise ServeError(f"{SERVE_EXTRA_HINT} ({error})") from error
     import contextlib
 
     predictor = predictor or load_predictor(config)
@@ -544,7 +550,7 @@ def serve(config: ServeConfig, announce: Callable[[str], None] | None = None) ->
     try:
         import uvicorn
     except ImportError as error:
-        raise RuntimeError(f"{SERVE_EXTRA_HINT} ({error})") from error
+        raise ServeError(f"{SERVE_EXTRA_HINT} ({error})") from error
     announce = announce or (lambda line: print(line, file=sys.stderr, flush=True))
     if config.workers > 1:
         serve_workers(config, announce)

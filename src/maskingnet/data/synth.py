@@ -27,8 +27,10 @@ from pathlib import Path
 
 import numpy as np
 from PIL import Image
+from tqdm import tqdm
 
 from maskingnet.data.rle import rle_encode
+from maskingnet.data.synth_render import render_car
 from maskingnet.utils import atomic_write
 from maskingnet.utils import parse_size as parse_image_size
 
@@ -111,8 +113,6 @@ def _write_bytes(path: Path, data: bytes) -> None:
 
 def _render_car_files(job: tuple[CarSpec, tuple[int, int], str]) -> list[tuple[str, str]]:
     """Render and write the 16 views of one car; returns ``(img name, rle)`` rows (rle empty for test)."""
-    from maskingnet.data.synth_render import render_car
-
     spec, size, out = job
     root = Path(out)
     rows = []
@@ -203,8 +203,6 @@ def generate(
 
 def _run_jobs(jobs: list, workers: int | None, progress: bool) -> list[list[tuple[str, str]]]:
     """Render the cars, in order, in ``workers`` processes; one progress step per car."""
-    from tqdm import tqdm
-
     if workers is None:
         workers = os.cpu_count() or 1
     workers = max(1, min(int(workers), len(jobs)))

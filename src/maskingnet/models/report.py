@@ -14,7 +14,7 @@ from torch import nn
 from torch.utils.flop_counter import FlopCounterMode
 
 from .encoder_decoder import EncoderDecoder, ModelConfig
-from .registry import create_model
+from .registry import PAPER_PARAMS, create_model, list_models
 
 
 def model_report(
@@ -87,8 +87,6 @@ def models_table(
     names: list[str] | None = None, size: tuple[int, int] = (512, 512), width: float = 1.0
 ) -> list[dict[str, Any]]:
     """:func:`model_report` for several registry models (all six by default) at one size and width."""
-    from .registry import PAPER_PARAMS, list_models
-
     rows = []
     for name in names or list_models():
         with torch.device("meta"):
