@@ -55,7 +55,15 @@ from maskingnet.inference import (
     resolve_device,
 )
 from maskingnet.metrics import dice
-from maskingnet.models import create_model, list_models, load_model, model_report, read_config, save_model
+from maskingnet.models import (
+    create_model,
+    list_models,
+    load_model,
+    model_report,
+    model_spec,
+    read_config,
+    save_model,
+)
 from maskingnet.predict import PredictConfig, predict_files
 from maskingnet.utils import atomic_write, write_json
 
@@ -402,7 +410,7 @@ def mask_dice(a: np.ndarray, b: np.ndarray) -> float:
 def measure_agreement(config: BenchConfig, plan: Plan) -> dict[str, Any]:
     """Mean Dice between the naive fp32 and the fast path's masks at the photos' full resolution."""
     model, description = agreement_model(config)
-    size = tuple(model.meta.get("input_size") or (config.fast_size, config.fast_size))
+    size = model_spec(model).size or (config.fast_size, config.fast_size)
     paths = sample_photos(config.data, plan.photos)
     if not paths:
         return {"agreement_model": description, "mask_agreement_dice": None, "photos": 0}

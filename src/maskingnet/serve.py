@@ -39,6 +39,7 @@ from typing import Any
 import numpy as np
 
 from maskingnet.errors import MaskingnetError
+from maskingnet.runtime import writer_threads
 
 SERVE_EXTRA_HINT = "the HTTP service is an optional extra: pip install 'maskingnet[serve]'"
 CONFIG_ENV = "MASKINGNET_SERVE_CONFIG"
@@ -397,11 +398,6 @@ def request_options(kind: str, query, fields: dict[str, str]) -> dict[str, Any]:
     return options
 
 
-def default_cpu_threads() -> int:
-    """Threads for decoding, resizing and PNG encoding: one per core, at most 4 (bounds memory too)."""
-    return max(1, min(4, os.cpu_count() or 1))
-
-
 def decode_for_model(kind: str, data: bytes, max_pixels: int, predictor):
     """The upload prepared for the model by the predictor (:mod:`maskingnet.inference.preprocess`), exactly
     as ``maskingnet predict`` prepares a file; a mask needs only the photo's size, so its JPEG is decoded
@@ -453,7 +449,7 @@ def create_app(config: ServeConfig, predictor=None):
     started = time.time()
 
     cpu_pool = concurrent.futures.ThreadPoolExecutor(
-        max_workers=config.cpu_threads or default_cpu_threads(), thread_name_prefix="images"
+        max_workers=config.cpu_threads or writer_threads(), thread_name_prefix="images"
     )
 
     @contextlib.asynccontextmanager
