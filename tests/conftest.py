@@ -80,7 +80,7 @@ def start_server(tmp_path_factory):
 
     def start(checkpoint, *args: str, startup_limit_s: float = 180.0):
         log = tmp_path_factory.mktemp("server") / "server.log"
-        command = [sys.executable, "-m", "maskingnet", "serve", str(checkpoint), "--port", "0", *args]
+        command = [sys.executable, "-m", "maskingnet", "serve", "-m", str(checkpoint), "--port", "0", *args]
         with log.open("wb") as handle:
             process = subprocess.Popen(command, stdout=handle, stderr=subprocess.STDOUT)
         processes.append(process)

@@ -49,6 +49,8 @@ def test_a_user_error_is_one_line_and_exit_1_a_usage_error_exit_2(tmp_path):
     bad_value = CliRunner().invoke(app, ["models", "--size", "big"])
     assert bad_value.exit_code == 1 and bad_value.output.startswith("models: size 'big'")
     assert len(bad_value.output.strip().splitlines()) == 1
-    missing = CliRunner().invoke(app, ["evaluate", str(tmp_path / "none.onnx"), "--data", str(tmp_path)])
+    missing = CliRunner().invoke(
+        app, ["evaluate", "-m", str(tmp_path / "none.onnx"), "--data", str(tmp_path)]
+    )
     assert missing.exit_code == 1 and f"evaluate: {tmp_path / 'none.onnx'}" in missing.output
     assert CliRunner().invoke(app, ["models", "--no-such-option"]).exit_code == 2

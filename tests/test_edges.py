@@ -6,7 +6,7 @@ import numpy as np
 import pytest
 import torch
 
-from maskingnet.edges import (
+from maskingnet.inference.edges import (
     CleanUp,
     EdgeStage,
     active_tiles,

@@ -109,6 +109,7 @@ def test_cli_reports_an_unreadable_image_and_exits_non_zero_after_the_rest(train
         app,
         [
             "evaluate",
+            "-m",
             str(trained_run / "checkpoints" / "best.safetensors"),
             "--data",
             str(data),

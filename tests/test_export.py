@@ -144,7 +144,9 @@ def test_parse_size_rejects_garbage():
 def test_cli_export_fixed_size_gives_a_static_graph(tmp_path):
     checkpoint = save_model(create_model("unet", width=0.125), tmp_path / "unet.safetensors")
     out = tmp_path / "unet-64x48.onnx"
-    result = CliRunner().invoke(app, ["export", str(checkpoint), "--out", str(out), "--size", "64x48"])
+    result = CliRunner().invoke(
+        app, ["export", "-m", str(checkpoint), "--out", str(out), "--size", "64x48"]
+    )
     assert result.exit_code == 0, result.output
     dims = onnx.load(str(out)).graph.input[0].type.tensor_type.shape.dim
     assert [d.dim_value for d in dims[1:]] == [3, 48, 64]
@@ -153,7 +155,7 @@ def test_cli_export_fixed_size_gives_a_static_graph(tmp_path):
 
 def test_cli_export_of_a_missing_checkpoint_fails_with_one_line(tmp_path):
     missing = tmp_path / "missing.safetensors"
-    result = CliRunner().invoke(app, ["export", str(missing), "--out", str(tmp_path / "m.onnx")])
+    result = CliRunner().invoke(app, ["export", "-m", str(missing), "--out", str(tmp_path / "m.onnx")])
     assert result.exit_code == 1
     assert str(missing) in result.output
     assert not (tmp_path / "m.onnx").exists()
@@ -167,7 +169,7 @@ def test_metadata_json_is_plain_strings_for_other_runtimes(exported):
 
 
 def predict_masks(checkpoint, photos, out, backend: str) -> dict[str, np.ndarray]:
-    args = ["predict", str(checkpoint), *map(str, photos), "--out", str(out), "--save", "mask"]
+    args = ["predict", "-m", str(checkpoint), *map(str, photos), "--out", str(out), "--save", "mask"]
     result = CliRunner().invoke(app, [*args, "--backend", backend, "--precision", "fp32", "--no-progress"])
     assert result.exit_code == 0, result.output
     return {p.name: np.asarray(Image.open(p)) > 0 for p in sorted(out.glob("*_mask.png"))}

@@ -19,6 +19,7 @@ from maskingnet.inference import (
     resolve_precision,
     upsample_probs,
 )
+from maskingnet.inference.fastpath import onednn_bf16_available
 
 
 def _tiny_model(name: str = "maskingnet") -> torch.nn.Module:
@@ -173,6 +174,7 @@ def test_load_backend_hands_onnx_files_to_onnx_runtime(tmp_path, monkeypatch):
 
     monkeypatch.setattr(backends, "OnnxBackend", lambda path, device: ("onnx", path))
     path = tmp_path / "model.onnx"
+    path.write_bytes(b"not read: the backend is replaced")
     assert load_backend(path) == ("onnx", path)
 
 
@@ -213,10 +215,19 @@ def test_fast_backend_model_survives_deepcopy():
         torch.testing.assert_close(inference.logits_to_probs(clone(images, None)), expected)
 
 
+def test_bf16_is_not_fused_where_onednn_has_no_bf16_kernels(monkeypatch):
+    from maskingnet.inference import fastpath
+
+    monkeypatch.setattr(fastpath, "onednn_bf16_available", lambda: False)
+    backend = TorchBackend(_tiny_model(), device="cpu", precision="bf16")
+    assert not any(isinstance(m, fastpath.FusedConv2d) for m in backend.model.modules())
+    assert backend(_images()).shape[0] == _images().shape[0]
+
+
 def test_bf16_fast_path_keeps_the_first_stage_in_fp32_where_fused():
     backend = TorchBackend(_tiny_model(), device="cpu", precision="bf16")
     stem = backend.model.encoder[0]
-    if inference.onednn_fusion_available():
+    if inference.onednn_fusion_available() and onednn_bf16_available():
         assert isinstance(stem, inference.Fp32Stage)
         assert all(p.dtype == torch.float32 for p in stem.buffers())
         assert inference.input_dtype(backend.model, torch.bfloat16) == torch.float32

@@ -40,14 +40,14 @@ def photos(tmp_path_factory):
 
 
 class Recorder:
-    """A PostProcess that records what it was given and inverts the probabilities."""
+    """A PostProcess that records what it was given and inverts the up-sampled probabilities."""
 
     def __init__(self) -> None:
         self.calls: list[tuple[tuple[int, ...], tuple[int, ...], tuple[int, ...] | None]] = []
 
-    def __call__(self, probs, probs_small, photo):
-        self.calls.append((probs.shape, tuple(probs_small.shape), None if photo is None else photo.shape))
-        return 1.0 - probs
+    def __call__(self, probs_small, photo, size):
+        self.calls.append((size, tuple(probs_small.shape), None if photo is None else photo.shape))
+        return 1.0 - full_resolution(probs_small, photo, size, None)
 
 
 def test_full_resolution_without_post_is_bilinear_upsampling():
@@ -61,14 +61,14 @@ def test_full_resolution_hands_the_photo_to_the_post_process():
     post, photo = Recorder(), np.zeros((30, 45, 3), np.uint8)
     small = torch.full((8, 12), 0.25)
     probs = full_resolution(small, photo, (45, 30), post)
-    assert post.calls == [((30, 45), (8, 12), (30, 45, 3))] and np.allclose(probs, 0.75)
+    assert post.calls == [((45, 30), (8, 12), (30, 45, 3))] and np.allclose(probs, 0.75)
 
 
 def test_predictor_runs_its_post_process_with_the_decoded_photo(checkpoint, photos):
     post = Recorder()
-    plain = Predictor(checkpoint, precision="fp32").predict(photos[0])
+    plain = Predictor(checkpoint, precision="fp32", refine=False, clean=False).predict(photos[0])
     refined = Predictor(checkpoint, precision="fp32", post=post).predict(photos[0])
-    assert post.calls == [((40, 60), (32, 48), (40, 60, 3))]
+    assert post.calls == [((60, 40), (32, 48), (40, 60, 3))]
     np.testing.assert_allclose(refined, 1.0 - plain, atol=1e-6)
 
 

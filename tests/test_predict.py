@@ -98,7 +98,8 @@ def mixed_run(tmp_path_factory, checkpoint):
     expected = write_good_inputs(root / "in")
     bad = write_bad_inputs(root / "in" / "bad")
     out = root / "out"
-    args = ["predict", str(checkpoint), str(root / "in"), "--out", str(out), "--save", ",".join(ALL_KINDS)]
+    args = ["predict", "-m", str(checkpoint), str(root / "in"), "--out", str(out),
+            "--save", ",".join(ALL_KINDS)]
     first = run_cli(*args, "--workers", "1", "--no-progress", "--precision", "fp32")
     stats = {path.name: (path.stat().st_mtime_ns, path.stat().st_ino) for path in out.iterdir()}
     lines = []
@@ -281,6 +282,7 @@ def test_kill_9_leaves_no_partial_output_and_the_rerun_finishes(tmp_path, checkp
         "-m",
         "maskingnet",
         "predict",
+        "-m",
         str(checkpoint),
         str(source),
         "--out",
@@ -317,7 +319,7 @@ def test_kill_9_leaves_no_partial_output_and_the_rerun_finishes(tmp_path, checkp
     assert [path.name for path in out.iterdir() if path.name.startswith(".")] == []
 
 
-def test_unreadable_checkpoint_is_one_line_and_exit_2(tmp_path):
+def test_unreadable_checkpoint_is_one_line_and_exit_1(tmp_path):
     from typer.testing import CliRunner
 
     from maskingnet.cli import app
@@ -325,6 +327,7 @@ def test_unreadable_checkpoint_is_one_line_and_exit_2(tmp_path):
     photo(40, 30).save(tmp_path / "car.jpg")
     args = [
         "predict",
+        "-m",
         str(tmp_path / "missing.safetensors"),
         str(tmp_path / "car.jpg"),
         "--out",

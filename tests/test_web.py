@@ -287,7 +287,7 @@ def main(argv: list[str]) -> None:
     parser.add_argument("--out", type=Path, default=Path("docs/serve_page.png"))
     args = parser.parse_args(argv)
     log = tempfile.NamedTemporaryFile(prefix="serve-", suffix=".log", delete=False)
-    command = [sys.executable, "-m", "maskingnet", "serve", str(args.checkpoint), "--port", "0"]
+    command = [sys.executable, "-m", "maskingnet", "serve", "-m", str(args.checkpoint), "--port", "0"]
     server = subprocess.Popen(command, stdout=log, stderr=subprocess.STDOUT)
     try:
         text = ""

@@ -35,7 +35,13 @@ F = TypeVar("F", bound=Callable[..., Any])
 
 # ----------------------------------------------------------------------------- options shared by verbs
 # Running a model: evaluate, predict, submit, serve.
-ModelFile = Annotated[Path, typer.Argument(help="Checkpoint (.safetensors) or exported .onnx model.")]
+ModelFile = Annotated[str | None, typer.Option(
+    "-m", "--model", metavar="NAME_OR_PATH",
+    help="A bundled model (see 'maskingnet models'), a .safetensors checkpoint or an exported .onnx "
+         "[maskingnet-carvana].")]
+Refine = Annotated[bool, typer.Option(help="Re-place the outline from the photo with the model's edge "
+                                           "refiner (when it has one).")]
+Clean = Annotated[bool, typer.Option(help="Keep only the car: drop far blobs, fill small enclosed holes.")]
 Size = Annotated[str | None, typer.Option(help="Model input N or WxH (default: the checkpoint's).")]
 Device = Annotated[str, typer.Option(help="auto, cpu, cuda, cuda:N or mps.")]
 Precision = Annotated[str, typer.Option(help="auto, fp32, bf16 or fp16.")]
@@ -51,12 +57,23 @@ Models = Annotated[str | None, typer.Option(help="Comma-separated networks (defa
                                                  "'maskingnet models').")]
 
 
-def model_options(size: str | None, device: str, precision: str, backend: str, tta: bool) -> dict[str, Any]:
+def model_options(
+    size: str | None, device: str, precision: str, backend: str, tta: bool, refine: bool = True,
+    clean: bool = True,
+) -> dict[str, Any]:
     """The model-running group as keyword arguments of the library's configs."""
     from maskingnet.utils import parse_size
 
     size_wh = parse_size(size)
-    return {"size": size_wh, "device": device, "precision": precision, "backend": backend, "tta": tta}
+    return {"size": size_wh, "device": device, "precision": precision, "backend": backend, "tta": tta,
+            "refine": refine, "clean": clean}
+
+
+def model_path(model: str | None) -> Path:
+    """``-m/--model``: a bundled name, a file, or (None) the default bundled model, as a file path."""
+    from maskingnet.models.bundled import resolve_model
+
+    return resolve_model(model)
 
 
 def model_names(text: str | None) -> tuple[str, ...]:
@@ -156,21 +173,29 @@ def scan(
         raise typer.Exit(EXIT_FAILED)
 
 
-@app.command(short_help="The six networks: switches, parameters, GFLOPs.")
+@app.command(short_help="The six networks and the bundled models.")
 @verb
 def models(
     size: Annotated[str, typer.Option(help="Input size for the FLOP count: N or WxH.")] = "512",
     width: Annotated[float, typer.Option(help="Channel width multiplier.")] = 1.0,
     json_output: Annotated[bool, typer.Option("--json", help="Print JSON rows instead of a table.")] = False,
 ) -> None:
-    """The six networks: switches, parameters and GFLOPs of one forward pass (FLOPs = 2 x MACs)."""
+    """The six networks (switches, parameters, GFLOPs of one forward pass; FLOPs = 2 x MACs) and the
+    models bundled with the package."""
     import json
 
+    from maskingnet.models.bundled import list_bundled
     from maskingnet.models.report import format_models_table, models_table
     from maskingnet.utils import parse_size
 
     rows = models_table(size=parse_size(size), width=width)
-    typer.echo(json.dumps(rows, indent=2) if json_output else format_models_table(rows))
+    if json_output:
+        typer.echo(json.dumps(rows, indent=2))
+        return
+    typer.echo(format_models_table(rows))
+    typer.echo("\nBundled models (-m NAME; the first is the default):")
+    for bundled in list_bundled():
+        typer.echo(f"  {bundled.name:<20} {bundled.summary}")
 
 
 # --------------------------------------------------------------------------------------------- training
@@ -258,22 +283,65 @@ def train(
         raise typer.Exit(1)
 
 
+@app.command("train-refiner", short_help="Train the edge refiner of a trained network.")
+@verb
+def train_refiner(
+    model: Annotated[str, typer.Option(
+        "-m", "--model", metavar="NAME_OR_PATH",
+        help="The trained network (a run's checkpoint): its val cars are left out, its answers used.")],
+    data: Annotated[Path, typer.Option(help="The network's training data (Carvana or plain layout).")],
+    out: Annotated[Path, typer.Option(help="Model file to write: the network with the refiner inside.")],
+    steps: Annotated[int, typer.Option(help="Optimizer steps.")] = 2000,
+    batch_size: Annotated[int, typer.Option(help="Patches per step.")] = 16,
+    lr: Annotated[float, typer.Option(help="Adam learning rate (cosine to 0).")] = 2e-3,
+    real_fraction: Annotated[float, typer.Option(
+        help="Share of patches whose coarse input is the network's own answer (the rest: damaged truth).")]
+    = 0.5,
+    channels: Annotated[int, typer.Option(help="Refiner width.")] = 8,
+    scale: Annotated[float, typer.Option(help="Refiner's working scale of the full photo.")] = 0.5,
+    band: Annotated[int, typer.Option(help="Working pixels either side of the outline it may change.")] = 12,
+    seed: Annotated[int, typer.Option(help="Seed: patches, damage, initial weights.")] = 0,
+    cache: Annotated[Path | None, typer.Option(help="Folder to keep decoded photos in between runs.")] = None,
+    threads: Annotated[int | None, typer.Option(help="torch CPU threads [torch's].")] = None,
+    progress: Progress = True,
+) -> None:
+    """Train the edge refiner (full-resolution outline) for a trained network, on its training cars."""
+    import torch
+
+    from maskingnet.models.bundled import resolve_model
+    from maskingnet.train_refiner import RefinerTrainConfig
+    from maskingnet.train_refiner import train_refiner as run_refiner
+
+    if threads:
+        torch.set_num_threads(threads)
+    config = RefinerTrainConfig(
+        data=str(data), model=str(resolve_model(model)), out=str(out), steps=steps, batch_size=batch_size,
+        lr=lr, real_fraction=real_fraction, channels=channels, scale=scale, band=band, seed=seed,
+        cache=str(cache) if cache else None, progress=progress,
+    )
+    summary = run_refiner(config, say=lambda line: typer.echo(line, err=True))
+    seconds = summary["seconds"]
+    typer.echo(f"{summary['out']}: refiner trained for {summary['steps']} steps in {seconds:.0f} s")
+
+
 # ---------------------------------------------------------------------------------- running a model
 
 
 @app.command(short_help="Mean Dice of a model on labelled photos.")
 @verb
 def evaluate(
-    checkpoint: ModelFile,
     data: Annotated[Path, typer.Option(help="Carvana-layout (or images/ + masks/) folder.")],
     split: Annotated[str, typer.Option(help="val (the run's held-out images) or all.")] = "val",
     out: Annotated[Path | None, typer.Option(help="Output folder [RUN/eval-<checkpoint>-<split>].")] = None,
     worst: Annotated[int, typer.Option(help="Rows in worst.png.")] = 8,
+    model: ModelFile = None,
     size: Size = None,
     device: Device = "auto",
     precision: Precision = "auto",
     backend: Backend = "auto",
     tta: Tta = False,
+    refine: Refine = True,
+    clean: Clean = True,
     threshold: Threshold = 0.5,
     batch_size: BatchSize = 4,
     workers: Workers = None,
@@ -283,8 +351,9 @@ def evaluate(
     from maskingnet.evaluate import evaluate as run_evaluate
 
     summary = run_evaluate(
-        checkpoint, data, split=split, out=out, batch_size=batch_size, workers=workers, threshold=threshold,
-        worst=worst, progress=progress, **model_options(size, device, precision, backend, tta),
+        model_path(model), data, split=split, out=out, batch_size=batch_size, workers=workers,
+        threshold=threshold, worst=worst, progress=progress,
+        **model_options(size, device, precision, backend, tta, refine, clean),
     )
     typer.echo(
         f"mean Dice {summary['mean_dice']:.5f} over {summary['images']} images at the original resolution "
@@ -298,7 +367,6 @@ def evaluate(
 @app.command(short_help="Cut cars out of photos into files.")
 @verb
 def predict(
-    checkpoint: ModelFile,
     inputs: Annotated[list[str], typer.Argument(help="Image files, folders, globs (found by content).")],
     out: Annotated[Path, typer.Option(help="Folder for the outputs.")],
     save: Annotated[str, typer.Option(help="Any of mask,cutout,white,overlay.")] = "mask,cutout",
@@ -306,11 +374,14 @@ def predict(
     soft_edges: Annotated[bool, typer.Option(help="Soft alpha in a thin edge band.")] = False,
     overwrite: Annotated[bool, typer.Option(help="Redo images whose outputs already exist.")] = False,
     recursive: Annotated[bool, typer.Option(help="Look into sub-folders of folder inputs.")] = True,
+    model: ModelFile = None,
     size: Size = None,
     device: Device = "auto",
     precision: Precision = "auto",
     backend: Backend = "auto",
     tta: Tta = False,
+    refine: Refine = True,
+    clean: Clean = True,
     threshold: Threshold = 0.5,
     batch_size: BatchSize = 4,
     workers: Workers = None,
@@ -321,10 +392,10 @@ def predict(
     from maskingnet.predict import PredictConfig, predict_files
 
     config = PredictConfig(
-        checkpoint=checkpoint, inputs=inputs, out=out, save=parse_kinds(save), batch_size=batch_size,
+        checkpoint=model_path(model), inputs=inputs, out=out, save=parse_kinds(save), batch_size=batch_size,
         workers=workers, threshold=threshold, background=parse_color(background), soft_edges=soft_edges,
         overwrite=overwrite, recursive=recursive, progress=progress,
-        **model_options(size, device, precision, backend, tta),
+        **model_options(size, device, precision, backend, tta, refine, clean),
     )
     summary = predict_files(config)
     typer.echo(
@@ -336,19 +407,83 @@ def predict(
         raise typer.Exit(EXIT_FAILED)
 
 
+MAX_STDIN_BYTES = 100 * 1024 * 1024
+CUTOUT_KINDS = ("cutout", "white", "mask")
+
+
+@app.command(short_help="Cut the car out of one photo (- for stdin/stdout).")
+@verb
+def cutout(
+    photo: Annotated[str, typer.Argument(help="The photo, or - to read it from stdin.")],
+    output: Annotated[str, typer.Option(
+        "-o", "--output", help="Output file (.png, .webp, .jpg), or - for a PNG on stdout.")],
+    kind: Annotated[str, typer.Option(
+        help="cutout (transparent), white (on --background) or mask.")] = "cutout",
+    background: Annotated[str, typer.Option(help="Colour behind the car for 'white' and JPEG.")] = "white",
+    soft_edges: Annotated[bool, typer.Option(help="Soft alpha in a thin edge band.")] = False,
+    model: ModelFile = None,
+    device: Device = "auto",
+    precision: Precision = "auto",
+    refine: Refine = True,
+    clean: Clean = True,
+    threshold: Threshold = 0.5,
+) -> None:
+    """One photo, one cut-out, for scripts and pipes: maskingnet cutout car.jpg -o car.png."""
+    from maskingnet.inference import Predictor
+    from maskingnet.outputs import parse_color
+    from maskingnet.utils import atomic_save
+
+    if kind not in CUTOUT_KINDS:
+        raise ValueError(f"--kind must be one of {', '.join(CUTOUT_KINDS)} (got {kind!r})")
+    suffix = ".png" if output == "-" else Path(output).suffix.lower()
+    if suffix not in (".png", ".webp", ".jpg", ".jpeg"):
+        raise ValueError(f"{output}: output must end in .png, .webp or .jpg (or be - for stdout)")
+    if kind == "cutout" and suffix in (".jpg", ".jpeg"):
+        kind = "white"  # JPEG has no transparency
+    source = _read_stdin() if photo == "-" else Path(photo)
+    predictor = Predictor(model_path(model), device, precision, refine=refine, clean=clean)
+    if kind == "mask":
+        image = predictor.mask(source, threshold)
+        from PIL import Image
+
+        image = Image.fromarray(image.astype("uint8") * 255)
+    else:
+        colour = parse_color(background) if kind == "white" else None
+        image = predictor.cutout(source, threshold, soft_edges, colour)
+    if output == "-":
+        image.save(sys.stdout.buffer, format="PNG")
+        sys.stdout.buffer.flush()
+        return
+    atomic_save(Path(output), lambda tmp: image.save(tmp, format=_PIL_FORMATS[suffix], quality=95))
+
+
+_PIL_FORMATS = {".png": "PNG", ".webp": "WEBP", ".jpg": "JPEG", ".jpeg": "JPEG"}
+
+
+def _read_stdin() -> bytes:
+    data = sys.stdin.buffer.read(MAX_STDIN_BYTES + 1)
+    if len(data) > MAX_STDIN_BYTES:
+        raise ValueError(f"stdin: more than {MAX_STDIN_BYTES // (1024 * 1024)} MB; not a photo")
+    if not data:
+        raise ValueError("stdin: empty; pipe a photo in or give its path")
+    return data
+
+
 @app.command(short_help="Write a Kaggle Carvana submission.")
 @verb
 def submit(
-    checkpoint: ModelFile,
     test_dir: Annotated[Path, typer.Argument(help="Kaggle test folder.")],
     out: Annotated[Path, typer.Option(help="submission.csv or .csv.gz.")] = Path("submission.csv.gz"),
     sample: Annotated[Path | None, typer.Option(help="Row-order CSV (default: beside TEST_DIR).")] = None,
     flush_every: Annotated[int, typer.Option(help="Rows per durable chunk.")] = 64,
+    model: ModelFile = None,
     size: Size = None,
     device: Device = "auto",
     precision: Precision = "auto",
     backend: Backend = "auto",
     tta: Tta = False,
+    refine: Refine = True,
+    clean: Clean = True,
     threshold: Threshold = 0.5,
     batch_size: BatchSize = 4,
     workers: Workers = None,
@@ -359,9 +494,9 @@ def submit(
     from maskingnet.submit import submit as run_submit
 
     config = SubmitConfig(
-        checkpoint=checkpoint, test_dir=test_dir, out=out, threshold=threshold, batch_size=batch_size,
+        checkpoint=model_path(model), test_dir=test_dir, out=out, threshold=threshold, batch_size=batch_size,
         workers=workers, sample=sample, flush_every=flush_every, progress=progress,
-        **model_options(size, device, precision, backend, tta),
+        **model_options(size, device, precision, backend, tta, refine, clean),
     )
     summary = run_submit(config)
     if summary.merged:
@@ -376,8 +511,8 @@ def submit(
 @app.command(short_help="Export a checkpoint to ONNX.")
 @verb
 def export(
-    checkpoint: Annotated[Path, typer.Argument(help="Checkpoint (.safetensors) to export.")],
     out: Annotated[Path, typer.Option(help="The .onnx file to write.")] = Path("model.onnx"),
+    model: ModelFile = None,
     opset: Annotated[int, typer.Option(help="ONNX opset (18 or newer).")] = 18,
     size: Annotated[str, typer.Option(help="'dynamic' (batch/height/width) or fixed N, WxH.")] = "dynamic",
     check: Annotated[bool, typer.Option(help="Run onnx.checker on the result.")] = True,
@@ -385,7 +520,7 @@ def export(
     """Export a checkpoint to ONNX (inputs image + coords, output P(car)) for ONNX Runtime and others."""
     from maskingnet.export import export_onnx
 
-    result = export_onnx(checkpoint, out, opset=opset, size=size, check=check)
+    result = export_onnx(model_path(model), out, opset=opset, size=size, check=check)
     shape = "dynamic batch/height/width"
     if not result.dynamic:
         shape = "dynamic batch, {}x{}".format(*result.input_size)
@@ -397,7 +532,6 @@ def export(
 @app.command(short_help="Serve cut-outs over HTTP.")
 @verb
 def serve(
-    checkpoint: ModelFile,
     host: Annotated[str, typer.Option(help="Address to listen on (0.0.0.0: every interface).")] = "127.0.0.1",
     port: Annotated[int, typer.Option(help="Port (0: a free one, printed at start).")] = 8000,
     max_upload_mb: Annotated[float, typer.Option(help="Largest accepted upload (413 above).")] = 20.0,
@@ -406,20 +540,23 @@ def serve(
     max_wait_ms: Annotated[float, typer.Option(help="Longest wait for requests to batch with.")] = 10.0,
     queue_size: Annotated[int, typer.Option(help="Requests waiting for the model before 503.")] = 64,
     max_pixels: Annotated[int, typer.Option(help="Larger images are refused (bombs).")] = 40_000_000,
+    model: ModelFile = None,
     size: Size = None,
     device: Device = "auto",
     precision: Precision = "auto",
     backend: Backend = "auto",
     tta: Tta = False,
+    refine: Refine = True,
+    clean: Clean = True,
 ) -> None:
     """HTTP service: POST /v1/mask, /v1/cutout (PNG); GET /healthz, /v1/model; a drag-and-drop page at /."""
     from maskingnet.serve import ServeConfig
     from maskingnet.serve import serve as run_server
 
     config = ServeConfig(
-        checkpoint=checkpoint, host=host, port=port, max_upload_mb=max_upload_mb, workers=workers,
+        checkpoint=model_path(model), host=host, port=port, max_upload_mb=max_upload_mb, workers=workers,
         max_batch=max_batch, max_wait_ms=max_wait_ms, queue_size=queue_size, max_pixels=max_pixels,
-        **model_options(size, device, precision, backend, tta),
+        **model_options(size, device, precision, backend, tta, refine, clean),
     )
     run_server(config)
 
@@ -439,8 +576,7 @@ def bench(
     size: Annotated[int | None, typer.Option(help="Six-model timing side [GPU 512, CPU 256].")] = None,
     batch: Annotated[int | None, typer.Option(help="Six-model timing batch [GPU 4, CPU 1, quick 2].")] = None,
     repeats: Annotated[int | None, typer.Option(help="Timed runs per figure (best is kept).")] = None,
-    checkpoint: Annotated[Path | None, typer.Option(
-        help="Trained model for the mask agreement [the best MaskingNet in runs/].")] = None,
+    model: ModelFile = None,
     models: Models = None,
 ) -> None:
     """Benchmarks: the six networks' cost, the CPU fast path, conv peak, end-to-end predict, RLE."""
@@ -449,7 +585,7 @@ def bench(
     command = "maskingnet bench" + (" --quick" if quick else "") + f" --out {out}"
     config = BenchConfig(
         out=out, quick=quick, device=device, models=model_names(models), size=size, batch=batch,
-        repeats=repeats, data=data, checkpoint=checkpoint, extra={"command": command},
+        repeats=repeats, data=data, checkpoint=model_path(model), extra={"command": command},
     )
     result = run_bench(config)
     typer.echo(f"wrote {out / 'bench.json'} and {out / 'bench.md'} in {result['seconds']} s")

@@ -163,6 +163,8 @@ def evaluate(
     panel_width: int = 480,
     progress: bool = True,
     post: PostProcess | None = None,
+    refine: bool = True,
+    clean: bool = True,
 ) -> dict[str, Any]:
     """Evaluate ``checkpoint`` (``.safetensors`` or ``.onnx``) on ``data``; writes ``summary.json``,
     ``per_image.csv`` and ``worst.png`` to ``out`` (default: ``RUN/eval-<checkpoint>-<split>`` beside the
@@ -174,7 +176,9 @@ def evaluate(
         raise EvaluateError(f"split must be one of {', '.join(SPLITS)} (got {split!r})")
     checkpoint = Path(checkpoint)
     started = time.perf_counter()
-    predictor = Predictor(checkpoint, device, precision, size, tta, backend, batch_size, post=post)
+    predictor = Predictor(
+        checkpoint, device, precision, size, tta, backend, batch_size, post=post, refine=refine, clean=clean
+    )
     if size is None and predictor.backend.spec.size is None:
         raise EvaluateError(f"{checkpoint}: no input_size in its meta; pass --size")
     records, bad_inputs = scan_records(data)

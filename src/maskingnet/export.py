@@ -11,6 +11,7 @@ import os
 from torch import nn
 
 from maskingnet.models import load_model
+from maskingnet.models.checkpoint import load_refiner
 from maskingnet.models.onnx import (
     CLASS_NAMES,
     DEFAULT_OPSET,
@@ -60,5 +61,7 @@ def export_onnx(
     """
     fixed = parse_size(size)
     check_exportable(opset)
-    model = checkpoint if isinstance(checkpoint, nn.Module) else load_model(checkpoint, device="cpu")
-    return export_model(model.eval(), out, opset, fixed, check=check)
+    if isinstance(checkpoint, nn.Module):
+        return export_model(checkpoint.eval(), out, opset, fixed, check=check)
+    model = load_model(checkpoint, device="cpu")
+    return export_model(model.eval(), out, opset, fixed, check=check, refiner=load_refiner(checkpoint))

@@ -43,6 +43,8 @@ class PredictConfig:
     precision: str = "auto"
     backend: str = "auto"
     tta: bool = False
+    refine: bool = True
+    clean: bool = True
     threshold: float = 0.5
     background: tuple[int, int, int] = (255, 255, 255)
     soft_edges: bool = False

@@ -64,6 +64,8 @@ class ServeConfig:
     backend: str = "auto"
     size: tuple[int, int] | None = None
     tta: bool = False
+    refine: bool = True
+    clean: bool = True
     max_batch: int = 8
     max_wait_ms: float = 10.0
     queue_size: int = 64
@@ -431,6 +433,8 @@ def load_predictor(config: ServeConfig):
         size=config.size,
         tta=config.tta,
         backend=config.backend,
+        refine=config.refine,
+        clean=config.clean,
     )
 
 

@@ -48,6 +48,8 @@ class SubmitConfig:
     out: Path
     size: tuple[int, int] | None = None
     tta: bool = False
+    refine: bool = True
+    clean: bool = True
     threshold: float = 0.5
     batch_size: int = 4
     workers: int | None = None

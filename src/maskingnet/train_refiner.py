@@ -29,7 +29,7 @@ import torch.nn.functional as F
 from maskingnet.data.carvana import load_mask, scan
 from maskingnet.data.io import read_image
 from maskingnet.data.transforms import resized_coord_maps, to_tensor
-from maskingnet.edges import normalise, outline_band, working_size
+from maskingnet.inference.edges import normalise, outline_band, working_size
 from maskingnet.models import load_model
 from maskingnet.models.checkpoint import attach_refiner
 from maskingnet.models.refiner import Refiner, RefinerConfig
@@ -130,6 +130,8 @@ def cached_photo(
     photo_path = cache / f"{sizes}.npz" if cache else None
     net_path = cache / f"{sizes}-net-{stat.st_size}-{stat.st_mtime_ns}.npz" if cache else None
     arrays = _cached(photo_path, lambda: vars(load_photo(record, input_size, config.scale)))
+    if config.real_fraction <= 0:
+        return Photo(**arrays)
     net = _cached(net_path, lambda: {"net_small": network_probs(model, record, input_size)})
     return Photo(**{**arrays, **net})
 

@@ -12,7 +12,8 @@ from maskingnet.cli import app
 def test_models_verb_prints_a_row_per_network():
     result = CliRunner().invoke(app, ["models", "--width", "0.125", "--size", "64"])
     assert result.exit_code == 0
-    assert [line.split("|")[1].strip() for line in result.output.splitlines()[2:]] == [
+    table = result.output.split("\n\n")[0]
+    assert [line.split("|")[1].strip() for line in table.splitlines()[2:]] == [
         "`unet`",
         "`segnet`",
         "`arc1`",
@@ -20,6 +21,14 @@ def test_models_verb_prints_a_row_per_network():
         "`arc3`",
         "`maskingnet`",
     ]
+
+
+def test_models_verb_lists_the_bundled_models_one_line_each():
+    from maskingnet.models import list_bundled
+
+    result = CliRunner().invoke(app, ["models", "--width", "0.125", "--size", "64"])
+    listed = result.output.split("Bundled models")[1].strip().splitlines()[1:]
+    assert [line.split()[0] for line in listed] == [model.name for model in list_bundled()]
 
 
 def test_models_verb_json_has_params_and_gflops():

@@ -218,8 +218,10 @@ class SegmentationDataset(torch.utils.data.Dataset):
         rng = sample_rng(self.seed, self.epoch, index)
         if self.augment:
             sample = augment_sample(sample, rng, self.augment_config)
-        if self.crop is not None:
-            sample = random_crop(sample, self.crop, rng) if self.random_crop else center_crop(sample, self.crop)
+        if self.crop is not None and self.random_crop:
+            sample = random_crop(sample, self.crop, rng)
+        elif self.crop is not None:
+            sample = center_crop(sample, self.crop)
         return {
             "image": to_tensor(sample.image),
             "coords": torch.from_numpy(sample.coords),

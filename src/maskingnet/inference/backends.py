@@ -10,6 +10,7 @@ CPU. It also says what it is: ``.spec`` (the :class:`~maskingnet.spec.InputSpec`
 
 from __future__ import annotations
 
+import base64
 import copy
 import os
 import tempfile
@@ -21,16 +22,19 @@ import torch
 from torch import nn
 
 from maskingnet.coords import whole_photo_coords
-from maskingnet.models import CheckpointError, ModelConfig, load_model, model_spec
+from maskingnet.models import CheckpointError, ModelConfig, load_model, model_spec, resolve_model
+from maskingnet.models.checkpoint import load_refiner
 from maskingnet.models.onnx import (
     CLASS_NAMES,
     INPUT_NAMES,
     ONNX_EXTRA_HINT,
     OUTPUT_NAME,
+    REFINER_WEIGHTS_KEY,
     ExportError,
     decode_metadata,
     export_model,
 )
+from maskingnet.models.refiner import REFINER_KEY, Refiner, refiner_from_bytes
 from maskingnet.runtime import DTYPES, resolve_device, resolve_precision
 from maskingnet.spec import SPEC_KEY, InputSpec, read_spec
 
@@ -66,7 +70,9 @@ class TorchBackend:
         precision: str = "auto",
         *,
         fast: bool = True,
+        refiner: Refiner | None = None,
     ) -> None:
+        self.refiner = refiner
         self.device = resolve_device(device)
         self.precision = resolve_precision(precision, self.device)
         self.config = getattr(model, "config", None)
@@ -145,7 +151,8 @@ class OnnxBackend:
         path = Path(path)
         if path.suffix.lower() != ".onnx":
             self._tmpdir = tempfile.TemporaryDirectory(prefix="maskingnet-onnx-")
-            path = export_model(load_model(path), Path(self._tmpdir.name) / f"{path.stem}.onnx").path
+            out = Path(self._tmpdir.name) / f"{path.stem}.onnx"
+            path = export_model(load_model(path), out, refiner=load_refiner(path)).path
         self.path = path
         options = ort.SessionOptions()
         options.graph_optimization_level = ort.GraphOptimizationLevel.ORT_ENABLE_ALL
@@ -165,6 +172,7 @@ class OnnxBackend:
             (image_shape[3], image_shape[2]) if all(isinstance(d, int) for d in image_shape[2:]) else None
         )
         self.spec = _onnx_spec(raw, self.metadata, self.meta).with_size(self._fixed_hw)
+        self.refiner = _onnx_refiner(path, raw)
         self.class_names = tuple(self.spec.class_names or CLASS_NAMES)
         self._input_names = [item.name for item in self.session.get_inputs()]
 
@@ -207,6 +215,17 @@ def _onnx_spec(raw: dict[str, str], metadata: dict[str, Any], meta: dict[str, An
     spec = InputSpec(size=tuple(size) if size else None)
     names = metadata.get("class_names")
     return InputSpec(size=spec.size, class_names=tuple(names)) if names else spec
+
+
+def _onnx_refiner(path: Path, raw: dict[str, str]) -> Refiner | None:
+    """The edge refiner an export carries in its metadata (None when it has none)."""
+    if REFINER_KEY not in raw:
+        return None
+    try:
+        data = base64.b64decode(raw.get(REFINER_WEIGHTS_KEY, ""), validate=True)
+        return refiner_from_bytes(raw[REFINER_KEY], data)
+    except ValueError as error:
+        raise CheckpointError(path, f"has an unusable edge refiner ({error})") from None
 
 
 def _require_onnxruntime():
@@ -259,19 +278,21 @@ def _as_float32_array(value: torch.Tensor | np.ndarray) -> np.ndarray:
 
 
 def load_backend(
-    path: str | os.PathLike,
+    path: str | os.PathLike | None = None,
     device: str | torch.device = "auto",
     precision: str = "auto",
     backend: str = "auto",
 ) -> TorchBackend | OnnxBackend:
-    """A backend for a file: ``.onnx`` files or ``backend="onnxruntime"`` give :class:`OnnxBackend`,
+    """A backend for a file or a bundled model's name (None: the default bundled model): ``.onnx`` files
+    or ``backend="onnxruntime"`` give :class:`OnnxBackend`,
     everything else a :class:`TorchBackend` on the loaded checkpoint."""
     if backend not in BACKENDS:
         raise ValueError(f"backend must be one of {', '.join(BACKENDS)}; got {backend!r}")
-    path = Path(path)
+    path = resolve_model(path)
     if backend == "onnxruntime" or (backend == "auto" and path.suffix.lower() == ".onnx"):
         return OnnxBackend(path, device=device)
-    return TorchBackend(load_model(path, device="cpu"), device=device, precision=precision)
+    model = load_model(path, device="cpu")
+    return TorchBackend(model, device=device, precision=precision, refiner=load_refiner(path))
 
 
 def make_backend(

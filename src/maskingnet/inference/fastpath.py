@@ -61,6 +61,16 @@ def onednn_fusion_available() -> bool:
     )
 
 
+def onednn_bf16_available() -> bool:
+    """Whether oneDNN has bf16 kernels on this CPU (AVX512BW/VL/DQ, AVX-NE-CONVERT or better). Without
+    them the fused path cannot run bf16 and bf16 runs as plain (emulated, slow) PyTorch convolutions."""
+    check = getattr(torch.ops.mkldnn, "_is_mkldnn_bf16_supported", None)
+    try:
+        return bool(check is not None and check())
+    except RuntimeError:
+        return False
+
+
 class FusedConv2d(nn.Module):
     """A ``Conv2d`` (BN already folded in) with its ReLU fused into the oneDNN kernel, and its weights
     pre-packed into oneDNN's blocked layout once per input shape instead of being re-ordered on every call.
@@ -189,7 +199,10 @@ def prepare_model(
     prepared = fold_batchnorm(model) if fold_bn else copy.deepcopy(model).eval()
     if fuse is None:
         fuse = (
-            fold_bn and device.type == "cpu" and precision in ("fp32", "bf16") and onednn_fusion_available()
+            fold_bn
+            and device.type == "cpu"
+            and (precision == "fp32" or (precision == "bf16" and onednn_bf16_available()))
+            and onednn_fusion_available()
         )
     encoder = getattr(prepared, "encoder", None)
     if fp32_stem is None:

@@ -32,12 +32,13 @@ if TYPE_CHECKING:
 
 
 class PostProcess(Protocol):
-    """A refinement of the up-sampled probabilities (the edge stage): ``probs`` (H, W) float32 at the
-    photo's resolution, ``probs_small`` (h, w) the network's own output, ``photo`` the (H, W, 3) uint8 RGB
-    photo when it was decoded. Returns (H, W) float32 probabilities."""
+    """The step from the network's map to the photo's (the edge stage,
+    :class:`~maskingnet.inference.edges.EdgeStage`): ``probs_small`` (h, w) float32 is the network's own
+    output, ``photo`` the (H, W, 3) uint8 RGB photo when it was decoded, ``size`` = (W, H) the photo's size.
+    Returns (H, W) float32 probabilities."""
 
     def __call__(
-        self, probs: np.ndarray, probs_small: torch.Tensor, photo: np.ndarray | None
+        self, probs_small: torch.Tensor | np.ndarray, photo: np.ndarray | None, size: tuple[int, int]
     ) -> np.ndarray: ...
 
 
@@ -63,14 +64,13 @@ def full_resolution(
 ) -> np.ndarray:
     """The network's (h, w) car probabilities at the photo's own ``size`` = (W, H), as (H, W) float32.
 
-    Bilinear up-sampling, then ``post`` (the edge stage) when there is one. Every verb goes through here.
+    ``post`` (the edge stage) when there is one, else bilinear up-sampling. Every verb goes through here.
     """
+    if post is not None:
+        return post(probs_small, photo, size)
     width, height = size
     probs = upsample_probs(probs_small[None].float(), (height, width))[0].numpy()
-    probs = probs.astype(np.float32, copy=False)
-    if post is not None:
-        probs = post(probs, probs_small, photo)
-    return probs
+    return probs.astype(np.float32, copy=False)
 
 
 @dataclass
@@ -158,7 +158,7 @@ def run(
 
     Unusable sources reach :meth:`Sink.fail` with their one-line reason; the run goes on.
     """
-    need_photo = sink.need_photo or predictor.post is not None
+    need_photo = sink.need_photo or predictor.post_needs_photo
     items = iterate_prepared(sources, predictor.size, need_photo, workers, predictor.spec)
     batch_size = max(1, batch_size or predictor.batch_size)
     writers = writer_threads()

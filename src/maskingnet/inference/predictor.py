@@ -24,6 +24,7 @@ from maskingnet.spec import InputSpec
 from maskingnet.utils import parse_size
 
 from .backends import Backend, make_backend
+from .edges import edge_stage
 from .pipeline import PostProcess, full_resolution
 from .preprocess import Prepared, Source, prepare
 
@@ -54,14 +55,17 @@ class Predictor:
     >>> probs = predictor.predict("car.jpg")        # (H, W) float32 at the photo's own resolution
     >>> predictor.cutout("car.jpg").save("car.png")  # RGBA
 
-    ``checkpoint``: a ``.safetensors`` or ``.onnx`` file, a loaded model or a backend. ``size`` (W, H), an
+    ``checkpoint``: a bundled model's name (None: the default bundled model), a ``.safetensors`` or
+    ``.onnx`` file, a loaded model or a backend. ``size`` (W, H), an
     int or ``"WxH"``: the model's input size; None takes the checkpoint's spec, else 512x512. ``post``: the
-    edge stage (:class:`~maskingnet.inference.pipeline.PostProcess`) applied after up-sampling, if any.
+    step from the network's map to the photo's; by default the edge stage
+    (:func:`~maskingnet.inference.edges.edge_stage`): the model file's refiner when ``refine``, the clean-up
+    (one car, small holes filled) when ``clean``; with both off, bilinear up-sampling.
     """
 
     def __init__(
         self,
-        checkpoint: Any,
+        checkpoint: Any = None,
         device: str = "auto",
         precision: str = "auto",
         size: tuple[int, int] | int | str | None = None,
@@ -69,12 +73,22 @@ class Predictor:
         backend: str = "auto",
         batch_size: int = 4,
         post: PostProcess | None = None,
+        *,
+        refine: bool = True,
+        clean: bool = True,
     ) -> None:
         self.backend: Backend = make_backend(checkpoint, device, precision, backend)
         self.size = parse_size(size) or self.backend.spec.size or DEFAULT_SIZE
         self.tta = tta
         self.batch_size = max(1, int(batch_size))
-        self.post = post if post is not None else getattr(self.backend, "post", None)
+        if post is None:
+            post = edge_stage(getattr(self.backend, "refiner", None), refine=refine, clean=clean)
+        self.post = post
+
+    @property
+    def post_needs_photo(self) -> bool:
+        """Whether the step to full resolution looks at the photo (the refiner does, the clean-up not)."""
+        return self.post is not None and getattr(self.post, "needs_photo", True)
 
     @property
     def spec(self) -> InputSpec:
@@ -90,7 +104,7 @@ class Predictor:
     ) -> Prepared:
         """Decode/convert one photo for the model (:func:`maskingnet.inference.preprocess.prepare`); the
         full photo is kept when asked for or when the edge stage needs it."""
-        need_photo = need_photo or self.post is not None
+        need_photo = need_photo or self.post_needs_photo
         return prepare(source, self.size, need_photo, index, spec=self.spec, max_pixels=max_pixels)
 
     def infer(self, batch: torch.Tensor, coords: torch.Tensor | None = None) -> torch.Tensor:
@@ -168,4 +182,6 @@ def rank_predictor(config: Any, post: PostProcess | None = None) -> Predictor:
         config.backend,
         batch_size=getattr(config, "batch_size", 4),
         post=post,
+        refine=getattr(config, "refine", True),
+        clean=getattr(config, "clean", True),
     )

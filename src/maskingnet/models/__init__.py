@@ -6,7 +6,8 @@ Public API: :func:`create_model`, :func:`list_models`, :func:`save_model`, :func
 
 from __future__ import annotations
 
-from .checkpoint import CheckpointError, load_model, load_spec, model_spec, read_config, save_model
+from .bundled import DEFAULT_MODEL, list_bundled, load_model, resolve_model
+from .checkpoint import CheckpointError, load_spec, model_spec, read_config, save_model
 from .encoder_decoder import EncoderDecoder, ModelConfig
 from .registry import MODEL_CONFIGS, PAPER_PARAMS, build_model, create_model, list_models, model_config
 from .report import count_params, format_models_table, model_report, models_table
@@ -16,6 +17,9 @@ __all__ = [
     "MODEL_CONFIGS",
     "PAPER_PARAMS",
     "CheckpointError",
+    "DEFAULT_MODEL",
+    "list_bundled",
+    "resolve_model",
     "EncoderDecoder",
     "format_models_table",
     "ModelConfig",

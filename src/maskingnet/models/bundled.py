@@ -15,7 +15,11 @@ from functools import lru_cache
 from importlib import resources
 from pathlib import Path
 
+import torch
+
 from .checkpoint import CheckpointError
+from .checkpoint import load_model as load_model_file
+from .encoder_decoder import EncoderDecoder
 
 
 @dataclass(frozen=True)
@@ -92,3 +96,22 @@ def resolve_model(name_or_path: str | os.PathLike | None = None) -> Path:
     if path.suffix in MODEL_SUFFIXES or os.sep in text:
         raise CheckpointError(path, "no such file")
     return bundled_path(text)
+
+
+def load_model(
+    name_or_path: str | os.PathLike | None = None, device: str | torch.device = "cpu"
+) -> EncoderDecoder:
+    """:func:`maskingnet.models.checkpoint.load_model` for a file or a bundled model's name (None: the
+    default bundled model)."""
+    return load_model_file(resolve_model(name_or_path), device=device)
+
+
+def pretrained_model(name: str, width: float | None = None) -> EncoderDecoder:
+    """The bundled model of architecture ``name`` (and ``width``, when given): ``create_model(...,
+    pretrained=True)``."""
+    for bundled in list_bundled():
+        model = load_model(bundled.name)
+        if model.config.name == name and (width is None or model.config.width == width):
+            return model
+    shipped = ", ".join(b.name for b in list_bundled())
+    raise CheckpointError(name, f"no bundled weights for {name} width {width} (bundled: {shipped})")

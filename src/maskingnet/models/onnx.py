@@ -19,6 +19,7 @@ adapter for ``Pad``, so 18 is the default and lower requests fail with a clear m
 
 from __future__ import annotations
 
+import base64
 import contextlib
 import io
 import json
@@ -39,6 +40,8 @@ from maskingnet.errors import MaskingnetError
 from maskingnet.spec import CLASS_NAMES, SPEC_KEY, InputSpec
 from maskingnet.utils import atomic_save
 
+from .refiner import REFINER_KEY, Refiner, refiner_to_bytes
+
 DEFAULT_OPSET = 18
 MIN_OPSET = 18
 INPUT_NAMES = ("image", "coords")
@@ -52,7 +55,10 @@ INPUT_DESCRIPTION = (
 DYNAMIC_SAMPLE_SIZE = (72, 56)
 ONNX_EXTRA_HINT = "ONNX support is an optional extra: pip install 'maskingnet[onnx]'"
 
+REFINER_WEIGHTS_KEY = "maskingnet.refiner_weights"
+
 __all__ = [
+    "REFINER_WEIGHTS_KEY",
     "CLASS_NAMES",
     "DEFAULT_OPSET",
     "INPUT_NAMES",
@@ -204,8 +210,10 @@ def export_model(
     size: tuple[int, int] | None = None,
     *,
     check: bool = True,
+    refiner: Refiner | None = None,
 ) -> ExportResult:
     """Write ``model`` (with its ``.meta``) as ONNX at ``out``, atomically, checked with ``onnx.checker``.
+    ``refiner`` (the edge stage) travels in the metadata, so the ``.onnx`` file alone gives the same masks.
 
     ``size`` None: dynamic batch, height and width (a fixed size, the meta's ``input_size``, if the graph
     does not allow dynamic height/width); ``size`` (W, H): fixed height and width, dynamic batch.
@@ -218,7 +226,11 @@ def export_model(
     actual_opset = next((o.version for o in proto.opset_import if o.domain in ("", "ai.onnx")), opset)
     if actual_opset != opset:
         notes.append(f"exporter produced opset {actual_opset} (asked for {opset})")
-    onnx.helper.set_model_props(proto, _metadata(model, meta, fixed is None, fixed))
+    props = _metadata(model, meta, fixed is None, fixed)
+    if refiner is not None:
+        props[REFINER_KEY] = refiner.config.to_json()
+        props[REFINER_WEIGHTS_KEY] = base64.b64encode(refiner_to_bytes(refiner)).decode("ascii")
+    onnx.helper.set_model_props(proto, props)
     if check:
         try:
             onnx.checker.check_model(proto, full_check=True)

@@ -100,3 +100,29 @@ class Refiner(nn.Module):
 def refiner_tensors(refiner: Refiner) -> dict[str, torch.Tensor]:
     """The refiner's weights under the names they have inside a model file."""
     return {TENSOR_PREFIX + k: v.detach().cpu().contiguous() for k, v in refiner.state_dict().items()}
+
+
+def refiner_to_bytes(refiner: Refiner) -> bytes:
+    """The refiner's weights as safetensors bytes (how an ONNX file carries it in its metadata)."""
+    from safetensors.torch import save
+
+    return save({k: v.detach().cpu().contiguous() for k, v in refiner.state_dict().items()})
+
+
+def refiner_from_bytes(config_json: str, data: bytes) -> Refiner:
+    """A refiner rebuilt from :meth:`RefinerConfig.to_json` and :func:`refiner_to_bytes` output.
+
+    Raises ValueError when the settings or the tensors do not fit (never unpickles anything).
+    """
+    from safetensors.torch import load
+
+    refiner = Refiner(RefinerConfig.from_dict(json.loads(config_json)))
+    try:
+        tensors = load(data)
+    except Exception as err:
+        raise ValueError(f"refiner weights are not valid safetensors ({err})") from err
+    expected = refiner.state_dict()
+    if set(tensors) != set(expected) or any(tensors[k].shape != expected[k].shape for k in expected):
+        raise ValueError("refiner weights do not fit its settings")
+    refiner.load_state_dict(tensors, strict=True)
+    return refiner.to(memory_format=torch.channels_last).eval()

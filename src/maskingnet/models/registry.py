@@ -63,10 +63,26 @@ def model_config(name: str, **overrides: Any) -> ModelConfig:
 
 
 def create_model(
-    name: str, num_classes: int = 2, in_channels: int = 3, width: float = 1.0, **overrides: Any
+    name: str,
+    num_classes: int = 2,
+    in_channels: int = 3,
+    width: float | None = None,
+    *,
+    pretrained: bool = False,
+    **overrides: Any,
 ) -> EncoderDecoder:
-    """Build one of :func:`list_models` (randomly initialised); ``overrides`` replace config fields,
-    e.g. ``create_model("maskingnet", dilation=(1, 1, 1, 2, 4))``."""
+    """Build one of :func:`list_models`, randomly initialised at ``width`` (default 1.0); ``overrides``
+    replace config fields, e.g. ``create_model("maskingnet", dilation=(1, 1, 1, 2, 4))``.
+
+    ``pretrained=True`` returns the bundled trained model of that architecture instead (the package's
+    ``maskingnet`` at width 0.25; see ``maskingnet models``)."""
+    if pretrained:
+        if overrides or num_classes != 2 or in_channels != 3:
+            raise ValueError("pretrained=True takes the bundled model as it is: no other settings")
+        from .bundled import pretrained_model
+
+        return pretrained_model(name, width)
+    width = 1.0 if width is None else width
     config = model_config(name, num_classes=num_classes, in_channels=in_channels, width=width, **overrides)
     return build_model(config)
 

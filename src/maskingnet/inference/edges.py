@@ -1,12 +1,13 @@
 """The full-resolution edge stage and the clean-up: from the network's low-resolution map to the final one.
 
 :class:`EdgeStage` is what every verb runs after the network (``Predictor``, predict, evaluate, submit,
-serve): it up-samples the network's probabilities, lets the :class:`~maskingnet.models.refiner.Refiner`
-re-place the outline from the photo at the refiner's working scale on tiles along the outline only, then
-applies :func:`clean_up` (one car: far blobs dropped, small enclosed holes filled).
+serve): :func:`clean_up` on the network's own map (one car: far blobs dropped, small enclosed holes filled),
+then the outline placed from the photo - by the model file's
+:class:`~maskingnet.models.refiner.Refiner` on tiles along the outline when it has one, else by the guided
+filter (:class:`GuidedUpsample`) - and the result brought to the photo's size.
 
-Bounded work: the refiner runs at a fixed fraction of the photo's size, only on the tiles that the outline
-crosses, in float32; the clean-up's connected components are computed at the working scale.
+Bounded work: everything after the network runs at a fixed fraction of the photo's size (half), in float32;
+the refiner only on the tiles the outline crosses; the clean-up at the network's size.
 """
 
 from __future__ import annotations
@@ -169,27 +170,88 @@ def clean_up(probs: np.ndarray, settings: CleanUp = CleanUp(), threshold: float 
     return out
 
 
+@dataclass(frozen=True)
+class GuidedUpsample:
+    """Edge-aware up-sampling: the guided filter (He et al., 2010) of the up-sampled probability with the
+    photo's grey levels as guide, at ``scale`` of the photo, window radius ``radius``, regularisation
+    ``eps`` (on 0..1 grey levels). Where the probability is flat it is left as it is; across the outline it
+    follows the photo's own edges. Six box filters at half scale: about 20 ms for a 1918x1280 photo."""
+
+    scale: float = 0.5
+    radius: int = 8
+    eps: float = 1e-3
+
+
+def guided_filter(guide: np.ndarray, probs: np.ndarray, radius: int, eps: float) -> np.ndarray:
+    """The guided filter of ``probs`` (h, w) float32 by ``guide`` (h, w) float32 in 0..1."""
+    window = (2 * radius + 1, 2 * radius + 1)
+
+    def mean(values: np.ndarray) -> np.ndarray:
+        return cv2.boxFilter(values, -1, window, borderType=cv2.BORDER_REFLECT)
+
+    mean_guide, mean_probs = mean(guide), mean(probs)
+    slope = (mean(guide * probs) - mean_guide * mean_probs) / (mean(guide * guide) - mean_guide**2 + eps)
+    offset = mean_probs - slope * mean_guide
+    return np.clip(mean(slope) * guide + mean(offset), 0.0, 1.0)
+
+
+def guided_upsample(
+    probs_small: np.ndarray, photo: np.ndarray, size: tuple[int, int], settings: GuidedUpsample
+) -> np.ndarray:
+    """``probs_small`` to ``size`` = (W, H) through :func:`guided_filter` at ``settings.scale``."""
+    work = working_size(size, settings.scale)
+    grey = cv2.cvtColor(cv2.resize(photo, work, interpolation=cv2.INTER_AREA), cv2.COLOR_RGB2GRAY)
+    coarse = resize_probs(probs_small, work)
+    refined = guided_filter(grey.astype(np.float32) / 255, coarse, settings.radius, settings.eps)
+    return resize_probs(refined, size)
+
+
 @dataclass
 class EdgeStage:
-    """Low-resolution probabilities + the photo -> full-resolution probabilities (refined, cleaned up).
+    """Low-resolution probabilities + the photo -> full-resolution probabilities.
 
-    Without a refiner (or without the photo) the outline is the bilinear up-sampling of the network's map;
-    the clean-up runs either way unless ``clean.enabled`` is False.
+    First the clean-up, on the network's own map (cheap at its size: one car, small holes filled); then
+    the outline: the model's refiner when it has one, else the guided filter, else (or without the
+    photo) bilinear up-sampling.
     """
 
     refiner: Refiner | None = None
     clean: CleanUp = CleanUp()
+    guided: GuidedUpsample | None = GuidedUpsample()
+
+    @property
+    def needs_photo(self) -> bool:
+        return self.refiner is not None or self.guided is not None
 
     def __call__(
-        self, probs_small: np.ndarray, photo: np.ndarray | None, size: tuple[int, int]
+        self, probs_small: torch.Tensor | np.ndarray, photo: np.ndarray | None, size: tuple[int, int]
     ) -> np.ndarray:
         """``probs_small`` (h, w) float32 and the (H, W, 3) uint8 photo of ``size`` = (W, H) -> (H, W)."""
-        if self.refiner is None or photo is None:
-            return clean_up(resize_probs(probs_small, size), self.clean)
+        if isinstance(probs_small, torch.Tensor):
+            probs_small = probs_small.detach().float().cpu().numpy()
+        probs_small = clean_up(probs_small, self.clean)
+        if photo is None:
+            return resize_probs(probs_small, size)
+        if self.refiner is not None:
+            return self._refine(probs_small, photo, size)
+        if self.guided is not None:
+            return guided_upsample(probs_small, photo, size, self.guided)
+        return resize_probs(probs_small, size)
+
+    def _refine(self, probs_small: np.ndarray, photo: np.ndarray, size: tuple[int, int]) -> np.ndarray:
         config = self.refiner.config
         work = working_size(size, config.scale)
         coarse = resize_probs(probs_small, work)
         small_photo = cv2.resize(photo, work, interpolation=cv2.INTER_AREA)
         band = outline_band(coarse > 0.5, config.band)
-        refined = refine_band(self.refiner, small_photo, coarse, band)
-        return resize_probs(clean_up(refined, self.clean), size)
+        return resize_probs(refine_band(self.refiner, small_photo, coarse, band), size)
+
+
+def edge_stage(refiner: Refiner | None, refine: bool = True, clean: bool = True) -> EdgeStage | None:
+    """The edge stage a predictor runs: with ``refine``, the model file's refiner (the guided filter when
+    it has none); with ``clean``, the clean-up; None when both are off (plain bilinear up-sampling)."""
+    if not refine and not clean:
+        return None
+    return EdgeStage(
+        refiner if refine else None, CleanUp(enabled=clean), GuidedUpsample() if refine else None
+    )
