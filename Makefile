@@ -17,8 +17,11 @@ $(STAMP): pyproject.toml
 	$(PIP) install -q -e ".[$(EXTRAS)]"
 	touch $(STAMP)
 
+# The real Carvana sample beside the checkout, when there is one, is what the bundled model cuts out first.
+SAMPLE ?= ../shared/data/carvana-sample/train
+
 demo: $(STAMP)
-	$(PY) -m maskingnet demo --out runs/demo
+	$(PY) -m maskingnet demo --out runs/demo $(if $(wildcard $(SAMPLE)),--photos $(SAMPLE))
 
 # tests/test_web.py drives the served page in headless Chromium: Debian's package, installed when missing.
 browser:

@@ -630,11 +630,14 @@ def demo(
     out: Annotated[Path, typer.Option(help="Folder for everything the demo writes.")] = Path("runs/demo"),
     quick: Annotated[bool, typer.Option(help="Tiny version: seconds instead of minutes.")] = False,
     seed: Annotated[int, typer.Option(help="Seed of the synthetic data.")] = 0,
+    photos: Annotated[Path | None, typer.Option(
+        help="Folder of real car photos to cut out with the bundled model (default: synthetic ones).")]
+    = None,
 ) -> None:
-    """Run the project end to end on built-in synthetic data (what `make demo` runs)."""
+    """Run the project end to end: the bundled model on photos, then training on synthetic data."""
     from maskingnet.demo import DemoConfig, run_demo
 
-    run_demo(DemoConfig(out=out, quick=quick, seed=seed), log=typer.echo)
+    run_demo(DemoConfig(out=out, quick=quick, seed=seed, photos=photos), log=typer.echo)
 
 
 @app.command(short_help="Print the versions.")
