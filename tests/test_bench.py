@@ -108,3 +108,14 @@ def test_find_trained_maskingnet_picks_the_best_validation_dice(tmp_path):
             meta={"val_dice": dice},
         )
     assert find_trained_maskingnet(tmp_path) == tmp_path / "b" / "checkpoints" / "best.safetensors"
+
+
+def test_default_model_section_times_the_three_pipelines_on_real_photos(real_sample):
+    from maskingnet.bench_default import bench_default_model, default_model_markdown
+
+    paths = sorted((real_sample / "train").glob("*.jpg"))[:1]
+    section = bench_default_model(paths, say=lambda line: None, rounds=1)
+    seconds = section["seconds_per_photo"]
+    assert set(seconds) == {"previous", "default_plain", "default"} and min(seconds.values()) > 0
+    assert section["default_vs_previous"] == round(seconds["default"] / seconds["previous"], 2)
+    assert "edge stage and clean-up" in "\n".join(default_model_markdown(section))

@@ -15,7 +15,7 @@ import maskingnet
 PACKAGE = Path(maskingnet.__file__).parent
 TASKS = {"train", "train_refiner", "evaluate", "predict", "submit", "export"}
 APPS = {"cli", "serve", "__main__"}
-TOOLS = {"bench", "ablation", "demo"}
+TOOLS = {"bench", "bench_default", "ablation", "demo"}
 
 
 def module_name(path: Path) -> str:

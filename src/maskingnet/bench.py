@@ -40,6 +40,7 @@ import torch.nn.functional as F
 from PIL import Image
 from torch import nn
 
+from maskingnet.bench_default import bench_default_model, default_model_markdown
 from maskingnet.data.rle import rle_decode, rle_encode
 from maskingnet.export import export_onnx
 from maskingnet.inference import (
@@ -102,7 +103,7 @@ class BenchConfig:
     photos: int | None = None
     pipeline_images: int | None = None
     width: float = 1.0
-    sections: tuple[str, ...] = ("models", "peak", "fast_path", "pipeline", "rle")
+    sections: tuple[str, ...] = ("models", "peak", "fast_path", "pipeline", "default_model", "rle")
     peak_shapes: tuple[tuple[int, int, int], ...] | None = None
     progress: bool = True
     extra: dict[str, Any] = field(default_factory=dict)
@@ -660,6 +661,11 @@ def run_bench(config: BenchConfig) -> dict[str, Any]:
         result["utilization"] = utilization(result["fast_path"], result["peak"])
     if "pipeline" in config.sections:
         result["pipeline"] = bench_pipeline(config, plan)
+    if "default_model" in config.sections:
+        paths = sample_photos(config.data, plan.pipeline_images)
+        result["default_model"] = bench_default_model(
+            paths, config.checkpoint, lambda line: _say(config, line), rounds=1 if config.quick else 2
+        )
     if "rle" in config.sections:
         result["rle"] = bench_rle(config.data, config.quick)
     result["machine"]["load_average_end"] = [round(v, 2) for v in os.getloadavg()]
@@ -703,6 +709,7 @@ def format_markdown(result: dict[str, Any]) -> str:
     ]
     for section in (_models_md, _peak_md, _fast_md, _pipeline_md, _rle_md):
         lines += section(result)
+    lines += default_model_markdown(result.get("default_model"))
     return "\n".join(lines) + "\n"
 
 
