@@ -39,8 +39,8 @@ ModelFile = Annotated[str | None, typer.Option(
     "-m", "--model", metavar="NAME_OR_PATH",
     help="A bundled model (see 'maskingnet models'), a .safetensors checkpoint or an exported .onnx "
          "[maskingnet-carvana].")]
-Refine = Annotated[bool, typer.Option(help="Re-place the outline from the photo with the model's edge "
-                                           "refiner (when it has one).")]
+Refine = Annotated[bool, typer.Option(help="Place the outline from the photo itself: the model's edge "
+                                           "refiner, or the guided filter when it has none.")]
 Clean = Annotated[bool, typer.Option(help="Keep only the car: drop far blobs, fill small enclosed holes.")]
 Size = Annotated[str | None, typer.Option(help="Model input N or WxH (default: the checkpoint's).")]
 Device = Annotated[str, typer.Option(help="auto, cpu, cuda, cuda:N or mps.")]
