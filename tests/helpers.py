@@ -23,16 +23,45 @@ def make_half_car_checkpoint(path: Path, input_size=(64, 64)) -> Path:
     return path
 
 
-def png_claiming_size(width: int, height: int) -> bytes:
-    """A tiny PNG whose header claims width x height: a decompression bomb to whoever trusts it."""
+def _png(width: int, height: int, colour_type: int, pixels: bytes) -> bytes:
+    """A PNG file around already deflated ``pixels`` (8 bits a sample)."""
 
     def chunk(kind: bytes, data: bytes) -> bytes:
         return struct.pack(">I", len(data)) + kind + data + struct.pack(">I", zlib.crc32(kind + data))
 
-    header = struct.pack(">IIBBBBB", width, height, 8, 2, 0, 0, 0)
-    return (
-        b"\x89PNG\r\n\x1a\n"
-        + chunk(b"IHDR", header)
-        + chunk(b"IDAT", zlib.compress(b"\0" * 64))
-        + chunk(b"IEND", b"")
-    )
+    header = struct.pack(">IIBBBBB", width, height, 8, colour_type, 0, 0, 0)
+    return b"\x89PNG\r\n\x1a\n" + chunk(b"IHDR", header) + chunk(b"IDAT", pixels) + chunk(b"IEND", b"")
+
+
+def png_claiming_size(width: int, height: int) -> bytes:
+    """A tiny PNG whose header claims width x height: a decompression bomb to whoever trusts it."""
+    return _png(width, height, 2, zlib.compress(b"\0" * 64))
+
+
+def ramp_png(width: int, height: int) -> bytes:
+    """A real, fully decodable width x height grey PNG of a few kilobytes: every row is the same
+    left-to-right ramp, stored with PNG's "Up" filter, so all rows after the first are zeros to deflate.
+    A photo-sized workload (a 6300x6300 one is about 50 KB) for whoever sizes work from the header."""
+    first = b"\0" + bytes(x * 256 // width for x in range(width))
+    rest = b"\2" + bytes(width)
+    deflate = zlib.compressobj(9)
+    body = [deflate.compress(first)] + [deflate.compress(rest) for _ in range(height - 1)] + [deflate.flush()]
+    return _png(width, height, 0, b"".join(body))
+
+
+def peak_rss_growth_mb(action) -> tuple[object, float]:
+    """``action()``'s result and how far this process's peak RSS rose above its RSS before it, in MB.
+
+    Linux only: the peak (``VmHWM``) is reset through ``/proc/self/clear_refs`` first; the caller skips
+    when that is not possible (``OSError``)."""
+    Path("/proc/self/clear_refs").write_text("5")
+    before = _status_kb("VmRSS")
+    result = action()
+    return result, (_status_kb("VmHWM") - before) / 1024
+
+
+def _status_kb(field: str) -> int:
+    for line in Path("/proc/self/status").read_text().splitlines():
+        if line.startswith(field + ":"):
+            return int(line.split()[1])
+    raise OSError(f"no {field} in /proc/self/status")

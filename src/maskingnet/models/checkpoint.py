@@ -4,6 +4,12 @@
 The file alone rebuilds its model, and loading never unpickles: anything that is not a well-formed
 safetensors file (a ``torch.save`` pickle or zip renamed ``.safetensors``, a truncated file) is refused
 with :class:`CheckpointError` before any tensor is read.
+
+Loading checks before it allocates: the header's config is bounded (levels, convolutions per stage), the
+network is built on the ``meta`` device (no memory, whatever widths the config asks for), every tensor's
+shape and dtype in the file is compared with it from the header alone, the input spec is checked
+(:mod:`maskingnet.spec`), and only then are the tensors read, straight into the model (no second copy).
+A file whose config asks for a network its tensors do not hold costs milliseconds and one line.
 """
 
 from __future__ import annotations
@@ -11,6 +17,7 @@ from __future__ import annotations
 import json
 import os
 import struct
+from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
@@ -20,7 +27,7 @@ from safetensors.torch import save_file
 from torch import nn
 
 from maskingnet.errors import MaskingnetError
-from maskingnet.spec import SPEC_KEY, InputSpec, read_spec
+from maskingnet.spec import SPEC_KEY, InputSpec, SpecError, read_spec
 from maskingnet.utils import atomic_save
 
 from .encoder_decoder import EncoderDecoder, ModelConfig
@@ -32,6 +39,17 @@ FORMAT_KEY = "maskingnet.format"
 FORMAT_VERSION = "1"
 _MAX_HEADER = 100 * 1024 * 1024
 _PICKLE_PREFIXES = (b"PK\x03\x04", b"\x80")
+MAX_LEVELS = 8
+MAX_CONVS_PER_STAGE = 8
+_SAFETENSORS_DTYPES = {
+    torch.float32: "F32",
+    torch.float16: "F16",
+    torch.bfloat16: "BF16",
+    torch.float64: "F64",
+    torch.int64: "I64",
+    torch.int32: "I32",
+    torch.bool: "BOOL",
+}
 
 
 class CheckpointError(MaskingnetError, ValueError):
@@ -126,61 +144,114 @@ def read_header(path: str | os.PathLike) -> dict[str, str]:
 
 
 def read_config(path: str | os.PathLike) -> tuple[ModelConfig, dict[str, Any]]:
-    """The :class:`ModelConfig` and meta dict stored in a model file (no tensors are read)."""
+    """The :class:`ModelConfig` and meta dict stored in a model file (no tensors are read); a config past
+    :data:`MAX_LEVELS` levels or :data:`MAX_CONVS_PER_STAGE` convolutions a stage is refused."""
     metadata = read_header(path)
     if CONFIG_KEY not in metadata:
         raise CheckpointError(path, "has no maskingnet model config in its metadata")
     try:
         config = ModelConfig.from_dict(json.loads(metadata[CONFIG_KEY]))
-        meta = json.loads(metadata.get(META_KEY, "{}"))
-    except (ValueError, TypeError) as err:
+    except (ValueError, TypeError, AttributeError) as err:
         raise CheckpointError(path, f"has an unusable model config ({err})") from err
-    return config, meta
+    _check_config_size(path, config)
+    return config, _meta_of(path, metadata)
+
+
+def _check_config_size(path: str | os.PathLike, config: ModelConfig) -> None:
+    """Refuse configs whose mere structure is out of proportion (even the meta device builds every layer)."""
+    stages = config.encoder + config.decoder
+    if len(config.encoder) > MAX_LEVELS or max(len(stage) for stage in stages) > MAX_CONVS_PER_STAGE:
+        raise CheckpointError(
+            path,
+            f"has an unusable model config ({len(config.encoder)} levels, up to "
+            f"{max(len(stage) for stage in stages)} convolutions a stage; at most {MAX_LEVELS} and "
+            f"{MAX_CONVS_PER_STAGE})",
+        )
 
 
 def load_spec(path: str | os.PathLike) -> InputSpec:
-    """The input spec stored in a model file (or implied by its meta, for files older than the spec)."""
+    """The input spec stored in a model file (or implied by its meta, for files older than the spec);
+    out-of-range values (an input size past :data:`maskingnet.spec.MAX_INPUT_SIDE`) are refused."""
     metadata = read_header(path)
-    return read_spec(metadata, _meta_of(path, metadata))
+    try:
+        return read_spec(metadata, _meta_of(path, metadata))
+    except SpecError as err:
+        raise CheckpointError(path, f"has an unusable input spec ({err})") from err
 
 
 def _meta_of(path: str | os.PathLike, metadata: dict[str, str]) -> dict[str, Any]:
     try:
-        return json.loads(metadata.get(META_KEY, "{}"))
+        meta = json.loads(metadata.get(META_KEY, "{}"))
     except ValueError as err:
         raise CheckpointError(path, f"has an unusable meta ({err})") from err
+    if not isinstance(meta, dict):
+        raise CheckpointError(path, f"has an unusable meta (a JSON {type(meta).__name__}, not an object)")
+    return meta
 
 
 def load_model(path: str | os.PathLike, device: str | torch.device = "cpu") -> EncoderDecoder:
     """Rebuild the model saved by :func:`save_model`, in eval mode on ``device``, with ``.meta`` and
-    ``.spec``."""
+    ``.spec``. Everything is checked against the header before any tensor is read (module docstring)."""
     config, meta = read_config(path)
-    model = EncoderDecoder(config)
-    state = {}
-    try:
-        with safe_open(str(path), framework="pt", device="cpu") as handle:
-            for key in handle.keys():
-                if not key.startswith(TENSOR_PREFIX):
-                    state[key] = handle.get_tensor(key)
-    except Exception as err:
-        raise CheckpointError(path, f"cannot read its tensors ({err})") from err
-    expected = model.state_dict()
-    mismatch = _describe_mismatch(expected, state)
-    if mismatch:
-        raise CheckpointError(path, f"weights do not fit its config ({mismatch})")
-    model.load_state_dict(state, strict=True)
+    spec = load_spec(path)
+    with torch.device("meta"):
+        model = EncoderDecoder(config)
+    misfit = "weights do not fit its config"
+    state = read_checked_tensors(path, model.state_dict(), _is_network_tensor, misfit)
+    model.load_state_dict(state, strict=True, assign=True)
     model.meta = meta
-    model.spec = load_spec(path)
+    model.spec = spec
     return model.to(device).eval()
 
 
-def _describe_mismatch(expected: dict[str, torch.Tensor], found: dict[str, torch.Tensor]) -> str:
-    """A short account of missing, unexpected and wrongly shaped tensors ("" when they fit)."""
+def _is_network_tensor(key: str) -> bool:
+    """Whether a tensor in a model file belongs to the network (the refiner's are prefixed apart)."""
+    return not key.startswith(TENSOR_PREFIX)
+
+
+def read_checked_tensors(
+    path: str | os.PathLike,
+    expected: dict[str, torch.Tensor],
+    wanted: Callable[[str], bool],
+    misfit: str,
+    prefix: str = "",
+) -> dict[str, torch.Tensor]:
+    """The tensors of ``path`` whose names pass ``wanted`` (``prefix`` cut off), read only after their
+    names, shapes and dtypes, taken from the header, match ``expected`` (e.g. a ``meta``-device state dict);
+    otherwise ``CheckpointError(path, f"{misfit} (...)")`` naming what differs."""
+    try:
+        with safe_open(str(path), framework="pt", device="cpu") as handle:
+            names = {key[len(prefix):]: key for key in handle.keys() if wanted(key)}
+            found = {name: _header_entry(handle, key) for name, key in names.items()}
+            mismatch = _describe_mismatch(expected, found)
+            if mismatch:
+                raise CheckpointError(path, f"{misfit} ({mismatch})")
+            return {name: handle.get_tensor(key) for name, key in names.items()}
+    except CheckpointError:
+        raise
+    except Exception as err:
+        raise CheckpointError(path, f"cannot read its tensors ({err})") from err
+
+
+def _header_entry(handle: Any, key: str) -> tuple[tuple[int, ...], str]:
+    """(shape, safetensors dtype name) of one tensor, from the header (no data read)."""
+    view = handle.get_slice(key)
+    return tuple(view.get_shape()), str(view.get_dtype())
+
+
+def _describe_mismatch(
+    expected: dict[str, torch.Tensor], found: dict[str, tuple[tuple[int, ...], str]]
+) -> str:
+    """A short account of missing, unexpected, wrongly shaped and wrongly typed tensors ("" when they
+    fit); ``found`` holds (shape, safetensors dtype name) per name."""
     missing = sorted(set(expected) - set(found))
     unexpected = sorted(set(found) - set(expected))
-    shapes = sorted(k for k in set(expected) & set(found) if expected[k].shape != found[k].shape)
+    common = sorted(set(expected) & set(found))
+    shapes = [k for k in common if tuple(expected[k].shape) != found[k][0]]
+    dtypes = [k for k in common if _SAFETENSORS_DTYPES.get(expected[k].dtype, "?") != found[k][1]]
     parts = []
-    for label, keys in (("missing", missing), ("unexpected", unexpected), ("wrong shape", shapes)):
+    groups = {"missing": missing, "unexpected": unexpected, "wrong shape": shapes, "wrong dtype": dtypes}
+    for label, keys in groups.items():
         if keys:
             more = f" and {len(keys) - 3} more" if len(keys) > 3 else ""
             parts.append(f"{label}: {', '.join(keys[:3])}{more}")
@@ -214,18 +285,14 @@ def load_refiner(path: str | os.PathLike, device: str | torch.device = "cpu") ->
         config = RefinerConfig.from_dict(json.loads(metadata[REFINER_KEY]))
     except (ValueError, TypeError) as err:
         raise CheckpointError(path, f"has unusable refiner settings ({err})") from err
-    refiner = Refiner(config)
-    expected = refiner.state_dict()
-    found: dict[str, torch.Tensor] = {}
-    try:
-        with safe_open(str(path), framework="pt", device="cpu") as handle:
-            for key in handle.keys():
-                if key.startswith(TENSOR_PREFIX):
-                    found[key[len(TENSOR_PREFIX):]] = handle.get_tensor(key)
-    except Exception as err:
-        raise CheckpointError(path, f"cannot read its refiner tensors ({err})") from err
-    mismatch = _describe_mismatch(expected, found)
-    if mismatch:
-        raise CheckpointError(path, f"refiner weights do not fit its settings ({mismatch})")
-    refiner.load_state_dict(found, strict=True)
+    with torch.device("meta"):
+        refiner = Refiner(config)
+    found = read_checked_tensors(
+        path,
+        refiner.state_dict(),
+        lambda key: key.startswith(TENSOR_PREFIX),
+        "refiner weights do not fit its settings",
+        prefix=TENSOR_PREFIX,
+    )
+    refiner.load_state_dict(found, strict=True, assign=True)
     return refiner.to(device, memory_format=torch.channels_last).eval()
