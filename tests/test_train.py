@@ -2,6 +2,7 @@
 
 import json
 import os
+import shutil
 import signal
 import subprocess
 import sys
@@ -13,11 +14,11 @@ import torch
 from safetensors.torch import load_file
 from typer.testing import CliRunner
 
-from maskingnet import train as train_module
 from maskingnet.cli import app
-from maskingnet.models import load_model
+from maskingnet.models import create_model, load_model, save_model
 from maskingnet.train import (
     NonFiniteLossError,
+    RunFolder,
     TrainConfig,
     TrainError,
     epoch_seed,
@@ -26,6 +27,8 @@ from maskingnet.train import (
     set_rng_state,
     train,
 )
+from maskingnet.train import loop as train_loop
+from maskingnet.train import network as train_network
 
 TINY = ["--width", "0.125", "--size", "64", "--threads", "1", "--workers", "0", "--no-progress"]
 TINY_SETTINGS = {"width": 0.125, "size": (64, 64), "threads": 1, "workers": 0, "progress": False}
@@ -211,7 +214,7 @@ def test_torchrun_trains_with_two_cpu_processes(synth_dir, tmp_path):
 
 
 def test_non_finite_loss_stops_the_run_and_keeps_the_last_good_checkpoint(synth_dir, tmp_path, monkeypatch):
-    real_loss = train_module.make_loss("ce")
+    real_loss = train_loop.make_loss("ce")
     train_steps = []
 
     def loss_that_explodes_in_epoch_two(name):
@@ -225,7 +228,7 @@ def test_non_finite_loss_stops_the_run_and_keeps_the_last_good_checkpoint(synth_
 
         return loss
 
-    monkeypatch.setattr(train_module, "make_loss", loss_that_explodes_in_epoch_two)
+    monkeypatch.setattr(train_loop, "make_loss", loss_that_explodes_in_epoch_two)
     out = tmp_path / "nan"
     with pytest.raises(NonFiniteLossError, match="epoch 2"):
         train(TrainConfig(data=str(synth_dir), out=str(out), epochs=3, **TINY_SETTINGS))
@@ -301,3 +304,81 @@ def test_init_from_refuses_another_architecture_in_one_line(trained_run, synth_d
     assert result.exit_code == 1
     lines = result.output.strip().splitlines()
     assert len(lines) == 1 and "maskingnet width 0.125" in lines[0] and "unet" in lines[0]
+
+
+# ----------------------------------------------------------------------- damaged runs (issue 15, item 4)
+
+
+@pytest.fixture
+def run_copy(trained_run, tmp_path) -> Path:
+    """A private copy of the finished 2-epoch run, free to damage."""
+    copy = tmp_path / "run"
+    shutil.copytree(trained_run, copy)
+    return copy
+
+
+def resume_by_cli(run: Path, *options: str):
+    return CliRunner().invoke(app, ["train", "--out", str(run), "--resume", "--no-progress", *options])
+
+
+def test_resume_from_a_truncated_state_file_fails_in_one_line(run_copy):
+    state = run_copy / "checkpoints" / "last.state.pt"
+    state.write_bytes(state.read_bytes()[: state.stat().st_size // 2])
+    result = resume_by_cli(run_copy, "--epochs", "3")
+    lines = result.output.strip().splitlines()
+    assert result.exit_code == 1 and len(lines) == 1, result.output
+    assert "last.state.pt: cannot be read" in lines[0] and "--init-from" in lines[0]
+
+
+def test_resume_from_a_state_file_that_is_not_a_training_state_fails_in_one_line(run_copy):
+    torch.save({"epoch": 2}, run_copy / "checkpoints" / "last.state.pt")
+    result = resume_by_cli(run_copy, "--epochs", "3")
+    lines = result.output.strip().splitlines()
+    assert result.exit_code == 1 and len(lines) == 1, result.output
+    assert "not a complete training state" in lines[0]
+
+
+@pytest.mark.parametrize("resume", [True, False])
+def test_a_run_with_checkpoints_but_no_state_file_is_refused_and_its_best_kept(run_copy, synth_dir, resume):
+    (run_copy / "checkpoints" / "last.state.pt").unlink()
+    best = run_copy / "checkpoints" / "best.safetensors"
+    before = best.read_bytes()
+    if resume:
+        result = resume_by_cli(run_copy)
+    else:
+        result = CliRunner().invoke(app, ["train", "--data", str(synth_dir), "--out", str(run_copy), *TINY])
+    lines = result.output.strip().splitlines()
+    assert result.exit_code == 1 and len(lines) == 1, result.output
+    assert "no last.state.pt" in lines[0] and "--init-from" in lines[0]
+    assert best.read_bytes() == before
+
+
+def test_checkpoints_of_an_uncommitted_first_epoch_do_not_block_a_restart(tmp_path):
+    folder = RunFolder(tmp_path / "run")
+    model = create_model("maskingnet", width=0.125)
+    save_model(model, folder.best, meta={"epoch": 1, "val_dice": 0.5})
+    assert folder.check_checkpoints_without_state() is True
+    save_model(model, folder.last, meta={"epoch": 2, "val_dice": 0.4})
+    with pytest.raises(TrainError, match="no last.state.pt"):
+        folder.check_checkpoints_without_state()
+
+
+def test_resume_keeps_a_best_checkpoint_better_than_the_state_knows(run_copy, capsys):
+    best = run_copy / "checkpoints" / "best.safetensors"
+    model = load_model(best)
+    save_model(model, best, meta={**model.meta, "epoch": 2, "val_dice": 1.5})
+    before = best.read_bytes()
+    summary = train(TrainConfig.from_run(run_copy, resume=True, epochs=3))
+    assert best.read_bytes() == before
+    assert (summary["best_dice"], summary["best_epoch"]) == (1.5, 2)
+    assert "is kept until an epoch beats it" in capsys.readouterr().err
+
+
+def test_resume_does_not_load_the_vgg_weights_over_the_restored_ones(run_copy, monkeypatch):
+    config = json.loads((run_copy / "config.json").read_text())
+    config["settings"]["vgg_weights"] = str(run_copy / "vgg16.pth")
+    (run_copy / "config.json").write_text(json.dumps(config))
+    calls = []
+    monkeypatch.setattr(train_network, "load_vgg_weights", lambda model, path: calls.append(path) or [])
+    train(TrainConfig.from_run(run_copy, resume=True, epochs=3))
+    assert calls == [] and [row["epoch"] for row in read_metrics(run_copy)] == [1, 2, 3]

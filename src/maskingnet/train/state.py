@@ -205,6 +205,7 @@ class ResumableState:
 
 
 def _first_line(error: BaseException) -> str:
-    text = str(error).strip().splitlines()
-    line = text[0] if text else type(error).__name__
+    """The first sentence of ``error``'s message (torch's can run to a paragraph), at most 160 characters."""
+    lines = str(error).strip().splitlines()
+    line = lines[0].split(". ")[0].rstrip(".") if lines else type(error).__name__
     return line if len(line) <= 160 else line[:157] + "..."
