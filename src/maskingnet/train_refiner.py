@@ -29,13 +29,14 @@ import torch.nn.functional as F
 from maskingnet.data.carvana import load_mask, scan
 from maskingnet.data.io import read_image
 from maskingnet.data.transforms import resized_coord_maps, to_tensor
+from maskingnet.errors import MaskingnetError
 from maskingnet.inference.edges import normalise, outline_band, working_size
 from maskingnet.models import load_model
 from maskingnet.models.checkpoint import attach_refiner
 from maskingnet.models.refiner import Refiner, RefinerConfig
 
 
-class RefinerTrainError(ValueError):
+class RefinerTrainError(MaskingnetError, ValueError):
     """Training the refiner cannot start; the message is one line for the user."""
 
 
