@@ -26,9 +26,26 @@ def test_help_keeps_bracketed_defaults_and_fits_80_columns():
         out = subprocess.run(command, capture_output=True, text=True, env=wide)
         assert out.returncode == 0, out.stderr
         assert max(len(line) for line in out.stdout.splitlines()) <= 80, verb
-    train = CliRunner().invoke(app, ["train", "--help"]).output
-    assert "ce or ce+dice [ce]." in train and "[off]" in train
+    train = " ".join(CliRunner().invoke(app, ["train", "--help"]).output.split())
+    assert "ce or ce+dice. [default: ce]" in train and "[default: off]" in train
     assert "[default: auto]" in CliRunner().invoke(app, ["predict", "-h"]).output
+
+
+def test_train_help_shows_the_defaults_of_train_config():
+    from typer.testing import CliRunner
+
+    from maskingnet.cli import app
+    from maskingnet.train import TrainConfig
+
+    defaults = TrainConfig()
+    train = " ".join(CliRunner().invoke(app, ["train", "-h"]).output.split())
+    expected = [
+        f"Epochs. [default: {defaults.epochs}]",
+        f"Adam learning rate. [default: {defaults.lr:g}]",
+        f"[default: {defaults.size[0]}x{defaults.size[1]}]",
+        f"One of 'maskingnet models'. [default: {defaults.model}]",
+    ]
+    assert [text for text in expected if text not in train] == []
 
 
 def test_version_option():

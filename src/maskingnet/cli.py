@@ -18,6 +18,7 @@ import typer
 
 from maskingnet import __version__
 from maskingnet.errors import EXIT_FAILED, MaskingnetError
+from maskingnet.train.config import LOSSES, PRECISIONS, TrainConfig
 
 ABOUT = "Cut cars out of photographs: MaskingNet, U-Net, SegNet and Arc. #1-#3 on Carvana-format data."
 
@@ -201,48 +202,69 @@ def models(
 # --------------------------------------------------------------------------------------------- training
 
 
+# The options default to None, "not given": a resumed run keeps its stored settings and --init-from brings
+# its model's. The help shows TrainConfig's own defaults, so the two cannot disagree.
+TRAIN_DEFAULTS = TrainConfig()
+
+
+def train_option(name: str, help: str, *declarations: str) -> Any:
+    """A ``train`` option for the TrainConfig field ``name``; its help ends with that field's default, in
+    click's own ``[default: ...]`` form (click would show None, the option's own default)."""
+    value = getattr(TRAIN_DEFAULTS, name)
+    if isinstance(value, bool):
+        shown = "on" if value else "off"
+    elif isinstance(value, tuple):
+        shown = "x".join(str(v) for v in value)
+    else:
+        shown = f"{value:g}" if isinstance(value, float) else str(value)
+    return typer.Option(*declarations, help=f"{help}  [default: {shown}]")
+
+
 @app.command(short_help="Train a network.")
 @verb
 def train(
     out: Annotated[Path, typer.Option(help="Run folder (config, metrics, curves, checkpoints).")],
     data: Annotated[Path | None, typer.Option(help="Carvana-layout (or images/ + masks/) folder.")] = None,
-    model: Annotated[str | None, typer.Option(help="unet, segnet, arc1, arc2, arc3, maskingnet.")] = None,
-    epochs: Annotated[int | None, typer.Option(help="Epochs [250].")] = None,
-    batch_size: Annotated[int | None, typer.Option(help="Images per step per process [4].")] = None,
-    lr: Annotated[float | None, typer.Option(help="Adam learning rate [1e-3].")] = None,
-    lr_step: Annotated[int | None, typer.Option(help="Times --lr-gamma every N epochs [40].")] = None,
-    lr_gamma: Annotated[float | None, typer.Option(help="StepLR factor [0.5].")] = None,
-    size: Annotated[str | None, typer.Option(help="Training size N or WxH [512].")] = None,
+    model: Annotated[str | None, train_option("model", "One of 'maskingnet models'.")] = None,
+    epochs: Annotated[int | None, train_option("epochs", "Epochs.")] = None,
+    batch_size: Annotated[int | None, train_option("batch_size", "Images per step per process.")] = None,
+    lr: Annotated[float | None, train_option("lr", "Adam learning rate.")] = None,
+    lr_step: Annotated[int | None, train_option("lr_step", "Times --lr-gamma every N epochs.")] = None,
+    lr_gamma: Annotated[float | None, train_option("lr_gamma", "StepLR factor.")] = None,
+    size: Annotated[str | None, train_option("size", "Training size N or WxH.")] = None,
     scale: Annotated[float | None, typer.Option(help="Photo scale, e.g. 0.25: 1918x1280 -> 480x320 "
                                                 "(instead of --size).")] = None,
     crop: Annotated[str | None, typer.Option(help="Train on random WxH crops of the scaled photo "
                                              "(validation: whole photos).")] = None,
-    width: Annotated[float | None, typer.Option(help="Channel width multiplier [1.0].")] = None,
-    loss: Annotated[str | None, typer.Option(help="ce or ce+dice [ce].")] = None,
-    augment: Annotated[bool | None, typer.Option("--augment/--no-augment", help="Flip, shift/scale/rotate, "
-                                                 "colour jitter [off].")] = None,
+    width: Annotated[float | None, train_option("width", "Channel width multiplier.")] = None,
+    loss: Annotated[str | None, train_option("loss", " or ".join(LOSSES) + ".")] = None,
+    augment: Annotated[bool | None, train_option(
+        "augment", "Flip, shift/scale/rotate, colour jitter.", "--augment/--no-augment")] = None,
     vgg_weights: Annotated[Path | None, typer.Option(help="Local torchvision vgg16(_bn) weights.")] = None,
     init_from: Annotated[str | None, typer.Option(
         help="Fine-tune: start from this bundled model or checkpoint (its model, width and size are the "
              "defaults).")] = None,
-    split: Annotated[str | None, typer.Option(help="car (by car id) or thesis (4071/1017) [car].")] = None,
-    val_fraction: Annotated[float | None, typer.Option(help="Share of cars held out [0.2].")] = None,
+    split: Annotated[str | None, train_option("split", "car (by car id) or thesis (4071/1017).")] = None,
+    val_fraction: Annotated[float | None, train_option("val_fraction", "Share of cars held out.")] = None,
     fold: Annotated[int | None, typer.Option(help="Validate on fold K of --folds (by car).")] = None,
-    folds: Annotated[int | None, typer.Option(help="Number of folds for --fold [5].")] = None,
-    seed: Annotated[int | None, typer.Option(help="Seed: split, init, data order, augmentation [0].")] = None,
-    workers: Annotated[int | None, typer.Option(help="DataLoader processes per training process.")] = None,
-    threads: Annotated[int | None, typer.Option(help="torch CPU threads per process [torch's].")] = None,
-    device: Annotated[str | None, typer.Option(help="auto, cpu, cuda, mps [auto].")] = None,
-    precision: Annotated[str | None, typer.Option(help="auto, fp32, bf16, fp16 [auto].")] = None,
-    channels_last: Annotated[bool | None, typer.Option("--channels-last", help="channels_last.")] = None,
-    compile: Annotated[bool | None, typer.Option("--compile", help="torch.compile the model.")] = None,
-    accumulate: Annotated[int | None, typer.Option(help="Batches per optimizer step [1].")] = None,
+    folds: Annotated[int | None, train_option("folds", "Number of folds for --fold.")] = None,
+    seed: Annotated[int | None, train_option("seed", "Seed: split, init, data order, augmentation.")] = None,
+    workers: Annotated[int | None, typer.Option(
+        help="DataLoader processes per training process (default: by cores).")] = None,
+    threads: Annotated[int | None, typer.Option(
+        help="torch CPU threads per process (default: torch's).")] = None,
+    device: Annotated[str | None, train_option("device", "auto, cpu, cuda, cuda:N or mps.")] = None,
+    precision: Annotated[str | None, train_option("precision", ", ".join(PRECISIONS) + ".")] = None,
+    channels_last: Annotated[bool | None, train_option(
+        "channels_last", "channels_last memory format.", "--channels-last")] = None,
+    compile: Annotated[bool | None, train_option("compile", "torch.compile the model.", "--compile")] = None,
+    accumulate: Annotated[int | None, train_option("accumulate", "Batches per optimizer step.")] = None,
     max_steps: Annotated[int | None, typer.Option(help="Stop after this many optimizer steps.")] = None,
     resume: Annotated[bool, typer.Option("--resume", help="Continue the run in --out.")] = False,
     progress: Annotated[bool, typer.Option(help="Show a progress bar.")] = True,
 ) -> None:
     """Train a network (the thesis recipe by default); under torchrun, one process per device (DDP)."""
-    from maskingnet.train import TrainConfig, TrainError, init_from_defaults
+    from maskingnet.train import init_from_defaults
     from maskingnet.train import train as run_train
     from maskingnet.utils import parse_size
 
@@ -250,29 +272,21 @@ def train(
         "data": str(data) if data else None, "model": model, "epochs": epochs, "batch_size": batch_size,
         "lr": lr, "lr_step": lr_step, "scale": scale, "lr_gamma": lr_gamma, "width": width, "loss": loss,
         "augment": augment, "vgg_weights": str(vgg_weights) if vgg_weights else None, "split": split,
-        "init_from": init_from,
-        "val_fraction": val_fraction, "fold": fold, "folds": folds, "seed": seed, "workers": workers,
-        "threads": threads,
-        "device": device, "precision": precision, "channels_last": channels_last, "compile": compile,
-        "accumulate": accumulate, "max_steps": max_steps,
+        "init_from": init_from, "val_fraction": val_fraction, "fold": fold, "folds": folds, "seed": seed,
+        "workers": workers, "threads": threads, "device": device, "precision": precision,
+        "channels_last": channels_last, "compile": compile, "accumulate": accumulate, "max_steps": max_steps,
+        "size": parse_size(size) if size is not None else None,
+        "crop": parse_size(crop) if crop is not None else None,
     }
     given = {key: value for key, value in given.items() if value is not None}
-    try:
-        if size is not None:
-            given["size"] = parse_size(size)
-        if crop is not None:
-            given["crop"] = parse_size(crop)
-        stored = resume and (out / "config.json").is_file()
-        if not stored and "data" not in given:
-            raise ValueError("--data is required (except when resuming a run)")
-        settings = {**given, "out": str(out), "resume": resume, "progress": progress}
-        if init_from and not stored:
-            settings = {**init_from_defaults(init_from), **settings}
-        config = TrainConfig.from_run(out, **settings) if stored else TrainConfig(**settings)
-        summary = run_train(config)
-    except (ValueError, TrainError) as error:
-        typer.echo(f"train: {error}", err=True)
-        raise typer.Exit(1) from None
+    stored = resume and (out / "config.json").is_file()
+    if not stored and "data" not in given:
+        raise ValueError("--data is required (except when resuming a run)")
+    settings = {**given, "out": str(out), "resume": resume, "progress": progress}
+    if init_from and not stored:
+        settings = {**init_from_defaults(init_from), **settings}
+    config = TrainConfig.from_run(out, **settings) if stored else TrainConfig(**settings)
+    summary = run_train(config)
     if summary["best_dice"] is not None:
         typer.echo(
             f"{summary['run']}: {summary['epochs']} epochs ({summary['stopped']}), best val Dice "
