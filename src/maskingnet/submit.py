@@ -1,9 +1,12 @@
 """Kaggle Carvana submissions: ``img,rle_mask`` rows for every test image, streamed, resumable, scalable.
 
 Row order follows ``sample_submission.csv`` when it sits beside the test folder (Kaggle's layout), sorted file
-names otherwise. The photos go through the one inference pipeline (:func:`maskingnet.inference.run`) into a
-:class:`~maskingnet.inference.RleSink`: each mask is the model's probability map at the image's own
-resolution, thresholded and run-length encoded (``maskingnet.data.rle``), the rows in order.
+names otherwise: then every file in the folder gets a row, those that are not usable images (empty, not an
+image, corrupt) an empty mask and a line on stderr. Rows are written with the csv module's quoting, so a file
+named ``a,b.jpg`` is one field. The photos go through the one inference pipeline
+(:func:`maskingnet.inference.run`) into a :class:`~maskingnet.inference.RleSink`: each mask is the model's
+probability map at the image's own resolution, thresholded and run-length encoded (``maskingnet.data.rle``),
+the rows in order.
 
 Resuming: rows are appended to a hidden part file in chunks of ``flush_every`` rows; after each chunk is on
 disk (fsync) a small progress file records how many rows and bytes are good. A killed run restarts from
@@ -30,12 +33,12 @@ from typing import Any
 
 from tqdm import tqdm
 
-from maskingnet.data.io import list_images
 from maskingnet.inference import Predictor, RleSink, rank_predictor, run
+from maskingnet.inference.sinks import csv_row
 from maskingnet.runtime import context_from_env
 from maskingnet.utils import atomic_write
 
-HEADER = "img,rle_mask\n"
+HEADER = csv_row("img", "rle_mask")
 KAGGLE_TEST_IMAGES = 100_064
 
 
@@ -97,14 +100,18 @@ def read_sample_names(sample: Path) -> list[str]:
         return [row[column] for row in reader if row]
 
 
-def submission_order(test_dir: Path, sample: Path | None = None) -> tuple[list[tuple[str, Path]], list[str]]:
-    """(name, path) per row in submission order, and problem lines for inputs that are not usable images."""
+def submission_order(test_dir: Path, sample: Path | None = None) -> list[tuple[str, Path]]:
+    """(name, path) per row in submission order: the sample submission's names, else every file of the
+    folder (hidden ones aside) by name. Files that are not usable images keep their row: the pipeline gives
+    them an empty mask and a line."""
     test_dir = Path(test_dir)
     sample = Path(sample) if sample is not None else sample_submission_path(test_dir)
     if sample.is_file():
-        return [(name, test_dir / name) for name in read_sample_names(sample)], []
-    files, problems = list_images([str(test_dir)], recursive=False)
-    return sorted(((path.name, path) for path in files), key=lambda row: row[0]), problems
+        return [(name, test_dir / name) for name in read_sample_names(sample)]
+    if not test_dir.is_dir():
+        raise FileNotFoundError(f"{test_dir}: no such folder (and no {sample.name} beside it)")
+    files = [path for path in test_dir.iterdir() if not path.name.startswith(".") and path.is_file()]
+    return sorted(((path.name, path) for path in files), key=lambda row: row[0])
 
 
 def rank_slice(count: int, rank: int, world: int) -> slice:
@@ -296,13 +303,9 @@ def submit(config: SubmitConfig, report: Callable[[str], None] = _say) -> Submit
     """Write the submission ``config.out`` (resuming a killed run); see the module docstring."""
     out = Path(config.out)
     summary = SubmitSummary(out=out)
-    all_rows, problems = submission_order(Path(config.test_dir), config.sample)
+    all_rows = submission_order(Path(config.test_dir), config.sample)
     ctx = context_from_env()
     rank, world = ctx.rank, ctx.world_size
-    for line in problems if rank == 0 else []:  # every rank sees them; one reports
-        summary.problems.append(line)
-        summary.failed += 1
-        report(line)
     summary.world = world
     rows = all_rows[rank_slice(len(all_rows), rank, world)]
     predictor = rank_predictor(config)

@@ -8,6 +8,8 @@
 
 from __future__ import annotations
 
+import csv
+import io
 import os
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass
@@ -61,9 +63,16 @@ class FileSink(Sink):
         return None
 
 
+def csv_row(*fields: str) -> str:
+    """One CSV line as the csv module quotes it (a name holding a comma or a quote stays one field)."""
+    buffer = io.StringIO()
+    csv.writer(buffer, lineterminator="\n").writerow(fields)
+    return buffer.getvalue()
+
+
 def encode_row(name: str, probs: np.ndarray, threshold: float) -> str:
     """One CSV row: threshold the full-resolution probabilities, run-length encode."""
-    return f"{name},{rle_encode(probs > threshold)}\n"
+    return csv_row(name, rle_encode(probs > threshold))
 
 
 class RleSink(Sink):
@@ -94,7 +103,7 @@ class RleSink(Sink):
 
     def fail(self, item: Prepared, message: str) -> None:
         super().fail(item, message or f"{self.names[item.index]}: cannot be read")
-        self._add(f"{self.names[item.index]},\n")
+        self._add(csv_row(self.names[item.index], ""))
 
     def _add(self, row: str) -> None:
         self.buffer.append(row)
