@@ -11,6 +11,7 @@ import pytest
 import torch
 from PIL import Image, ImageFile
 
+from maskingnet.coords import coord_maps, resized_coord_maps
 from maskingnet.data.carvana import (
     Record,
     SegmentationDataset,
@@ -22,7 +23,6 @@ from maskingnet.data.carvana import (
     thesis_split,
 )
 from maskingnet.data.io import BadInputError, read_mask
-from maskingnet.data.transforms import coord_maps, resized_coord_maps
 
 SYNTH_IMAGES = 48  # 3 cars x 16 angles
 
@@ -242,7 +242,7 @@ def test_dataset_item_has_the_contract_keys_shapes_and_types(synth_dir):
 def test_dataset_at_original_size_has_the_photo_coords_and_mask(synth_dir):
     record = scan(synth_dir).records[0]
     item = SegmentationDataset([record])[0]
-    assert np.array_equal(item["coords"].numpy(), coord_maps(64, 96))
+    np.testing.assert_allclose(item["coords"].numpy(), coord_maps(64, 96), atol=1e-7)
     assert np.array_equal(item["mask"].numpy(), read_mask(record.mask_path).astype(np.int64))
 
 
@@ -272,7 +272,7 @@ def test_crop_cuts_a_window_after_resizing(synth_dir):
     dataset = SegmentationDataset(scan(synth_dir).records[:1], size=(96, 64), crop=(32, 32))
     item = dataset[0]
     assert item["image"].shape == (3, 32, 32)
-    assert np.array_equal(item["coords"].numpy(), coord_maps(64, 96)[:, 16:48, 32:64])
+    np.testing.assert_allclose(item["coords"].numpy(), coord_maps(64, 96)[:, 16:48, 32:64], atol=1e-7)
 
 
 def test_real_sample_scans_clean_and_loads_drafted(real_sample):

@@ -9,6 +9,7 @@ from hypothesis import given, settings
 from hypothesis import strategies as st
 from PIL import Image
 
+from maskingnet.coords import coord_maps, resized_coord_maps
 from maskingnet.data.transforms import (
     IMAGENET_MEAN,
     AugmentConfig,
@@ -16,13 +17,11 @@ from maskingnet.data.transforms import (
     augment,
     center_crop,
     color_jitter,
-    coord_maps,
     crop,
     denormalize,
     hflip,
     random_crop,
     resize,
-    resized_coord_maps,
     sample_rng,
     shift_scale_rotate,
     to_tensor,
@@ -33,7 +32,7 @@ W, H = 60, 40
 
 def coordinate_photo(width: int = W, height: int = H) -> Sample:
     """A photo whose red and green channels spell out its own coordinate maps, with a box for a mask."""
-    maps = coord_maps(height, width)
+    maps = coord_maps(height, width).numpy()
     rgb = np.zeros((height, width, 3), np.uint8)
     rgb[..., 0] = np.round(255 * (maps[0] + 0.5))
     rgb[..., 1] = np.round(255 * (maps[1] + 0.5))
@@ -43,7 +42,7 @@ def coordinate_photo(width: int = W, height: int = H) -> Sample:
 
 
 def test_coord_maps_follow_the_definition():
-    maps = coord_maps(H, W)
+    maps = coord_maps(H, W).numpy()
     i, j = np.mgrid[0:H, 0:W]
     assert maps.shape == (2, H, W) and maps.dtype == np.float32
     np.testing.assert_allclose(maps[0], j / W - 0.5, atol=1e-7)
@@ -83,7 +82,7 @@ def test_resized_coords_match_the_resized_image():
 def test_resized_coord_maps_equal_resizing_the_full_maps():
     full = coordinate_photo()
     np.testing.assert_allclose(resize(full, (30, 20)).coords, resized_coord_maps((30, 20), (W, H)), atol=1e-6)
-    assert np.array_equal(resized_coord_maps((W, H), (W, H)), coord_maps(H, W))
+    np.testing.assert_allclose(resized_coord_maps((W, H), (W, H)), coord_maps(H, W), atol=1e-7)
 
 
 def test_resize_accepts_a_mask_larger_than_the_image():
@@ -189,9 +188,9 @@ def test_any_crop_window_has_the_full_photos_coords(width, height, data):
     w = data.draw(st.integers(1, width - left))
     h = data.draw(st.integers(1, height - top))
     mask = np.zeros((height, width), bool)
-    full = Sample(Image.new("RGB", (width, height)), coord_maps(height, width), mask)
-    window = crop(full, left, top, w, h)
-    assert np.array_equal(window.coords, coord_maps(height, width)[:, top : top + h, left : left + w])
+    maps = coord_maps(height, width).numpy()
+    window = crop(Sample(Image.new("RGB", (width, height)), maps, mask), left, top, w, h)
+    assert np.array_equal(window.coords, maps[:, top : top + h, left : left + w])
     assert window.size == (w, h) and window.mask.shape == (h, w)
 
 
@@ -199,17 +198,17 @@ def test_any_crop_window_has_the_full_photos_coords(width, height, data):
 @given(st.integers(2, 40), st.integers(2, 40), st.integers(1, 40), st.integers(1, 40))
 def test_resizing_coords_gives_the_originals_maps_at_any_size(width, height, out_w, out_h):
     """From two pixels up (one pixel holds no slope to extend, so it stays constant)."""
-    full = Sample(Image.new("RGB", (width, height)), coord_maps(height, width), None)
+    full = Sample(Image.new("RGB", (width, height)), coord_maps(height, width).numpy(), None)
     out = resize(full, (out_w, out_h))
     expected = resized_coord_maps((out_w, out_h), (width, height))
     np.testing.assert_allclose(out.coords, expected, atol=1e-5)
 
 
 def test_frame_band_paints_an_edge_strip_that_is_background():
-    from maskingnet.data.transforms import Sample, coord_maps, frame_band
+    from maskingnet.data.transforms import frame_band
 
     image = Image.new("RGB", (60, 40), (200, 200, 200))
-    sample = Sample(image, coord_maps(40, 60), np.ones((40, 60), dtype=bool))
+    sample = Sample(image, coord_maps(40, 60).numpy(), np.ones((40, 60), dtype=bool))
     banded = frame_band(sample, np.random.default_rng(1), max_fraction=0.2)
     changed = np.any(np.asarray(banded.image) != 200, axis=2)
     assert changed.any() and np.array_equal(banded.mask, ~changed)

@@ -27,6 +27,7 @@ from pathlib import Path
 import numpy as np
 import torch
 
+from maskingnet.coords import resized_coord_maps
 from maskingnet.data.io import BadInputError, image_size, read_image, read_mask
 from maskingnet.data.rle import rle_decode, rle_runs
 from maskingnet.data.transforms import (
@@ -35,7 +36,6 @@ from maskingnet.data.transforms import (
     center_crop,
     random_crop,
     resize,
-    resized_coord_maps,
     sample_rng,
     to_tensor,
 )

@@ -1,7 +1,7 @@
 """Transforms that keep a photo, its coordinate maps and its mask in register.
 
-The coordinate maps of a photo of width ``W`` and height ``H`` are ``X[i, j] = j / W - 0.5`` and
-``Y[i, j] = i / H - 0.5`` (channel order ``[X, Y]``), defined once on the *original* photo. Every geometric
+The coordinate maps of a photo (:mod:`maskingnet.coords` defines and builds them: ``X[i, j] = j / W - 0.5``,
+``Y[i, j] = i / H - 0.5``, channels ``[X, Y]``) are defined once on the *original* photo. Every geometric
 transform here moves the three together, so after any resize, crop, flip or shift/scale/rotate each pixel's
 coordinates still say where in the original photo it came from:
 
@@ -23,6 +23,8 @@ import numpy as np
 import torch
 from PIL import Image, ImageEnhance
 
+from maskingnet.coords import resized_coord_maps  # noqa: F401 - still importable from here
+
 IMAGENET_MEAN = (0.485, 0.456, 0.406)
 IMAGENET_STD = (0.229, 0.224, 0.225)
 FILL_RGB = tuple(round(255 * m) for m in IMAGENET_MEAN)
@@ -31,27 +33,6 @@ _UINT8_TO_NORMALISED = (
     (np.arange(256, dtype=np.float32)[None, :] / 255 - np.asarray(IMAGENET_MEAN, np.float32)[:, None])
     / np.asarray(IMAGENET_STD, np.float32)[:, None]
 ).astype(np.float32)
-
-
-def coord_maps(height: int, width: int) -> np.ndarray:
-    """The ``[X, Y]`` coordinate maps of a ``height`` x ``width`` photo, shape (2, H, W), float32."""
-    return resized_coord_maps((width, height), (width, height))
-
-
-def resized_coord_maps(size: tuple[int, int], original_size: tuple[int, int]) -> np.ndarray:
-    """The original photo's coordinate maps as seen at ``size`` = (w, h), shape (2, h, w), float32.
-
-    ``original_size`` = (W, H) is the photo's full size. Output pixel ``j`` covers original position
-    ``(j + 0.5) * W / w - 0.5`` (pixel centres aligned, like PIL's resize and JPEG draft decoding), so a
-    photo decoded at reduced scale gets the coordinates of the full one. Equal sizes give ``coord_maps``.
-    """
-    (w, h), (full_w, full_h) = size, original_size
-    x = ((np.arange(w) + 0.5) * (full_w / w) - 0.5) / full_w - 0.5
-    y = ((np.arange(h) + 0.5) * (full_h / h) - 0.5) / full_h - 0.5
-    maps = np.empty((2, h, w), dtype=np.float32)
-    maps[0] = x[None, :]
-    maps[1] = y[:, None]
-    return maps
 
 
 def to_tensor(image: Image.Image | np.ndarray) -> torch.Tensor:
