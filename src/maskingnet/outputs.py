@@ -11,12 +11,17 @@ so a cut-out shot against a grey studio wall does not carry a grey fringe onto a
 
 from __future__ import annotations
 
+import math
+from collections.abc import Iterator
 from dataclasses import dataclass
 
+import cv2
 import numpy as np
 from PIL import Image, ImageColor
 
 OUTPUT_KINDS = ("mask", "cutout", "white", "overlay")
+EDGE_TILE = 256
+MAX_CELLS = 1 << 20
 OUTPUT_SUFFIXES = {
     "mask": "_mask.png",
     "cutout": "_cutout.png",
@@ -73,28 +78,22 @@ def binary_mask(probs: np.ndarray, threshold: float = 0.5) -> np.ndarray:
     return np.asarray(probs) > threshold
 
 
-def _max_filter(mask: np.ndarray, radius: int) -> np.ndarray:
-    """Binary dilation by a (2r+1)-square, as a row pass then a column pass of shifted ORs."""
-    out = np.asarray(mask, dtype=bool)
-    for axis in (0, 1):
-        source, out = out, out.copy()
-        size = source.shape[axis]
-        for shift in range(1, min(radius, size - 1) + 1):
-            head = (slice(None),) * axis + (slice(0, size - shift),)
-            tail = (slice(None),) * axis + (slice(shift, size),)
-            out[head] |= source[tail]
-            out[tail] |= source[head]
-    return out
+def _square(radius: int) -> np.ndarray:
+    return np.ones((2 * radius + 1, 2 * radius + 1), np.uint8)
 
 
 def dilate(mask: np.ndarray, radius: int) -> np.ndarray:
-    """Binary dilation with a (2r+1)-square structuring element."""
-    return _max_filter(mask, radius) if radius > 0 else mask.copy()
+    """Binary dilation with a (2r+1)-square structuring element (bool in, bool out)."""
+    if radius <= 0:
+        return np.array(mask, dtype=bool)
+    return cv2.dilate(np.asarray(mask, dtype=np.uint8), _square(radius)).view(bool)
 
 
 def erode(mask: np.ndarray, radius: int) -> np.ndarray:
     """Binary erosion with a (2r+1)-square structuring element (outside the image counts as car)."""
-    return ~_max_filter(~mask, radius) if radius > 0 else mask.copy()
+    if radius <= 0:
+        return np.array(mask, dtype=bool)
+    return cv2.erode(np.asarray(mask, dtype=np.uint8), _square(radius)).view(bool)
 
 
 def edge_band_px(shape: tuple[int, int], band_px: int | None = None) -> int:
@@ -113,47 +112,59 @@ def edge_band(hard: np.ndarray, band_px: int | None = None) -> np.ndarray:
 def alpha_from_probs(probs: np.ndarray, edges: EdgeConfig = EdgeConfig()) -> np.ndarray:
     """Alpha channel (H, W) uint8: 0/255 from the threshold, or soft in a thin band around the boundary."""
     hard = binary_mask(probs, edges.threshold)
-    if not edges.soft:
-        return hard.astype(np.uint8) * 255
-    band = edge_band(hard, edges.band_px)
-    ramp = np.clip((np.asarray(probs, dtype=np.float32) - edges.threshold) / (2 * edges.softness) + 0.5, 0, 1)
-    alpha = hard.astype(np.float32)
-    alpha[band] = ramp[band]
-    return np.round(alpha * 255).astype(np.uint8)
+    alpha = hard.view(np.uint8) * np.uint8(255)
+    if edges.soft:
+        soften(alpha, probs, edge_band(hard, edges.band_px), edges)
+    return alpha
 
 
-def integral_image(values: np.ndarray) -> np.ndarray:
-    """Summed-area table with a zero first row and column: (H+1, W+1, ...) float64."""
-    table = np.zeros((values.shape[0] + 1, values.shape[1] + 1, *values.shape[2:]), dtype=np.float64)
-    np.cumsum(np.cumsum(values, axis=0, dtype=np.float64), axis=1, out=table[1:, 1:])
-    return table
+def soften(alpha: np.ndarray, probs: np.ndarray, band: np.ndarray, edges: EdgeConfig) -> None:
+    """Set ``alpha`` (uint8, in place) from the probability ramp on the ``band`` pixels only (float32 on
+    the band, never on the frame)."""
+    ramp = (np.asarray(probs)[band].astype(np.float32) - edges.threshold) / (2 * edges.softness) + 0.5
+    alpha[band] = np.round(np.clip(ramp, 0, 1) * 255).astype(np.uint8)
 
 
-def window_sums(table: np.ndarray, ys: np.ndarray, xs: np.ndarray, radius: int) -> np.ndarray:
-    """Sums over the (2r+1)-square windows (clipped at the borders) centred on the pixels (ys, xs)."""
-    height, width = table.shape[0] - 1, table.shape[1] - 1
-    top, bottom = np.maximum(ys - radius, 0), np.minimum(ys + radius + 1, height)
-    left, right = np.maximum(xs - radius, 0), np.minimum(xs + radius + 1, width)
-    return table[bottom, right] - table[top, right] - table[bottom, left] + table[top, left]
+def frame_tiles(shape: tuple[int, int], tile: int) -> Iterator[tuple[slice, slice]]:
+    """The (rows, cols) slices of a grid of ``tile`` x ``tile`` cells over a frame of ``shape``."""
+    for top in range(0, shape[0], tile):
+        for left in range(0, shape[1], tile):
+            yield slice(top, min(top + tile, shape[0])), slice(left, min(left + tile, shape[1]))
 
 
-def _near_means(
-    rgb: np.ndarray, source: np.ndarray, ys: np.ndarray, xs: np.ndarray, radius: int
+def grown(part: tuple[slice, slice], margin: int, shape: tuple[int, int]) -> tuple[slice, slice]:
+    """``part`` widened by ``margin`` on every side, clipped to the frame."""
+    rows, cols = part
+    return (
+        slice(max(rows.start - margin, 0), min(rows.stop + margin, shape[0])),
+        slice(max(cols.start - margin, 0), min(cols.stop + margin, shape[1])),
+    )
+
+
+def _window_sums(values: np.ndarray, radius: int) -> np.ndarray:
+    """Sums over the (2r+1)-square windows, clipped at the borders (float32)."""
+    size = (2 * radius + 1, 2 * radius + 1)
+    return cv2.boxFilter(values, -1, size, normalize=False, borderType=cv2.BORDER_CONSTANT)
+
+
+def _near_colours(
+    rgb: np.ndarray, source: np.ndarray, part: tuple[slice, slice], fill: np.ndarray, radius: int
 ) -> tuple[np.ndarray, np.ndarray]:
-    """Mean source colour in the (2r+1)-square around each (y, x) by gathering, and whether there was any."""
-    height, width = source.shape
-    total = np.zeros(ys.size, dtype=np.float32)
-    summed = np.zeros((ys.size, 3), dtype=np.float32)
-    for dy in range(-radius, radius + 1):
-        for dx in range(-radius, radius + 1):
-            yy, xx = ys + dy, xs + dx
-            inside = (yy >= 0) & (yy < height) & (xx >= 0) & (xx < width)
-            yy, xx = np.clip(yy, 0, height - 1), np.clip(xx, 0, width - 1)
-            weight = source[yy, xx] & inside
-            total += weight
-            summed += rgb[yy, xx] * weight[:, None]
+    """Mean source colour in the (2r+1)-square around each ``fill`` pixel of the tile ``part`` (float32
+    box sums on the tile and a ``radius`` margin), and which fill pixels had a source pixel in reach."""
+    outer = grown(part, radius, source.shape)
+    weight = source[outer].astype(np.float32)
+    counts = _window_sums(weight, radius)
+    sums = _window_sums(rgb[outer].astype(np.float32) * weight[..., None], radius)
+    inner = (slice(part[0].start - outer[0].start, part[0].stop - outer[0].start),
+             slice(part[1].start - outer[1].start, part[1].stop - outer[1].start))
+    total = counts[inner][fill]
     found = total > 0
-    return summed[found] / total[found][:, None], found
+    return _as_colour(sums[inner][fill][found] / total[found][:, None]), found
+
+
+def _as_colour(values: np.ndarray) -> np.ndarray:
+    return np.clip(np.round(values), 0, 255).astype(np.uint8)
 
 
 def decontaminate(rgb: np.ndarray, fill: np.ndarray, source: np.ndarray, reach: int = 2) -> np.ndarray:
@@ -161,30 +172,61 @@ def decontaminate(rgb: np.ndarray, fill: np.ndarray, source: np.ndarray, reach: 
 
     Edge pixels of a photo mix car and backdrop; painting them with the interior's colour keeps the backdrop
     out of a soft cut-out (no halo). Mean colour of the source pixels in a ``reach``-pixel window around each
-    fill pixel; the few without a source pixel in reach get wider windows (summed-area tables, whose cost
-    does not grow with the window), until all have one (or the image has none).
+    fill pixel, in float32 on the tiles of the frame that hold fill pixels (memory: a tile, not the frame);
+    the few without a source pixel in reach take the mean of wider and wider neighbourhoods from a coarse
+    grid of cell sums (:class:`CellColours`), the last one the whole car.
     """
     if not fill.any() or not source.any():
         return rgb
     out = rgb.copy()
-    ys, xs = np.nonzero(fill)
-    radius = reach
-    if ys.size * (2 * reach + 1) ** 2 < 2 * fill.size:  # a thin band: gathering is cheaper than tables
-        means, found = _near_means(rgb, source, ys, xs, reach)
-        out[ys[found], xs[found]] = np.clip(np.round(means), 0, 255).astype(np.uint8)
-        ys, xs = ys[~found], xs[~found]
-        radius = 4 * reach
-    if ys.size:
-        counts = integral_image(source)
-        colours = integral_image(rgb * source[..., None])
-    while ys.size:
-        total = window_sums(counts, ys, xs, radius)
-        ready = total > 0
-        mean = window_sums(colours, ys[ready], xs[ready], radius) / total[ready][:, None]
-        out[ys[ready], xs[ready]] = np.clip(np.round(mean), 0, 255).astype(np.uint8)
-        ys, xs = ys[~ready], xs[~ready]
-        radius *= 4
+    missing = np.zeros(fill.shape, dtype=bool)
+    for part in frame_tiles(fill.shape, EDGE_TILE):
+        wanted = fill[part]
+        if not wanted.any():
+            continue
+        colours, found = _near_colours(rgb, source, part, wanted, reach)
+        ys, xs = np.nonzero(wanted)
+        out[part][ys[found], xs[found]] = colours
+        missing[part][ys[~found], xs[~found]] = True
+    if missing.any():
+        CellColours(rgb, source, max(reach, 1)).paint(out, missing, 4 * reach)
     return out
+
+
+class CellColours:
+    """Sums of the source pixels' colours on a coarse grid (cells of at least ``cell`` pixels, at most
+    :data:`MAX_CELLS` cells), built in strips of rows: the mean colour of any neighbourhood of cells in
+    memory that does not grow with the photo."""
+
+    def __init__(self, rgb: np.ndarray, source: np.ndarray, cell: int) -> None:
+        height, width = source.shape
+        self.cell = max(cell, math.ceil(math.sqrt(height * width / MAX_CELLS)))
+        rows, cols = -(-height // self.cell), -(-width // self.cell)
+        self.counts = np.zeros((rows, cols), np.float32)
+        self.sums = np.zeros((rows, cols, 3), np.float32)
+        starts = np.arange(0, width, self.cell)
+        for row, top in enumerate(range(0, height, self.cell)):
+            strip = slice(top, top + self.cell)
+            weight = source[strip].astype(np.float32)
+            self.counts[row] = np.add.reduceat(weight.sum(axis=0), starts)
+            colour = (rgb[strip].astype(np.float32) * weight[..., None]).sum(axis=0)
+            self.sums[row] = np.add.reduceat(colour, starts, axis=0)
+
+    def paint(self, out: np.ndarray, missing: np.ndarray, radius: int) -> None:
+        """Give the ``missing`` pixels of ``out`` the mean source colour of the cells within ``radius``
+        pixels, widening (x4) until every pixel has one; the whole car's mean is the last resort."""
+        ys, xs = np.nonzero(missing)
+        cells_y, cells_x = ys // self.cell, xs // self.cell
+        span = max(1, -(-radius // self.cell))
+        while ys.size and span <= max(self.counts.shape):
+            counts = _window_sums(self.counts, span)[cells_y, cells_x]
+            ready = counts > 0
+            sums = _window_sums(self.sums, span)[cells_y[ready], cells_x[ready]]
+            out[ys[ready], xs[ready]] = _as_colour(sums / counts[ready][:, None])
+            ys, xs, cells_y, cells_x = ys[~ready], xs[~ready], cells_y[~ready], cells_x[~ready]
+            span *= 4
+        if ys.size:
+            out[ys, xs] = _as_colour(self.sums.sum(axis=(0, 1)) / self.counts.sum())
 
 
 @dataclass
@@ -198,11 +240,12 @@ class Matte:
 def make_matte(image: Image.Image | np.ndarray, probs: np.ndarray, edges: EdgeConfig = EdgeConfig()) -> Matte:
     """Alpha from the probabilities; with soft edges, edge-band colours taken from the car's interior."""
     rgb = as_rgb_array(image)
-    alpha = alpha_from_probs(probs, edges)
+    hard = binary_mask(probs, edges.threshold)
+    alpha = hard.view(np.uint8) * np.uint8(255)
     if edges.soft:
-        hard = binary_mask(probs, edges.threshold)
         band_px = edge_band_px(hard.shape, edges.band_px)
         band = edge_band(hard, band_px)
+        soften(alpha, probs, band, edges)
         rgb = decontaminate(rgb, band & (alpha > 0), hard & ~band, reach=band_px + 2)
     return Matte(rgb, alpha)
 
