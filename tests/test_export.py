@@ -206,9 +206,9 @@ def test_backend_given_a_checkpoint_exports_it_first(tmp_path):
     assert float((backend(images) - expected).abs().max()) <= 1e-4
 
 
-def test_dynamic_export_falls_back_to_the_checkpoint_size_when_the_graph_cannot_be_dynamic(
-    tmp_path, monkeypatch
-):
+@pytest.fixture
+def static_only_exporter(monkeypatch):
+    """An exporter that cannot make height and width dynamic (as for a graph with data-dependent shapes)."""
     import maskingnet.models.onnx as onnx_module
 
     real_trace = onnx_module._trace
@@ -219,12 +219,28 @@ def test_dynamic_export_falls_back_to_the_checkpoint_size_when_the_graph_cannot_
         return real_trace(head, size, opset, dynamic_hw)
 
     monkeypatch.setattr(onnx_module, "_trace", static_only)
+
+
+def test_dynamic_export_falls_back_to_the_checkpoint_size_when_the_graph_cannot_be_dynamic(
+    tmp_path, static_only_exporter
+):
     checkpoint = save_model(
         create_model("unet", width=0.125), tmp_path / "u.safetensors", meta={"input_size": [64, 48]}
     )
     result = export_onnx(checkpoint, tmp_path / "u.onnx")
     assert (result.dynamic, result.input_size) == (False, (64, 48))
     assert "fixed at (64, 48)" in result.notes[0]
+
+
+def test_the_fixed_size_fallback_is_the_input_specs_size(tmp_path, static_only_exporter):
+    from maskingnet.models.onnx import export_model
+    from maskingnet.spec import InputSpec
+
+    model = create_model("unet", width=0.125)
+    model.meta, model.spec = {}, InputSpec(size=(64, 48))
+    result = export_model(model, tmp_path / "u.onnx")
+    assert (result.dynamic, result.input_size) == (False, (64, 48))
+    assert read_metadata(tmp_path / "u.onnx")["input_size"] == [64, 48]
 
 
 def test_backend_on_a_file_that_is_not_onnx_is_a_one_line_checkpoint_error(tmp_path):

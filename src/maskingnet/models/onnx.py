@@ -40,6 +40,7 @@ from maskingnet.errors import MaskingnetError
 from maskingnet.spec import CLASS_NAMES, SPEC_KEY, InputSpec
 from maskingnet.utils import atomic_save
 
+from .checkpoint import model_spec
 from .refiner import REFINER_KEY, Refiner, refiner_to_bytes
 
 DEFAULT_OPSET = 18
@@ -166,9 +167,8 @@ def _trace(head: nn.Module, size: tuple[int, int], opset: int, dynamic_hw: bool)
     return program.model_proto
 
 
-def _metadata(model: nn.Module, meta: dict[str, Any], dynamic: bool, size: tuple[int, int] | None) -> dict:
+def _metadata(model: nn.Module, meta: dict[str, Any], spec: InputSpec, dynamic: bool) -> dict:
     config = getattr(model, "config", None)
-    spec = (getattr(model, "spec", None) or InputSpec.from_meta(meta)).with_size(size)
     return {
         "maskingnet.version": __version__,
         "maskingnet.config": json.dumps(config.to_dict() if config is not None else {}),
@@ -183,19 +183,19 @@ def _metadata(model: nn.Module, meta: dict[str, Any], dynamic: bool, size: tuple
 
 
 def _trace_with_fallback(
-    head: nn.Module, meta: dict[str, Any], fixed: tuple[int, int] | None, opset: int, notes: list[str]
+    head: nn.Module, spec: InputSpec, fixed: tuple[int, int] | None, opset: int, notes: list[str]
 ):
-    """Dynamic height/width when ``fixed`` is None, else (or when the graph cannot be dynamic) fixed."""
+    """Dynamic height/width when ``fixed`` is None, else (or when the graph cannot be dynamic) fixed: at
+    the size of the model's input spec."""
     if fixed is None:
         try:
             return _trace(head, DYNAMIC_SAMPLE_SIZE, opset, dynamic_hw=True), None
         except Exception as error:  # noqa: BLE001 - any exporter failure means "try a fixed size"
-            fallback = meta.get("input_size")
-            if not fallback:
+            if spec.size is None:
                 raise ExportError(
-                    f"dynamic export failed and the checkpoint has no input_size: {error}"
+                    f"dynamic export failed and the model's input spec has no size: {error}"
                 ) from error
-            fixed = (int(fallback[0]), int(fallback[1]))
+            fixed = spec.size
             notes.append(f"dynamic height/width not exportable ({type(error).__name__}); fixed at {fixed}")
     try:
         return _trace(head, fixed, opset, dynamic_hw=False), fixed
@@ -215,18 +215,20 @@ def export_model(
     """Write ``model`` (with its ``.meta``) as ONNX at ``out``, atomically, checked with ``onnx.checker``.
     ``refiner`` (the edge stage) travels in the metadata, so the ``.onnx`` file alone gives the same masks.
 
-    ``size`` None: dynamic batch, height and width (a fixed size, the meta's ``input_size``, if the graph
-    does not allow dynamic height/width); ``size`` (W, H): fixed height and width, dynamic batch.
+    ``size`` None: dynamic batch, height and width (a fixed size, the input spec's, if the graph does not
+    allow dynamic height/width); ``size`` (W, H): fixed height and width, dynamic batch. The input spec is
+    the one :func:`~maskingnet.models.checkpoint.model_spec` gives, as in the model's safetensors file.
     """
     onnx = check_exportable(opset)
     started = time.perf_counter()
     meta = dict(getattr(model, "meta", {}) or {})
+    spec = model_spec(model, meta)
     notes: list[str] = []
-    proto, fixed = _trace_with_fallback(ProbabilityHead(model.eval()).eval(), meta, size, opset, notes)
+    proto, fixed = _trace_with_fallback(ProbabilityHead(model.eval()).eval(), spec, size, opset, notes)
     actual_opset = next((o.version for o in proto.opset_import if o.domain in ("", "ai.onnx")), opset)
     if actual_opset != opset:
         notes.append(f"exporter produced opset {actual_opset} (asked for {opset})")
-    props = _metadata(model, meta, fixed is None, fixed)
+    props = _metadata(model, meta, spec.with_size(fixed), dynamic=fixed is None)
     if refiner is not None:
         props[REFINER_KEY] = refiner.config.to_json()
         props[REFINER_WEIGHTS_KEY] = base64.b64encode(refiner_to_bytes(refiner)).decode("ascii")
