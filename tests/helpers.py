@@ -65,3 +65,36 @@ def _status_kb(field: str) -> int:
         if line.startswith(field + ":"):
             return int(line.split()[1])
     raise OSError(f"no {field} in /proc/self/status")
+
+
+def http_request(host: str, port: int, method: str, path: str, body: bytes = b"", headers=None, timeout=120):
+    """(status, lower-cased headers, body) of one HTTP request on a fresh connection."""
+    import http.client
+
+    connection = http.client.HTTPConnection(host, port, timeout=timeout)
+    try:
+        connection.request(method, path, body=body, headers=headers or {})
+        response = connection.getresponse()
+        return response.status, {k.lower(): v for k, v in response.getheaders()}, response.read()
+    finally:
+        connection.close()
+
+
+def multipart_body(fields: dict, filename: str = "car.jpg") -> tuple[bytes, str]:
+    """A multipart/form-data body of ``fields`` (bytes values as files) and its content type."""
+    import uuid
+
+    boundary = uuid.uuid4().hex
+    parts = []
+    for name, value in fields.items():
+        if isinstance(value, bytes):
+            head = (
+                f'Content-Disposition: form-data; name="{name}"; filename="{filename}"\r\n'
+                "Content-Type: application/octet-stream\r\n\r\n"
+            )
+            parts.append(f"--{boundary}\r\n{head}".encode() + value + b"\r\n")
+        else:
+            head = f'Content-Disposition: form-data; name="{name}"\r\n\r\n'
+            parts.append(f"--{boundary}\r\n{head}{value}\r\n".encode())
+    parts.append(f"--{boundary}--\r\n".encode())
+    return b"".join(parts), f"multipart/form-data; boundary={boundary}"

@@ -1,8 +1,8 @@
 """The package's shape: no import cycles, layers that point one way, no paths into a checkout.
 
 Layers: core (models, data, inference and the leaf modules) <- tasks (train, evaluate, predict, submit,
-export) <- apps (cli, serve) and tools (bench, ablation, demo). Every import counts, also one inside a
-function, except those under ``if TYPE_CHECKING:``.
+export) <- apps (cli, serve, serve_guard) and tools (bench, ablation, demo). Every import counts, also one
+inside a function, except those under ``if TYPE_CHECKING:``.
 """
 
 from __future__ import annotations
@@ -14,7 +14,7 @@ import maskingnet
 
 PACKAGE = Path(maskingnet.__file__).parent
 TASKS = {"train", "train_refiner", "evaluate", "predict", "submit", "export"}
-APPS = {"cli", "serve", "__main__"}
+APPS = {"cli", "serve", "serve_guard", "__main__"}
 TOOLS = {"bench", "bench_default", "ablation", "demo"}
 
 

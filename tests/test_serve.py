@@ -4,18 +4,16 @@ from __future__ import annotations
 
 import asyncio
 import concurrent.futures
-import http.client
 import io
 import json
 import socket
 import sys
-import uuid
 from pathlib import Path
 
 import numpy as np
 import pytest
 import torch
-from helpers import png_claiming_size
+from helpers import http_request, multipart_body, png_claiming_size
 from PIL import Image
 
 from maskingnet.models import create_model, save_model
@@ -62,36 +60,12 @@ def photos(real_sample) -> list[bytes]:
     return out
 
 
-def request(host, port, method, path, body=b"", headers=None) -> tuple[int, dict[str, str], bytes]:
-    connection = http.client.HTTPConnection(host, port, timeout=120)
-    try:
-        connection.request(method, path, body=body, headers=headers or {})
-        response = connection.getresponse()
-        return response.status, {k.lower(): v for k, v in response.getheaders()}, response.read()
-    finally:
-        connection.close()
-
-
-def multipart(fields: dict[str, bytes | str], filename: str = "car.jpg") -> tuple[bytes, str]:
-    boundary = uuid.uuid4().hex
-    parts = []
-    for name, value in fields.items():
-        if isinstance(value, bytes):
-            head = (
-                f'Content-Disposition: form-data; name="{name}"; filename="{filename}"\r\n'
-                "Content-Type: application/octet-stream\r\n\r\n"
-            )
-            parts.append(f"--{boundary}\r\n{head}".encode() + value + b"\r\n")
-        else:
-            head = f'Content-Disposition: form-data; name="{name}"\r\n\r\n'
-            parts.append(f"--{boundary}\r\n{head}{value}\r\n".encode())
-    parts.append(f"--{boundary}--\r\n".encode())
-    return b"".join(parts), f"multipart/form-data; boundary={boundary}"
+request = http_request
 
 
 def post(server, path: str, fields: dict[str, bytes | str]) -> tuple[int, dict[str, str], bytes]:
     host, port = server[:2]
-    body, content_type = multipart(fields)
+    body, content_type = multipart_body(fields)
     return request(host, port, "POST", path, body, {"Content-Type": content_type})
 
 

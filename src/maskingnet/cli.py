@@ -553,7 +553,14 @@ def serve(
     max_batch: Annotated[int, typer.Option(help="Most requests answered by one model call.")] = 8,
     max_wait_ms: Annotated[float, typer.Option(help="Longest wait for requests to batch with.")] = 10.0,
     queue_size: Annotated[int, typer.Option(help="Requests waiting for the model before 503.")] = 64,
-    max_pixels: Annotated[int, typer.Option(help="Larger images are refused (bombs).")] = 40_000_000,
+    max_pixels: Annotated[int, typer.Option(
+        help="Larger photos are refused (422); 4 photos this size may be in flight at once.")] = 16_000_000,
+    max_connections: Annotated[int, typer.Option(
+        help="Open connections; at the cap idle ones are closed to make room.")] = 128,
+    read_timeout: Annotated[float, typer.Option(
+        help="Seconds to send a request head, or between bytes of a body (408).")] = 10.0,
+    request_timeout: Annotated[float, typer.Option(
+        help="Seconds from a request head to the end of its answer.")] = 120.0,
     model: ModelFile = None,
     size: Size = None,
     device: Device = "auto",
@@ -570,6 +577,7 @@ def serve(
     config = ServeConfig(
         checkpoint=model_path(model), host=host, port=port, max_upload_mb=max_upload_mb, workers=workers,
         max_batch=max_batch, max_wait_ms=max_wait_ms, queue_size=queue_size, max_pixels=max_pixels,
+        max_connections=max_connections, read_timeout_s=read_timeout, request_timeout_s=request_timeout,
         **model_options(size, device, precision, backend, tta, refine, clean),
     )
     run_server(config)

@@ -15,15 +15,25 @@ request waits in a bounded queue in front of a micro-batcher that collects up to
 at most ``max_wait_ms`` and runs the model in its own worker thread (the event loop never blocks on it);
 up-sampling the probabilities and encoding the PNG go back to the pool. A mask needs only the photo's
 size, so its JPEG is decoded at reduced scale. A full queue answers 503, and so does the server itself
-past ``max_connections`` open connections.
+when all ``max_connections`` connections are busy with requests (idle ones are closed to make room).
 
 Upload size is enforced while the body is read: the declared ``Content-Length`` is checked first and the
-streamed bytes are counted, so no request is buffered past the limit (413). Not an image: 415; a
-decompression bomb or a corrupt image: 422; no ``file`` field: 400.
+streamed bytes are counted, so no request is buffered past the limit (413); a body that stalls for
+``read_timeout_s`` gets 408. Not an image: 415; a decompression bomb or a photo over ``max_pixels`` (16 MP
+by default, far below ``predict``'s 200 MP: a served photo is someone else's choice) or a corrupt image:
+422; no ``file`` field: 400.
+
+Memory per request is bounded by what the service allows, not by what a client sends: the upload by
+``max_upload_mb``, the decoded photo and everything made from it by ``max_pixels`` (the size is read from
+the header first), and all photos in flight together by a pixel budget (:class:`PixelBudget`, four photos
+of the largest size): a request that cannot get its share within ``BUDGET_WAIT_S`` gets 503. Connections
+are bounded below the application (:mod:`maskingnet.serve_guard`: head and request deadlines, a connection
+budget that idle sockets cannot fill).
 """
 
 import asyncio
 import concurrent.futures
+import contextlib
 import dataclasses
 import io
 import json
@@ -46,6 +56,8 @@ CONFIG_ENV = "MASKINGNET_SERVE_CONFIG"
 PAGE = Path(__file__).with_name("web") / "index.html"
 MB = 1024 * 1024
 DRAIN_IDLE_S = 1.0
+BUDGET_WAIT_S = 30.0
+BUDGET_PHOTOS = 4
 TRUE_WORDS = {"1", "true", "yes", "on"}
 FALSE_WORDS = {"0", "false", "no", "off", ""}
 
@@ -69,14 +81,39 @@ class ServeConfig:
     max_batch: int = 8
     max_wait_ms: float = 10.0
     queue_size: int = 64
-    max_pixels: int = 40_000_000
+    max_pixels: int = 16_000_000
     cpu_threads: int | None = None
     max_connections: int = 128
+    read_timeout_s: float = 10.0
+    request_timeout_s: float = 120.0
     log_level: str = "warning"
 
     @property
     def max_upload_bytes(self) -> int:
         return int(self.max_upload_mb * MB)
+
+    @property
+    def pixel_budget(self) -> int:
+        """Decoded pixels all requests in flight may hold together."""
+        return BUDGET_PHOTOS * self.max_pixels
+
+    def connection_limits(self):
+        """The :class:`maskingnet.serve_guard.ConnectionLimits` of this configuration."""
+        from maskingnet.serve_guard import ConnectionLimits
+
+        return ConnectionLimits(self.max_connections, self.read_timeout_s, self.request_timeout_s)
+
+    def limits(self) -> dict[str, Any]:
+        """What the service bounds, as ``GET /v1/model`` reports it."""
+        return {
+            "max_upload_mb": self.max_upload_mb,
+            "max_pixels": self.max_pixels,
+            "pixel_budget": self.pixel_budget,
+            "max_connections": self.max_connections,
+            "read_timeout_s": self.read_timeout_s,
+            "request_timeout_s": self.request_timeout_s,
+            "queue_size": self.queue_size,
+        }
 
     def to_json(self) -> str:
         data = dataclasses.asdict(self)
@@ -106,7 +143,39 @@ class RequestError(Exception):
 
 
 class Overloaded(Exception):
-    """The batching queue is full."""
+    """The batching queue is full, or the pixel budget stayed spent for too long."""
+
+
+class PixelBudget:
+    """A weighted semaphore over decoded pixels: a request holds its photo's pixel count from decoding to
+    its answer, so the photos in flight (and what is made from them) never exceed ``capacity`` pixels,
+    however many requests arrive. Waiting longer than ``wait_s`` raises :class:`Overloaded`."""
+
+    def __init__(self, capacity: int, wait_s: float = BUDGET_WAIT_S) -> None:
+        self.capacity = int(capacity)
+        self.wait_s = wait_s
+        self.used = 0
+        self._changed = asyncio.Condition()
+
+    @contextlib.asynccontextmanager
+    async def hold(self, pixels: int):
+        pixels = min(int(pixels), self.capacity)
+
+        def fits() -> bool:
+            return self.used + pixels <= self.capacity
+
+        async with self._changed:
+            try:
+                await asyncio.wait_for(self._changed.wait_for(fits), self.wait_s)
+            except asyncio.TimeoutError:
+                raise Overloaded from None
+            self.used += pixels
+        try:
+            yield
+        finally:
+            async with self._changed:
+                self.used -= pixels
+                self._changed.notify_all()
 
 
 @dataclass
@@ -261,8 +330,9 @@ def bad_upload(error) -> RequestError:
     return RequestError(status, code, f"upload: {error.reason}")
 
 
-async def bounded_stream(request, limit: int):
-    """The request body, chunk by chunk, refusing (413) as soon as more than ``limit`` bytes arrived.
+async def bounded_stream(request, limit: int, gap_s: float | None = None):
+    """The request body, chunk by chunk, refusing (413) as soon as more than ``limit`` bytes arrived, and
+    (408) when no byte comes for ``gap_s`` seconds (a client sending its body slowly holds a connection).
 
     Nothing past the limit is kept. Before answering, the rest of an oversize body is read and thrown away
     for a bounded time and amount (what web servers call a lingering close): closing a connection with
@@ -270,7 +340,13 @@ async def bounded_stream(request, limit: int):
     """
     received = 0
     chunks = request.stream()
-    async for chunk in chunks:
+    while True:
+        try:
+            chunk = await asyncio.wait_for(chunks.__anext__(), gap_s)
+        except StopAsyncIteration:
+            return
+        except asyncio.TimeoutError:
+            raise RequestError(408, "timeout", f"upload stalled: no data for {gap_s:g} s") from None
         received += len(chunk)
         if received > limit:
             await discard_rest(chunks, budget=limit)
@@ -302,8 +378,9 @@ def check_declared_length(headers, limit: int) -> None:
         )
 
 
-async def read_upload(request, limit: int) -> tuple[bytes, dict[str, str]]:
-    """The uploaded file's bytes and the form's other fields (multipart), or the raw body (``image/*``)."""
+async def read_upload(request, limit: int, gap_s: float | None = None) -> tuple[bytes, dict[str, str]]:
+    """The uploaded file's bytes and the form's other fields (multipart), or the raw body (``image/*``);
+    :func:`bounded_stream` bounds its size and its pauses."""
     from starlette.formparsers import MultiPartException, MultiPartParser
 
     check_declared_length(request.headers, limit)
@@ -315,8 +392,9 @@ async def read_upload(request, limit: int) -> tuple[bytes, dict[str, str]]:
                 "missing_file",
                 "send the photo as multipart/form-data field 'file' (or as an image/* body)",
             )
-        return b"".join([chunk async for chunk in bounded_stream(request, limit)]), {}
-    parser = MultiPartParser(request.headers, bounded_stream(request, limit), max_files=1, max_fields=16)
+        return b"".join([chunk async for chunk in bounded_stream(request, limit, gap_s)]), {}
+    body = bounded_stream(request, limit, gap_s)
+    parser = MultiPartParser(request.headers, body, max_files=1, max_fields=16)
     try:
         form = await parser.parse()
     except MultiPartException as error:
@@ -349,6 +427,7 @@ def model_summary(predictor, config: ServeConfig) -> dict[str, Any]:
         "class_names": list(backend.spec.class_names),
         "meta": getattr(backend, "meta", {}) or {},
         "max_upload_mb": config.max_upload_mb,
+        "limits": config.limits(),
         "batching": {
             "max_batch": config.max_batch,
             "max_wait_ms": config.max_wait_ms,
@@ -400,6 +479,17 @@ def request_options(kind: str, query, fields: dict[str, str]) -> dict[str, Any]:
     return options
 
 
+def upload_pixels(data: bytes, max_pixels: int) -> int:
+    """The photo's pixel count from its header (nothing decoded); bombs and non-images refused here."""
+    from maskingnet.data.io import BadInputError, image_size
+
+    try:
+        width, height = image_size(data, max_pixels=max_pixels)
+    except BadInputError as error:
+        raise bad_upload(error) from None
+    return width * height
+
+
 def decode_for_model(kind: str, data: bytes, max_pixels: int, predictor):
     """The upload prepared for the model by the predictor (:mod:`maskingnet.inference.preprocess`), exactly
     as ``maskingnet predict`` prepares a file; a mask needs only the photo's size, so its JPEG is decoded
@@ -445,8 +535,6 @@ def create_app(config: ServeConfig, predictor=None):
         from fastapi.responses import HTMLResponse, JSONResponse, Response
     except ImportError as error:
         raise ServeError(f"{SERVE_EXTRA_HINT} ({error})") from error
-    import contextlib
-
     predictor = predictor or load_predictor(config)
     summary = model_summary(predictor, config)
     batcher_box: dict[str, MicroBatcher] = {}
@@ -472,33 +560,43 @@ def create_app(config: ServeConfig, predictor=None):
 
     app = FastAPI(title="maskingnet", summary="Cut cars out of photographs.", lifespan=lifespan)
     counters = {"ok": 0, "client_errors": 0}
+    budget = PixelBudget(config.pixel_budget)
 
     def stats() -> dict[str, Any]:
         batcher = batcher_box.get("batcher")
         data = dataclasses.asdict(batcher.stats) if batcher else {}
         data["queue_depth"] = batcher.queue.qsize() if batcher else 0
+        data["pixels_in_flight"] = budget.used
         return {**data, **counters}
 
     @app.exception_handler(RequestError)
     async def refuse(_request, error: RequestError):
         counters["client_errors"] += 1
-        return JSONResponse({"error": error.code, "detail": error.detail}, status_code=error.status)
+        closing = {"Connection": "close"} if error.status == 408 else None
+        body = {"error": error.code, "detail": error.detail}
+        return JSONResponse(body, status_code=error.status, headers=closing)
 
     async def answer(kind: str, request: Request) -> Response:
-        data, fields = await read_upload(request, config.max_upload_bytes)
+        data, fields = await read_upload(request, config.max_upload_bytes, config.read_timeout_s)
         options = request_options(kind, request.query_params, fields)
         loop = asyncio.get_running_loop()
-        item = await loop.run_in_executor(
-            cpu_pool, decode_for_model, kind, data, config.max_pixels, predictor
-        )
-        del data
+        pixels = await loop.run_in_executor(cpu_pool, upload_pixels, data, config.max_pixels)
         try:
-            small, batch_size = await batcher_box["batcher"].submit(item)
+            async with budget.hold(pixels):
+                png, batch_size = await work(kind, data, options)
         except Overloaded:
             raise RequestError(503, "busy", "too many requests waiting; retry shortly") from None
-        png = await loop.run_in_executor(cpu_pool, finish_answer, kind, item, small, predictor, options)
         counters["ok"] += 1
         return Response(png, media_type="image/png", headers={"X-Batch-Size": str(batch_size)})
+
+    async def work(kind: str, data: bytes, options: dict[str, Any]) -> tuple[bytes, int]:
+        """Decode, model (batched with other requests), full resolution and PNG: the PNG and batch size."""
+        loop = asyncio.get_running_loop()
+        decode = (decode_for_model, kind, data, config.max_pixels, predictor)
+        item = await loop.run_in_executor(cpu_pool, *decode)
+        small, batch_size = await batcher_box["batcher"].submit(item)
+        png = await loop.run_in_executor(cpu_pool, finish_answer, kind, item, small, predictor, options)
+        return png, batch_size
 
     @app.post("/v1/mask", summary="Car mask of an uploaded photo (PNG, car 255).")
     async def mask(request: Request) -> Response:
@@ -510,12 +608,16 @@ def create_app(config: ServeConfig, predictor=None):
 
     @app.get("/healthz")
     async def healthz() -> dict[str, Any]:
+        from maskingnet.serve_guard import current_guard
+
+        guard = current_guard()
         return {
             "status": "ok",
             "pid": os.getpid(),
             "uptime_s": round(time.time() - started, 1),
             "rss_mb": rss_mb(),
             "stats": stats(),
+            "connections": guard.summary() if guard else None,
         }
 
     @app.get("/v1/model")
@@ -555,15 +657,17 @@ def serve(config: ServeConfig, announce: Callable[[str], None] | None = None) ->
     if config.workers > 1:
         serve_workers(config, announce)
         return
+    from maskingnet.serve_guard import guarded_protocol
+
     app = create_app(config)
     sock = bind(config.host, config.port)
     host, port = sock.getsockname()[:2]
     server = uvicorn.Server(
         uvicorn.Config(
             app,
+            http=guarded_protocol(config.connection_limits()),
             log_level=config.log_level,
             timeout_graceful_shutdown=5,
-            limit_concurrency=config.max_connections,
         )
     )
     announce(f"maskingnet serving {config.checkpoint} on http://{host}:{port}")
@@ -571,12 +675,17 @@ def serve(config: ServeConfig, announce: Callable[[str], None] | None = None) ->
 
 
 def serve_workers(config: ServeConfig, announce: Callable[[str], None]) -> None:
+    """``config.workers`` uvicorn processes; each builds its app and its connection guard from the
+    configuration left in the environment."""
     import uvicorn
+
+    from maskingnet.serve_guard import GuardedH11Protocol, limits_to_env
 
     if config.port == 0:
         with bind(config.host, 0) as probe:
             config = dataclasses.replace(config, port=probe.getsockname()[1])
     os.environ[CONFIG_ENV] = config.to_json()
+    limits_to_env(config.connection_limits())
     address = f"http://{config.host}:{config.port}"
     announce(f"maskingnet serving {config.checkpoint} on {address} ({config.workers} workers)")
     uvicorn.run(
@@ -586,5 +695,5 @@ def serve_workers(config: ServeConfig, announce: Callable[[str], None]) -> None:
         port=config.port,
         workers=config.workers,
         log_level=config.log_level,
-        limit_concurrency=config.max_connections,
+        http=GuardedH11Protocol,
     )
