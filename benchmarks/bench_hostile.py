@@ -2,12 +2,14 @@
 and idle sockets held open against the server.
 
 Prints one line per case: the HTTP status (serve) or exit code (predict), wall seconds and memory: for the
-server its RSS growth and the growth of its peak RSS (``VmHWM``) over the request, for ``predict`` the peak
-RSS of the whole command (``/usr/bin/time -v``-style, from ``wait4``). The photos are real, fully decodable
-grey PNGs of a few tens of kilobytes (``tests/helpers.py:ramp_png``); the model is a tiny random MaskingNet
-set to call about half of a photo "car" (a long outline), unless ``--model`` names another. Run (nice it on
-a shared machine): ``python benchmarks/bench_hostile.py [--serve-side 6300] [--predict-side 14000]
-[--idle 130] [--server-args '--max-pixels 40000000']``.
+server its RSS growth and its peak RSS (``VmHWM``, reset first) above its RSS before the requests, for
+``predict`` the peak RSS of the whole command (``/usr/bin/time -v``-style, from ``wait4``). The photos are
+real, fully decodable grey PNGs of a few tens of kilobytes (``tests/helpers.py:ramp_png``); the model is a
+tiny random MaskingNet set to call about half of a photo "car" (a long outline), unless ``--model`` names
+another. Run (nice it on a shared machine)::
+
+    python benchmarks/bench_hostile.py [--serve-side 6300] [--predict-side 14000] [--idle 130]
+        [--concurrent 1] [--server-args '--max-pixels 40000000']
 """
 
 from __future__ import annotations
@@ -23,6 +25,7 @@ import sys
 import tempfile
 import time
 import uuid
+from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 
 REPO = Path(__file__).resolve().parents[1]
@@ -80,17 +83,22 @@ def post_file(port: int, path: str, data: bytes, timeout: float = 600) -> tuple[
         return type(error).__name__, b""
 
 
-def serve_case(port: int, pid: int, side: int) -> None:
+def serve_case(port: int, pid: int, side: int, concurrent: int) -> None:
     data = ramp_png(side, side)
-    rss, hwm = proc_kb(pid, "VmRSS"), proc_kb(pid, "VmHWM")
+    Path(f"/proc/{pid}/clear_refs").write_text("5")  # the server's peak RSS restarts from its RSS
+    rss = proc_kb(pid, "VmRSS")
     started = time.perf_counter()
-    status, body = post_file(port, "/v1/cutout?soft_edges=true", data)
+    with ThreadPoolExecutor(concurrent) as pool:
+        sends = [pool.submit(post_file, port, "/v1/cutout?soft_edges=true", data) for _ in range(concurrent)]
+        answers = [send.result() for send in sends]
     seconds = time.perf_counter() - started
     grown = (proc_kb(pid, "VmRSS") - rss) / 1024
-    peak = (proc_kb(pid, "VmHWM") - hwm) / 1024
-    detail = body.decode(errors="replace") if status != 200 else "PNG"
-    print(f"serve  {side}x{side} PNG ({len(data) / 1024:.0f} KB) soft_edges cutout: {status} in "
-          f"{seconds:.1f} s, RSS +{grown:.0f} MB, peak RSS +{peak:.0f} MB  [{detail[:120]}]")
+    peak = (proc_kb(pid, "VmHWM") - rss) / 1024
+    statuses = sorted({str(status) for status, _ in answers})
+    refused = [body.decode(errors="replace") for status, body in answers if status != 200]
+    print(f"serve  {concurrent} x {side}x{side} PNG ({len(data) / 1024:.0f} KB) soft_edges cutout: "
+          f"{'/'.join(statuses)} in {seconds:.1f} s, RSS +{grown:.0f} MB, peak RSS +{peak:.0f} MB  "
+          f"[{(refused or ['PNG'])[0][:120]}]")
 
 
 def idle_case(port: int, idle: int) -> None:
@@ -139,6 +147,7 @@ def main() -> None:
     parser.add_argument("--serve-side", type=int, default=6300, help="PNG side sent to serve (0: skip)")
     parser.add_argument("--predict-side", type=int, default=14000, help="PNG side predicted (0: skip)")
     parser.add_argument("--idle", type=int, default=130, help="idle sockets held against serve (0: skip)")
+    parser.add_argument("--concurrent", type=int, default=1, help="copies of the PNG sent to serve at once")
     parser.add_argument("--server-args", default="", help="extra 'maskingnet serve' options")
     args = parser.parse_args()
     print(f"# {platform.node()}, {os.cpu_count()} CPUs, Python {platform.python_version()}, "
@@ -152,7 +161,7 @@ def main() -> None:
                 if args.idle:
                     idle_case(port, args.idle)
                 if args.serve_side:
-                    serve_case(port, process.pid, args.serve_side)
+                    serve_case(port, process.pid, args.serve_side, args.concurrent)
             finally:
                 process.terminate()
                 process.wait(30)
