@@ -161,6 +161,10 @@ class GuardedH11Protocol(H11Protocol):
 
     def data_received(self, data: bytes) -> None:
         super().data_received(data)
+        if self.transport.get_protocol() is not self:  # upgraded (websocket): no longer ours to time
+            self.guard.leave(self)
+            self._cancel_timer()
+            return
         if self._waiting_for is _REQUEST:
             return
         if self.cycle is not self._waiting_for:  # a head arrived: a request is under way
