@@ -170,29 +170,27 @@ def test_a_head_sent_a_byte_at_a_time_gets_a_json_408_at_the_deadline(strict_ser
     assert json_body(answer)["error"] == "timeout"
 
 
-def test_a_body_that_stalls_gets_a_json_408(strict_server):
-    host, port = strict_server[:2]
-    head = (
+def stalled_upload_head(host: str) -> bytes:
+    """The head of an upload that announces 100 kB (whose body will never all come)."""
+    return (
         f"POST /v1/mask HTTP/1.1\r\nHost: {host}\r\nContent-Type: image/jpeg\r\n"
         "Content-Length: 100000\r\n\r\n"
     ).encode()
-    with socket.create_connection((host, port), timeout=WAIT_S) as sock:
-        sock.sendall(head + b"\xff\xd8" + b"\0" * 1000)
+
+
+def test_a_body_that_stalls_gets_a_json_408(strict_server):
+    with socket.create_connection(strict_server[:2], timeout=WAIT_S) as sock:
+        sock.sendall(stalled_upload_head(strict_server[0]) + b"\xff\xd8" + b"\0" * 1000)
         answer = read_answer(sock, within_s=WAIT_S)
     assert answer.startswith(b"HTTP/1.1 408")
     assert json_body(answer)["error"] == "timeout"
 
 
 def test_when_every_connection_is_busy_a_newcomer_gets_json_503_and_health_still_answers(strict_server):
-    host, port = strict_server[:2]
-    head = (
-        f"POST /v1/mask HTTP/1.1\r\nHost: {host}\r\nContent-Type: image/jpeg\r\n"
-        "Content-Length: 100000\r\n\r\n"
-    ).encode()
     busy = open_idle(strict_server, 8)
     try:
-        for sock in busy:
-            sock.sendall(head + b"\xff\xd8")  # a request under way, its body stalled
+        for sock in busy:  # a request under way on each, its body stalled
+            sock.sendall(stalled_upload_head(strict_server[0]) + b"\xff\xd8")
         time.sleep(0.3)
         status, _, body = post(strict_server, "/v1/mask", b"\xff\xd8", timeout=WAIT_S)
         assert (status, json.loads(body)["error"]) == (503, "busy")
