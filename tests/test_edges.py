@@ -175,3 +175,11 @@ def test_edge_stage_without_the_photo_falls_back_to_bilinear():
     stage = EdgeStage(None, CleanUp(enabled=False), GuidedUpsample())
     assert stage.needs_photo
     np.testing.assert_allclose(stage(small, None, (48, 32)), resize_probs(small, (48, 32)))
+
+
+def test_the_edge_stage_works_at_a_bounded_size_whatever_the_photo():
+    from maskingnet.inference.edges import MAX_WORKING_PIXELS, working_size
+
+    assert working_size((1918, 1280), 0.5) == (959, 640)
+    width, height = working_size((14000, 14000), 0.5)
+    assert width * height <= MAX_WORKING_PIXELS and width == height

@@ -41,8 +41,16 @@ class CleanUp:
     fill_holes: float = 0.0002
 
 
-def working_size(size: tuple[int, int], scale: float) -> tuple[int, int]:
-    """(w, h) of a photo of ``size`` = (W, H) at ``scale``, at least 1x1."""
+MAX_WORKING_PIXELS = 1_000_000
+
+
+def working_size(
+    size: tuple[int, int], scale: float, max_pixels: int = MAX_WORKING_PIXELS
+) -> tuple[int, int]:
+    """(w, h) of a photo of ``size`` = (W, H) at ``scale``, at least 1x1, and at most ``max_pixels``: the
+    edge stage's memory and time stay those of a real photo (half of 1918x1280 is 0.6 MP) whatever the
+    photo's size."""
+    scale = min(scale, (max_pixels / max(1, size[0] * size[1])) ** 0.5)
     return max(1, round(size[0] * scale)), max(1, round(size[1] * scale))
 
 
