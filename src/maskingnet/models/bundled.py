@@ -38,7 +38,7 @@ BUNDLED: dict[str, BundledModel] = {
         BundledModel(
             name="maskingnet-carvana",
             file="maskingnet-carvana.safetensors",
-            sha256="aa38dbae02247568a8279cd939ceccdb747915a6c695d746e3f88bb284fcf932",
+            sha256="23a1b72a8e3607eb0603b3be1c41d25a040d8fd703107e0760639487f24c8b22",
             summary="MaskingNet width 0.25 at 480x320 with the edge refiner, trained on 20 real Carvana cars",
         ),
     )
