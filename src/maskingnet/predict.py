@@ -83,13 +83,36 @@ def stale_temp_target(name: str) -> tuple[str, str] | None:
     return stem, suffix
 
 
+def process_alive(pid: int) -> bool:
+    """Whether a process with this id runs now (signal 0 checks without sending anything)."""
+    if pid <= 0:
+        return False
+    try:
+        os.kill(pid, 0)
+    except ProcessLookupError:
+        return False
+    except (PermissionError, OverflowError, OSError):
+        return True  # someone else's process, or we cannot tell: leave its files alone
+    return True
+
+
+def temp_owner_pid(name: str) -> int:
+    """The process id in an ``atomic_save`` temp name ``.<stem>.<pid>.tmp<suffix>`` (0 if none)."""
+    head = name.rpartition(".tmp")[0]
+    pid = head.rpartition(".")[2]
+    return int(pid) if pid.isdigit() else 0
+
+
 def remove_stale_temps(out: Path, targets: Iterable[Path]) -> None:
-    """Delete temp files that a killed run left behind for these outputs."""
+    """Delete temp files that a killed run left behind for these outputs.
+
+    Only files whose owning process is gone: another run writing to the same folder right now keeps its
+    in-flight temp files (each process names its own, so the two never collide)."""
     wanted = {(target.stem, target.suffix) for target in targets}
     if not out.is_dir() or not wanted:
         return
     for entry in out.iterdir():
-        if stale_temp_target(entry.name) in wanted:
+        if stale_temp_target(entry.name) in wanted and not process_alive(temp_owner_pid(entry.name)):
             entry.unlink(missing_ok=True)
 
 
