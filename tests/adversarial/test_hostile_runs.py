@@ -3,10 +3,18 @@ the pixels, file modes of saved checkpoints, Ctrl-C."""
 
 from __future__ import annotations
 
+import io
 import subprocess
 import sys
+import zlib
+from pathlib import Path
 
-from maskingnet.predict import remove_stale_temps
+import pytest
+from helpers import make_half_car_checkpoint
+from PIL import Image
+
+from maskingnet.data.io import image_size, read_image
+from maskingnet.predict import PredictConfig, predict_files, remove_stale_temps
 
 
 def dead_pid() -> int:
@@ -30,3 +38,54 @@ def test_a_second_run_keeps_the_in_flight_temp_files_of_a_live_run(tmp_path):
     finally:
         live.kill()
         live.wait()
+
+
+def png_with_exif_after_pixels(stored: tuple[int, int], orientation: int = 6) -> bytes:
+    """A PNG whose eXIf chunk (EXIF orientation) follows the IDAT chunks, as some tools write it."""
+    buffer = io.BytesIO()
+    Image.new("RGB", stored, (90, 120, 150)).save(buffer, "PNG")
+    plain = buffer.getvalue()
+    exif = Image.Exif()
+    exif[0x0112] = orientation
+    data = exif.tobytes()
+    chunk = len(data).to_bytes(4, "big") + b"eXIf" + data + zlib.crc32(b"eXIf" + data).to_bytes(4, "big")
+    end = plain.rindex(b"IEND") - 4
+    return plain[:end] + chunk + plain[end:]
+
+
+def test_the_size_from_the_header_follows_exif_stored_after_the_pixels(tmp_path):
+    path = tmp_path / "late_exif.png"
+    path.write_bytes(png_with_exif_after_pixels((480, 320)))
+    decoded = read_image(path)
+    assert decoded.size == (320, 480)
+    assert image_size(path) == decoded.size
+    assert image_size(path.read_bytes()) == decoded.size
+
+
+@pytest.fixture(scope="module")
+def checkpoint(tmp_path_factory) -> Path:
+    return make_half_car_checkpoint(tmp_path_factory.mktemp("ckpt") / "tiny.safetensors")
+
+
+def test_a_mask_only_run_and_a_cutout_run_agree_on_the_upright_size(checkpoint, tmp_path):
+    # without the edge stage a mask-only run decodes no photo: its size comes from the header alone
+    photo = tmp_path / "in" / "late_exif.png"
+    photo.parent.mkdir()
+    photo.write_bytes(png_with_exif_after_pixels((480, 320)))
+    sizes = {}
+    for save in ("mask", "cutout"):
+        out = tmp_path / save
+        config = PredictConfig(
+            checkpoint,
+            [photo.parent],
+            out,
+            save=(save,),
+            workers=0,
+            progress=False,
+            refine=False,
+            precision="fp32",
+        )
+        assert predict_files(config, report=lambda line: None).done == 1
+        (written,) = out.iterdir()
+        sizes[save] = Image.open(written).size
+    assert sizes == {"mask": (320, 480), "cutout": (320, 480)}

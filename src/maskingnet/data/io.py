@@ -248,11 +248,55 @@ def _load(image: Image.Image, path: str | os.PathLike) -> None:
 
 
 def _header_orientation(image: Image.Image) -> int:
-    """EXIF orientation without decoding pixels: PIL's PNG reader loads the whole image to look for EXIF
-    stored after the pixel data, so only EXIF already found in the header (or TIFF tags) is used here."""
-    if "exif" not in image.info and not hasattr(image, "tag_v2"):
+    """EXIF orientation without decoding pixels, by the same rule as ``_upright`` on the decoded image.
+
+    PIL's PNG reader loads the whole image to find an eXIf chunk stored after the pixel data, so for a PNG
+    the chunks are walked instead (skipping their data); otherwise only EXIF found in the header (or TIFF
+    tags) is used."""
+    if "exif" in image.info or hasattr(image, "tag_v2"):
+        return _orientation(image)
+    if image.format == "PNG":
+        return _trailing_png_orientation(image)
+    return 1
+
+
+def _trailing_png_orientation(image: Image.Image) -> int:
+    """Orientation from an eXIf chunk after the pixel data, read by seeking from chunk to chunk."""
+    handle = getattr(image, "fp", None)
+    if handle is None:
         return 1
-    return _orientation(image)
+    where = handle.tell()
+    try:
+        data = _find_png_chunk(handle, b"eXIf")
+    except (OSError, ValueError):
+        data = None
+    finally:
+        handle.seek(where)
+    if not data:
+        return 1
+    exif = Image.Exif()
+    try:
+        exif.load(data)
+        return int(exif.get(_ORIENTATION_TAG, 1))
+    except _READ_ERRORS:
+        return 1
+
+
+def _find_png_chunk(handle: BinaryIO, wanted: bytes, max_chunks: int = 100_000) -> bytes | None:
+    """The data of the first ``wanted`` chunk of a PNG, or None; stops at IEND, at a broken chunk, or after
+    ``max_chunks`` chunks (a file made of millions of tiny chunks costs a bounded walk)."""
+    handle.seek(8)
+    for _ in range(max_chunks):
+        header = handle.read(8)
+        if len(header) < 8:
+            return None
+        length, kind = int.from_bytes(header[:4], "big"), header[4:]
+        if kind == wanted:
+            return handle.read(min(length, 1 << 20))
+        if kind == b"IEND":
+            return None
+        handle.seek(length + 4, os.SEEK_CUR)
+    return None
 
 
 def _orientation(image: Image.Image) -> int:
