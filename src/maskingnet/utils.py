@@ -12,9 +12,21 @@ from typing import IO, Any
 
 
 def _current_umask() -> int:
+    """The process umask; read from /proc where it can be, because setting it to read it races with
+    writer threads creating files at the same moment."""
+    with contextlib.suppress(OSError, ValueError):
+        for line in Path("/proc/self/status").read_text().splitlines():
+            if line.startswith("Umask:"):
+                return int(line.split()[1], 8)
     mask = os.umask(0)
     os.umask(mask)
     return mask
+
+
+def _usual_mode(path: str | os.PathLike) -> None:
+    """Give a temp output the mode ``open()`` would (0666 less the umask): ``mkstemp`` and writers such as
+    ``safetensors`` make files 0600, which other users of a shared output folder then cannot read."""
+    os.chmod(path, 0o666 & ~_current_umask())
 
 
 @contextlib.contextmanager
@@ -24,7 +36,7 @@ def atomic_write(path: str | os.PathLike, mode: str = "wb") -> Iterator[IO]:
     path.parent.mkdir(parents=True, exist_ok=True)
     fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".tmp", dir=path.parent)
     try:
-        os.chmod(tmp, 0o666 & ~_current_umask())  # mkstemp makes 0600; outputs should read like open()'s
+        _usual_mode(tmp)
         with os.fdopen(fd, mode) as handle:
             yield handle
             handle.flush()
@@ -54,6 +66,7 @@ def atomic_save(path: str | os.PathLike, save) -> None:
     tmp = path.with_name(f".{path.stem}.{os.getpid()}.tmp{path.suffix}")
     try:
         save(tmp)
+        _usual_mode(tmp)
         os.replace(tmp, path)
     except BaseException:
         with contextlib.suppress(FileNotFoundError):

@@ -4,6 +4,8 @@ the pixels, file modes of saved checkpoints, Ctrl-C."""
 from __future__ import annotations
 
 import io
+import os
+import stat
 import subprocess
 import sys
 import zlib
@@ -89,3 +91,12 @@ def test_a_mask_only_run_and_a_cutout_run_agree_on_the_upright_size(checkpoint, 
         (written,) = out.iterdir()
         sizes[save] = Image.open(written).size
     assert sizes == {"mask": (320, 480), "cutout": (320, 480)}
+
+
+def test_a_saved_checkpoint_gets_the_umask_mode_like_every_other_output(tmp_path):
+    old = os.umask(0o022)
+    try:
+        path = make_half_car_checkpoint(tmp_path / "model.safetensors")
+    finally:
+        os.umask(old)
+    assert stat.S_IMODE(path.stat().st_mode) == 0o644
