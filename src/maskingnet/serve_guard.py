@@ -106,6 +106,65 @@ def json_bytes(status: int, reason: str, code: str, detail: str) -> bytes:
     return head.encode() + body
 
 
+ERROR_CODES = {400: "bad_request", 404: "not_found", 405: "method_not_allowed", 500: "internal", 503: "busy"}
+
+
+def error_body(status: int, detail: str) -> bytes:
+    return json.dumps({"error": ERROR_CODES.get(status, "error"), "detail": detail}).encode()
+
+
+def _is_plain_text(headers: Any) -> bool:
+    return any(name.lower() == b"content-type" and value.startswith(b"text/plain") for name, value in headers)
+
+
+def json_errors(app: Any) -> Any:
+    """``app`` whose every error answer is JSON: an exception before the answer started gets a JSON 500 (in
+    place of uvicorn's plain-text one), and plain-text error answers from the layers below the service's
+    own handlers (Starlette's and uvicorn's 500 and 503) are rewritten as ``{"error", "detail"}``."""
+
+    async def wrapped(scope: dict, receive: Any, send: Any) -> None:
+        if scope.get("type") != "http":
+            await app(scope, receive, send)
+            return
+        started = False
+        held: list[Any] = []  # the start and body chunks of a plain-text error answer, until its end
+
+        async def send_json_errors(message: dict) -> None:
+            nonlocal started
+            if message["type"] == "http.response.start":
+                started = True
+                if message["status"] >= 400 and _is_plain_text(message.get("headers", [])):
+                    held.append(message)
+                    return
+            elif message["type"] == "http.response.body" and held:
+                held.append(message)
+                if not message.get("more_body"):
+                    start, *chunks = held
+                    held.clear()
+                    detail = b"".join(chunk.get("body", b"") for chunk in chunks).decode("utf-8", "replace")
+                    await _send_json(send, start["status"], detail.strip()[:1000], start.get("headers", []))
+                return
+            await send(message)
+
+        try:
+            await app(scope, receive, send_json_errors)
+        except Exception:
+            if not started:
+                await _send_json(send, 500, "Internal Server Error", [(b"connection", b"close")])
+            raise
+
+    return wrapped
+
+
+async def _send_json(send: Any, status: int, detail: str, headers: Any) -> None:
+    body = error_body(status, detail)
+    replaced = (b"content-type", b"content-length")
+    kept = [(name, value) for name, value in headers if name.lower() not in replaced]
+    kept += [(b"content-type", b"application/json"), (b"content-length", str(len(body)).encode())]
+    await send({"type": "http.response.start", "status": status, "headers": kept})
+    await send({"type": "http.response.body", "body": body})
+
+
 def refusing(app: Any, detail: str) -> Any:
     """``app`` for a connection admitted over the cap: a JSON 503 for everything but the health check."""
 
@@ -137,6 +196,7 @@ class GuardedH11Protocol(H11Protocol):
         if cls.guard is None:
             cls.guard = ConnectionGuard(cls.limits or limits_from_env())
             _CURRENT[:] = [cls.guard]
+        self.app = json_errors(self.app)
         self.idle_since = self.loop.time()
         self._timer: asyncio.TimerHandle | None = None
         self._waiting_for: Any = None
@@ -153,6 +213,12 @@ class GuardedH11Protocol(H11Protocol):
             detail = f"all {self.guard.limits.max_connections} connections are busy; retry shortly"
             self.app = refusing(self.app, detail)
         self._await_head()
+
+    def send_400_response(self, msg: str) -> None:
+        """A request h11 cannot parse: a JSON 400 (uvicorn's own is plain text)."""
+        status = 400
+        self.transport.write(json_bytes(status, "Bad Request", ERROR_CODES[status], msg))
+        self.transport.close()
 
     def connection_lost(self, exc: Exception | None) -> None:
         self.guard.leave(self)

@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import asyncio
 import concurrent.futures
+import contextlib
 import json
 import socket
 import threading
@@ -19,6 +20,7 @@ from PIL import Image
 
 from maskingnet.models import create_model, save_model
 from maskingnet.serve import Overloaded, PixelBudget
+from maskingnet.serve_guard import json_errors
 
 IDLE = 130  # the issue's count: more than the default 128 connections
 WAIT_S = 30  # the longest any bounded loop here waits for the server
@@ -256,3 +258,57 @@ def test_the_pixel_budget_lets_requests_in_while_they_fit_and_refuses_after_its_
 
     log = asyncio.run(scenario())
     assert log == [("a", 60), ("small", 90), ("b", "refused"), ("c", 60), ("d", 60)]
+
+
+def test_a_request_line_h11_cannot_parse_gets_a_json_400(default_server):
+    with socket.create_connection(default_server[:2], timeout=WAIT_S) as sock:
+        sock.sendall(b"NOT AN HTTP REQUEST\r\n\r\n")
+        answer = read_answer(sock, WAIT_S)
+    assert answer.startswith(b"HTTP/1.1 400")
+    assert json_body(answer)["error"] == "bad_request"
+
+
+def call_asgi(app) -> tuple[int, dict, bytes]:
+    """(status, headers, body) of a GET / through ``app``, exceptions after the answer swallowed."""
+    sent: list[dict] = []
+
+    async def receive() -> dict:
+        return {"type": "http.request", "body": b"", "more_body": False}
+
+    async def send(message: dict) -> None:
+        sent.append(message)
+
+    scope = {"type": "http", "method": "GET", "path": "/", "headers": [], "query_string": b""}
+    with contextlib.suppress(Exception):
+        asyncio.run(app(scope, receive, send))
+    start = next(message for message in sent if message["type"] == "http.response.start")
+    body = b"".join(message.get("body", b"") for message in sent if message["type"] == "http.response.body")
+    return start["status"], dict(start["headers"]), body
+
+
+async def raises_before_answering(scope, receive, send) -> None:
+    raise RuntimeError("boom")
+
+
+def test_an_exception_before_the_answer_gets_a_json_500_not_uvicorns_plain_text():
+    status, headers, body = call_asgi(json_errors(raises_before_answering))
+    assert status == 500
+    assert headers[b"content-type"] == b"application/json"
+    assert json.loads(body)["error"] == "internal"
+
+
+def test_starlettes_plain_text_500_and_uvicorns_503_become_json():
+    from fastapi import FastAPI
+    from uvicorn.protocols.http.flow_control import service_unavailable
+
+    app = FastAPI()
+
+    @app.get("/")
+    def broken() -> None:
+        raise RuntimeError("boom")
+
+    for inner, expected in ((app, 500), (service_unavailable, 503)):
+        status, headers, body = call_asgi(json_errors(inner))
+        assert status == expected
+        assert headers[b"content-type"] == b"application/json"
+        assert json.loads(body)["detail"]
