@@ -39,7 +39,7 @@ BUNDLED: dict[str, BundledModel] = {
             name="maskingnet-carvana",
             file="maskingnet-carvana.safetensors",
             sha256="23a1b72a8e3607eb0603b3be1c41d25a040d8fd703107e0760639487f24c8b22",
-            summary="MaskingNet width 0.25 at 480x320 with the edge refiner, trained on 20 real Carvana cars",
+            summary="MaskingNet w0.25 at 480x320, 20 real Carvana cars, Dice 0.9842 on unseen cars",
         ),
     )
 }
