@@ -9,6 +9,9 @@ and exit status 1; a command line that cannot be parsed exits 2.
 from __future__ import annotations
 
 import functools
+import multiprocessing
+import os
+import signal
 import sys
 from collections.abc import Callable
 from pathlib import Path
@@ -110,6 +113,38 @@ def verb(function: F) -> F:
                 raise
             typer.echo(f"{name}: {error}", err=True)
             raise typer.Exit(EXIT_FAILED) from None
+
+    return wrapper  # type: ignore[return-value]
+
+
+EXIT_INTERRUPTED = 130
+INTERRUPTED_LINE = "interrupted; run the same command again to resume"
+
+
+def resumable(function: F) -> F:
+    """Ctrl-C (SIGINT) during this verb prints one line and exits 130 at once.
+
+    Every output is written atomically and a rerun resumes, so nothing needs unwinding; leaving without
+    unwinding is what keeps a Ctrl-C from hanging (in a logging lock, or joining writer threads and
+    decoding workers at exit). The decoding workers go too, without tracebacks: a forked one that gets the
+    signal (a terminal sends it to the whole group) leaves silently, and the main process kills the rest."""
+
+    @functools.wraps(function)
+    def wrapper(*args: Any, **kwargs: Any) -> Any:
+        owner = os.getpid()
+
+        def leave(signum: int, frame: Any) -> None:
+            if os.getpid() == owner:
+                os.write(2, f"{function.__name__}: {INTERRUPTED_LINE}\n".encode())
+                for child in multiprocessing.active_children():
+                    child.kill()
+            os._exit(EXIT_INTERRUPTED)
+
+        previous = signal.signal(signal.SIGINT, leave)
+        try:
+            return function(*args, **kwargs)
+        finally:
+            signal.signal(signal.SIGINT, previous)
 
     return wrapper  # type: ignore[return-value]
 
@@ -222,6 +257,7 @@ def train_option(name: str, help: str, *declarations: str) -> Any:
 
 @app.command(short_help="Train a network.")
 @verb
+@resumable
 def train(
     out: Annotated[Path, typer.Option(help="Run folder (config, metrics, curves, checkpoints).")],
     data: Annotated[Path | None, typer.Option(help="Carvana-layout (or images/ + masks/) folder.")] = None,
@@ -380,6 +416,7 @@ def evaluate(
 
 @app.command(short_help="Cut cars out of photos into files.")
 @verb
+@resumable
 def predict(
     inputs: Annotated[list[str], typer.Argument(help="Image files, folders, globs (found by content).")],
     out: Annotated[Path, typer.Option(help="Folder for the outputs.")],
@@ -485,6 +522,7 @@ def _read_stdin() -> bytes:
 
 @app.command(short_help="Write a Kaggle Carvana submission.")
 @verb
+@resumable
 def submit(
     test_dir: Annotated[Path, typer.Argument(help="Kaggle test folder.")],
     out: Annotated[Path, typer.Option(help="submission.csv or .csv.gz.")] = Path("submission.csv.gz"),

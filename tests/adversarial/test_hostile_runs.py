@@ -5,9 +5,11 @@ from __future__ import annotations
 
 import io
 import os
+import signal
 import stat
 import subprocess
 import sys
+import time
 import zlib
 from pathlib import Path
 
@@ -100,3 +102,44 @@ def test_a_saved_checkpoint_gets_the_umask_mode_like_every_other_output(tmp_path
     finally:
         os.umask(old)
     assert stat.S_IMODE(path.stat().st_mode) == 0o644
+
+
+def test_ctrl_c_during_predict_exits_130_with_one_line_and_no_worker_tracebacks(checkpoint, tmp_path):
+    photos = tmp_path / "in"
+    photos.mkdir()
+    Image.new("RGB", (640, 480), (90, 120, 150)).save(photos / "car000.png")
+    for index in range(1, 400):
+        os.link(photos / "car000.png", photos / f"car{index:03d}.png")
+    out = tmp_path / "out"
+    command = [
+        sys.executable,
+        "-m",
+        "maskingnet",
+        "predict",
+        str(photos),
+        "--out",
+        str(out),
+        "--save",
+        "mask",
+        "--workers",
+        "2",
+        "--no-progress",
+        "--model",
+        str(checkpoint),
+    ]
+    run = subprocess.Popen(
+        command, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE, text=True, start_new_session=True
+    )
+    try:
+        deadline = time.monotonic() + 60
+        while time.monotonic() < deadline and run.poll() is None and not any(out.glob("*.png")):
+            time.sleep(0.05)
+        assert run.poll() is None, "the run ended before it could be interrupted"
+        os.killpg(run.pid, signal.SIGINT)  # as a terminal does: the run and its decoding workers
+        _, stderr = run.communicate(timeout=30)
+    finally:
+        run.kill()
+    assert run.returncode == 130
+    assert stderr.strip().splitlines()[-1] == "predict: interrupted; run the same command again to resume"
+    assert "Traceback" not in stderr
+    assert len(list(out.glob("*.png"))) < 400
