@@ -98,3 +98,20 @@ def multipart_body(fields: dict, filename: str = "car.jpg") -> tuple[bytes, str]
             parts.append(f"--{boundary}\r\n{head}{value}\r\n".encode())
     parts.append(f"--{boundary}--\r\n".encode())
     return b"".join(parts), f"multipart/form-data; boundary={boundary}"
+
+
+def png_with_exif_after_pixels(stored: tuple[int, int], orientation: int = 6) -> bytes:
+    """A PNG whose eXIf chunk (EXIF orientation) follows the IDAT chunks, as some tools write it."""
+    import io
+
+    from PIL import Image
+
+    buffer = io.BytesIO()
+    Image.new("RGB", stored, (90, 120, 150)).save(buffer, "PNG")
+    plain = buffer.getvalue()
+    exif = Image.Exif()
+    exif[0x0112] = orientation
+    data = exif.tobytes()
+    chunk = len(data).to_bytes(4, "big") + b"eXIf" + data + zlib.crc32(b"eXIf" + data).to_bytes(4, "big")
+    end = plain.rindex(b"IEND") - 4
+    return plain[:end] + chunk + plain[end:]

@@ -84,9 +84,12 @@ def stale_temp_target(name: str) -> tuple[str, str] | None:
 
 
 def process_alive(pid: int) -> bool:
-    """Whether a process with this id runs now (signal 0 checks without sending anything)."""
+    """Whether a process with this id runs now (signal 0 checks without sending anything). On Windows
+    ``os.kill`` would end the process instead, so every owner counts as alive there."""
     if pid <= 0:
         return False
+    if os.name == "nt":
+        return True
     try:
         os.kill(pid, 0)
     except ProcessLookupError:

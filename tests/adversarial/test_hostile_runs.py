@@ -3,18 +3,16 @@ the pixels, file modes of saved checkpoints, Ctrl-C."""
 
 from __future__ import annotations
 
-import io
 import os
 import signal
 import stat
 import subprocess
 import sys
 import time
-import zlib
 from pathlib import Path
 
 import pytest
-from helpers import make_half_car_checkpoint
+from helpers import make_half_car_checkpoint, png_with_exif_after_pixels
 from PIL import Image
 
 from maskingnet.data.io import image_size, read_image
@@ -42,19 +40,6 @@ def test_a_second_run_keeps_the_in_flight_temp_files_of_a_live_run(tmp_path):
     finally:
         live.kill()
         live.wait()
-
-
-def png_with_exif_after_pixels(stored: tuple[int, int], orientation: int = 6) -> bytes:
-    """A PNG whose eXIf chunk (EXIF orientation) follows the IDAT chunks, as some tools write it."""
-    buffer = io.BytesIO()
-    Image.new("RGB", stored, (90, 120, 150)).save(buffer, "PNG")
-    plain = buffer.getvalue()
-    exif = Image.Exif()
-    exif[0x0112] = orientation
-    data = exif.tobytes()
-    chunk = len(data).to_bytes(4, "big") + b"eXIf" + data + zlib.crc32(b"eXIf" + data).to_bytes(4, "big")
-    end = plain.rindex(b"IEND") - 4
-    return plain[:end] + chunk + plain[end:]
 
 
 def test_the_size_from_the_header_follows_exif_stored_after_the_pixels(tmp_path):

@@ -6,6 +6,7 @@ from __future__ import annotations
 import asyncio
 import concurrent.futures
 import contextlib
+import io
 import json
 import socket
 import threading
@@ -15,7 +16,7 @@ from pathlib import Path
 import numpy as np
 import pytest
 import torch
-from helpers import http_request, multipart_body, ramp_png
+from helpers import http_request, multipart_body, png_with_exif_after_pixels, ramp_png
 from PIL import Image
 
 from maskingnet.models import create_model, save_model
@@ -50,8 +51,6 @@ def strict_server(start_server, checkpoint):
 
 @pytest.fixture(scope="module")
 def photo() -> bytes:
-    import io
-
     buffer = io.BytesIO()
     Image.fromarray(np.tile(np.arange(160, dtype=np.uint8)[:, None, None], (1, 240, 3))).save(buffer, "JPEG")
     return buffer.getvalue()
@@ -312,3 +311,15 @@ def test_starlettes_plain_text_500_and_uvicorns_503_become_json():
         assert status == expected
         assert headers[b"content-type"] == b"application/json"
         assert json.loads(body)["detail"]
+
+
+def test_a_served_mask_has_the_cutouts_upright_size_when_exif_follows_the_pixels(start_server, checkpoint):
+    # without the edge stage a mask is answered without decoding the photo: its size comes from the header
+    process, host, port = start_server(checkpoint, "--no-refine")
+    data = png_with_exif_after_pixels((96, 64))
+    sizes = {}
+    for kind in ("mask", "cutout"):
+        status, _, body = post((host, port), f"/v1/{kind}", data)
+        assert status == 200
+        sizes[kind] = Image.open(io.BytesIO(body)).size
+    assert sizes == {"mask": (64, 96), "cutout": (64, 96)}
