@@ -13,6 +13,7 @@ import multiprocessing
 import os
 import signal
 import sys
+import threading
 from collections.abc import Callable
 from pathlib import Path
 from typing import Annotated, Any, TypeVar
@@ -140,6 +141,8 @@ def resumable(function: F) -> F:
                     child.kill()
             os._exit(EXIT_INTERRUPTED)
 
+        if threading.current_thread() is not threading.main_thread():  # only the main thread may set it
+            return function(*args, **kwargs)
         previous = signal.signal(signal.SIGINT, leave)
         try:
             return function(*args, **kwargs)
