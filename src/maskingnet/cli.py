@@ -136,7 +136,8 @@ def resumable(function: F) -> F:
 
         def leave(signum: int, frame: Any) -> None:
             if os.getpid() == owner:
-                os.write(2, f"{function.__name__}: {INTERRUPTED_LINE}\n".encode())
+                fresh_line = "\n" if os.isatty(2) else ""  # a progress bar may be mid-line
+                os.write(2, f"{fresh_line}{function.__name__}: {INTERRUPTED_LINE}\n".encode())
                 for child in multiprocessing.active_children():
                     child.kill()
             os._exit(EXIT_INTERRUPTED)

@@ -89,42 +89,54 @@ def test_a_saved_checkpoint_gets_the_umask_mode_like_every_other_output(tmp_path
     assert stat.S_IMODE(path.stat().st_mode) == 0o644
 
 
-def test_ctrl_c_during_predict_exits_130_with_one_line_and_no_worker_tracebacks(checkpoint, tmp_path):
-    photos = tmp_path / "in"
-    photos.mkdir()
-    Image.new("RGB", (640, 480), (90, 120, 150)).save(photos / "car000.png")
-    for index in range(1, 400):
-        os.link(photos / "car000.png", photos / f"car{index:03d}.png")
-    out = tmp_path / "out"
-    command = [
-        sys.executable,
-        "-m",
-        "maskingnet",
-        "predict",
-        str(photos),
-        "--out",
-        str(out),
-        "--save",
-        "mask",
-        "--workers",
-        "2",
-        "--no-progress",
-        "--model",
-        str(checkpoint),
-    ]
+def many_photos(folder: Path, count: int = 400) -> Path:
+    """``count`` names for one 640x480 photo (hard links): enough work to interrupt."""
+    folder.mkdir()
+    Image.new("RGB", (640, 480), (90, 120, 150)).save(folder / "car000.png")
+    for index in range(1, count):
+        os.link(folder / "car000.png", folder / f"car{index:03d}.png")
+    return folder
+
+
+def interrupt(args: list[str], started) -> tuple[int, str]:
+    """(exit code, stderr) of ``maskingnet ARGS`` sent Ctrl-C, as a terminal sends it to the run and its
+    workers, once ``started()`` is true; bounded: it must end within 30 s of the signal."""
     run = subprocess.Popen(
-        command, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE, text=True, start_new_session=True
+        [sys.executable, "-m", "maskingnet", *args],
+        stdout=subprocess.DEVNULL,
+        stderr=subprocess.PIPE,
+        text=True,
+        start_new_session=True,
     )
     try:
         deadline = time.monotonic() + 60
-        while time.monotonic() < deadline and run.poll() is None and not any(out.glob("*.png")):
+        while time.monotonic() < deadline and run.poll() is None and not started():
             time.sleep(0.05)
         assert run.poll() is None, "the run ended before it could be interrupted"
-        os.killpg(run.pid, signal.SIGINT)  # as a terminal does: the run and its decoding workers
+        os.killpg(run.pid, signal.SIGINT)
         _, stderr = run.communicate(timeout=30)
     finally:
         run.kill()
-    assert run.returncode == 130
+    return run.returncode, stderr
+
+
+def test_ctrl_c_during_predict_exits_130_with_one_line_and_no_worker_tracebacks(checkpoint, tmp_path):
+    photos = many_photos(tmp_path / "in")
+    out = tmp_path / "out"
+    args = ["predict", str(photos), "--out", str(out), "--save", "mask", "--workers", "2", "--no-progress"]
+    code, stderr = interrupt([*args, "--model", str(checkpoint)], lambda: any(out.glob("*.png")))
+    assert code == 130
     assert stderr.strip().splitlines()[-1] == "predict: interrupted; run the same command again to resume"
     assert "Traceback" not in stderr
     assert len(list(out.glob("*.png"))) < 400
+
+
+def test_ctrl_c_during_submit_exits_130_with_one_line(checkpoint, tmp_path):
+    photos = many_photos(tmp_path / "test")
+    out = tmp_path / "out"
+    out.mkdir()
+    args = ["submit", str(photos), "--out", str(out / "sub.csv"), "--flush-every", "8", "--no-progress"]
+    code, stderr = interrupt([*args, "--model", str(checkpoint)], lambda: any(out.iterdir()))
+    assert code == 130
+    assert stderr.strip().splitlines()[-1] == "submit: interrupted; run the same command again to resume"
+    assert "Traceback" not in stderr
