@@ -95,10 +95,7 @@ def model_names(text: str | None) -> tuple[str, ...]:
 
 def is_user_error(error: BaseException) -> bool:
     """An error with a message for the user (exit 1), as opposed to a bug (a traceback)."""
-    if isinstance(error, (MaskingnetError, ValueError, OSError)):
-        return True
-    train = sys.modules.get("maskingnet.train")  # TrainError predates MaskingnetError
-    return train is not None and isinstance(error, train.TrainError)
+    return isinstance(error, (MaskingnetError, ValueError, OSError))
 
 
 def verb(function: F) -> F:
