@@ -382,3 +382,32 @@ def test_resume_does_not_load_the_vgg_weights_over_the_restored_ones(run_copy, m
     monkeypatch.setattr(train_network, "load_vgg_weights", lambda model, path: calls.append(path) or [])
     train(TrainConfig.from_run(run_copy, resume=True, epochs=3))
     assert calls == [] and [row["epoch"] for row in read_metrics(run_copy)] == [1, 2, 3]
+
+
+def test_crop_training_records_its_geometry_and_inference_uses_the_whole_photo_size(synth_dir, tmp_path):
+    from maskingnet.inference import Predictor
+
+    out = tmp_path / "crops"
+    settings = {**TINY_SETTINGS, "size": (96, 64)}
+    train(TrainConfig(data=str(synth_dir), out=str(out), epochs=1, max_steps=1, crop=(48, 48), **settings))
+    best = out / "checkpoints" / "best.safetensors"
+    meta = load_model(best).meta
+    assert meta["input_size"] == [96, 64] and meta["train_crop"] == [48, 48]
+    predictor = Predictor(best, precision="fp32")
+    assert predictor.size == (96, 64)
+    assert predictor.predict(next((synth_dir / "train").glob("*.jpg"))).shape == (64, 96)
+
+
+def test_scale_sets_the_training_size_from_the_photos(synth_dir, tmp_path):
+    out = tmp_path / "scaled"
+    settings = {**TINY_SETTINGS, "size": (1, 1)}
+    train(TrainConfig(data=str(synth_dir), out=str(out), epochs=1, max_steps=1, scale=0.5, **settings))
+    assert load_model(out / "checkpoints" / "best.safetensors").meta["input_size"] == [48, 32]
+
+
+def test_a_crop_larger_than_the_scaled_photo_is_refused(synth_dir, tmp_path):
+    config = TrainConfig(
+        data=str(synth_dir), out=str(tmp_path / "x"), epochs=1, crop=(200, 200), **TINY_SETTINGS
+    )
+    with pytest.raises(TrainError, match="crop 200x200 is larger"):
+        train(config)
