@@ -482,7 +482,7 @@ def cutout(
 ) -> None:
     """One photo, one cut-out, for scripts and pipes: maskingnet cutout car.jpg -o car.png."""
     from maskingnet.inference import Predictor
-    from maskingnet.outputs import parse_color
+    from maskingnet.outputs import mask_image, parse_color
     from maskingnet.utils import atomic_save
 
     if kind not in CUTOUT_KINDS:
@@ -495,10 +495,7 @@ def cutout(
     source = _read_stdin() if photo == "-" else Path(photo)
     predictor = Predictor(model_path(model), device, precision, refine=refine, clean=clean)
     if kind == "mask":
-        image = predictor.mask(source, threshold)
-        from PIL import Image
-
-        image = Image.fromarray(image.astype("uint8") * 255)
+        image = mask_image(predictor.predict(source), threshold)
     else:
         colour = parse_color(background) if kind == "white" else None
         image = predictor.cutout(source, threshold, soft_edges, colour)

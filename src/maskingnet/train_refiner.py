@@ -28,10 +28,10 @@ import torch.nn.functional as F
 
 from maskingnet.data.carvana import load_mask, scan
 from maskingnet.data.io import read_image
-from maskingnet.data.transforms import resized_coord_maps, to_tensor
 from maskingnet.errors import MaskingnetError
+from maskingnet.inference import logits_to_probs, prepare
 from maskingnet.inference.edges import normalise, outline_band, working_size
-from maskingnet.models import load_model
+from maskingnet.models import load_model, model_spec
 from maskingnet.models.checkpoint import attach_refiner
 from maskingnet.models.refiner import Refiner, RefinerConfig
 
@@ -84,14 +84,10 @@ def training_records(data: str, meta: dict[str, Any]) -> list:
 
 @torch.inference_mode()
 def network_probs(model: torch.nn.Module, record, size: tuple[int, int]) -> np.ndarray:
-    """The network's car probability for one photo at its input ``size`` = (w, h)."""
-    image = read_image(record.image_path, target_size=size)
-    if image.size != size:
-        image = image.resize(size)
-    original = record.size or image.size
-    coords = torch.from_numpy(resized_coord_maps(size, original))[None]
-    logits = model(to_tensor(image)[None], coords)
-    return torch.softmax(logits.float(), dim=1)[0, 1].numpy()
+    """The network's car probability for one photo at its input ``size`` = (w, h), the photo prepared as
+    every verb prepares it (:func:`maskingnet.inference.prepare`)."""
+    item = prepare(record.image_path, size, need_photo=False, spec=model_spec(model))
+    return logits_to_probs(model(item.tensor[None], item.coords[None]))[0].numpy()
 
 
 def load_photo(record, input_size: tuple[int, int], scale: float) -> Photo:

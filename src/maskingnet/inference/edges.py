@@ -18,11 +18,8 @@ import cv2
 import numpy as np
 import torch
 
-from maskingnet.data.transforms import IMAGENET_MEAN, IMAGENET_STD
+from maskingnet.data.transforms import to_tensor
 from maskingnet.models.refiner import Refiner
-
-_MEAN = np.asarray(IMAGENET_MEAN, np.float32) * 255
-_STD = np.asarray(IMAGENET_STD, np.float32) * 255
 
 
 @dataclass(frozen=True)
@@ -71,7 +68,7 @@ def outline_band(hard: np.ndarray, radius: int) -> np.ndarray:
 
 def normalise(photo: np.ndarray) -> np.ndarray:
     """An (h, w, 3) uint8 photo as the (3, h, w) float32 the networks take (ImageNet mean and std)."""
-    return ((photo.astype(np.float32) - _MEAN) / _STD).transpose(2, 0, 1)
+    return to_tensor(photo).numpy()
 
 
 def active_tiles(band: np.ndarray, tile: int) -> list[tuple[int, int]]:
@@ -119,8 +116,9 @@ def refine_band(
     return out
 
 
-def _component_stats(hard: np.ndarray) -> tuple[int, np.ndarray, np.ndarray]:
-    count, labels, stats, _ = cv2.connectedComponentsWithStats(hard.astype(np.uint8), connectivity=8)
+def _component_stats(hard: np.ndarray, connectivity: int = 8) -> tuple[int, np.ndarray, np.ndarray]:
+    as_u8 = hard.astype(np.uint8)
+    count, labels, stats, _ = cv2.connectedComponentsWithStats(as_u8, connectivity=connectivity)
     return count, labels, stats
 
 
@@ -148,7 +146,7 @@ def fill_small_holes(hard: np.ndarray, max_fraction: float) -> np.ndarray:
     """``hard`` with enclosed background regions smaller than ``max_fraction`` of the car filled."""
     if max_fraction <= 0:
         return hard
-    count, labels, stats = _component_stats_4(~hard)
+    count, labels, stats = _component_stats(~hard, connectivity=4)
     limit = max_fraction * float(hard.sum())
     h, w = hard.shape
     x, y, bw, bh, area = (stats[:, i] for i in range(5))
@@ -156,11 +154,6 @@ def fill_small_holes(hard: np.ndarray, max_fraction: float) -> np.ndarray:
     fill = inside & (area < limit)
     fill[0] = False
     return hard | fill[labels]
-
-
-def _component_stats_4(hard: np.ndarray) -> tuple[int, np.ndarray, np.ndarray]:
-    count, labels, stats, _ = cv2.connectedComponentsWithStats(hard.astype(np.uint8), connectivity=4)
-    return count, labels, stats
 
 
 def clean_up(probs: np.ndarray, settings: CleanUp = CleanUp(), threshold: float = 0.5) -> np.ndarray:
