@@ -9,7 +9,6 @@ and exit status 1; a command line that cannot be parsed exits 2.
 from __future__ import annotations
 
 import functools
-import multiprocessing
 import os
 import signal
 import sys
@@ -22,6 +21,7 @@ import typer
 
 from maskingnet import __version__
 from maskingnet.errors import EXIT_FAILED, MaskingnetError
+from maskingnet.processes import kill_children
 from maskingnet.train.config import LOSSES, PRECISIONS, TrainConfig
 
 ABOUT = "Cut cars out of photographs: MaskingNet, U-Net, SegNet and Arc. #1-#3 on Carvana-format data."
@@ -135,8 +135,7 @@ def resumable(function: F) -> F:
             if os.getpid() == owner:
                 fresh_line = "\n" if os.isatty(2) else ""  # a progress bar may be mid-line
                 os.write(2, f"{fresh_line}{function.__name__}: {INTERRUPTED_LINE}\n".encode())
-                for child in multiprocessing.active_children():
-                    child.kill()
+                kill_children()
             os._exit(EXIT_INTERRUPTED)
 
         if threading.current_thread() is not threading.main_thread():  # only the main thread may set it
