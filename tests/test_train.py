@@ -411,3 +411,16 @@ def test_a_crop_larger_than_the_scaled_photo_is_refused(synth_dir, tmp_path):
     )
     with pytest.raises(TrainError, match="crop 200x200 is larger"):
         train(config)
+
+
+def test_a_run_starts_with_a_line_naming_device_precision_images_and_parameters(synth_dir, tmp_path, capsys):
+    out = tmp_path / "start-line"
+    train(TrainConfig(data=str(synth_dir), out=str(out), epochs=1, max_steps=1, **TINY_SETTINGS))
+    record = json.loads((out / "config.json").read_text())
+    first = capsys.readouterr().err.splitlines()[0]
+    images = record["images"]
+    expected = (
+        f"training maskingnet ({record['params']:,} parameters) on cpu, {record['precision']}: "
+        f"{images['train']} train / {images['val']} val images at 64x64, batch 4"
+    )
+    assert first == expected

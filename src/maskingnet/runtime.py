@@ -14,6 +14,8 @@ from typing import Any
 
 import torch
 
+from maskingnet.errors import MaskingnetError
+
 PRECISIONS = ("fp32", "bf16", "fp16")
 DTYPES = {"fp32": torch.float32, "bf16": torch.bfloat16, "fp16": torch.float16}
 MAX_HELPERS = 4
@@ -95,18 +97,55 @@ def writer_threads() -> int:
 # ---------------------------------------------------------------------------------- device, precision
 
 
+DEVICE_CHOICES = "auto, cpu, cuda, cuda:N or mps"
+CUDA_INSTALL_HINT = "install the CUDA build: make install TORCH=cuda"
+
+
+class DeviceError(MaskingnetError, ValueError):
+    """A device this process cannot run on: one line saying why and what to do."""
+
+
 def resolve_device(device: str | torch.device = "auto") -> torch.device:
-    """``"auto"`` picks CUDA, then Apple MPS, then the CPU; anything else is passed to ``torch.device``."""
+    """``"auto"`` picks CUDA, then Apple MPS, then the CPU; anything else must name a device this process can
+    use (:func:`check_device`), so that a missing GPU is one line, not torch's traceback at the first op."""
     if isinstance(device, torch.device):
-        return device
+        return check_device(device)
     if device != "auto":
-        return torch.device(device)
+        try:
+            parsed = torch.device(device)
+        except (RuntimeError, ValueError):
+            raise DeviceError(f"--device {device}: not a device (choose {DEVICE_CHOICES})") from None
+        return check_device(parsed, device)
     if torch.cuda.is_available():
         return torch.device("cuda")
     mps = getattr(torch.backends, "mps", None)
     if mps is not None and mps.is_available():
         return torch.device("mps")
     return torch.device("cpu")
+
+
+def check_device(device: torch.device, requested: str | None = None) -> torch.device:
+    """``device`` when this process can use it, else :class:`DeviceError` (a CPU-only torch build, no GPU
+    visible, a GPU index past the count, no MPS)."""
+    name = requested or str(device)
+    if device.type == "cuda":
+        if not torch.backends.cuda.is_built():
+            build = f"this torch ({torch.__version__}) was built without CUDA"
+            raise DeviceError(f"--device {name}: {build} ({CUDA_INSTALL_HINT})")
+        count = torch.cuda.device_count() if torch.cuda.is_available() else 0
+        if count == 0:
+            raise DeviceError(
+                f"--device {name}: no CUDA GPU is visible (check nvidia-smi, the driver and "
+                "CUDA_VISIBLE_DEVICES)"
+            )
+        if device.index is not None and device.index >= count:
+            gpus = "1 GPU (cuda:0)" if count == 1 else f"{count} GPUs (cuda:0 to cuda:{count - 1})"
+            raise DeviceError(f"--device {name}: only {gpus}")
+    elif device.type == "mps":
+        mps = getattr(torch.backends, "mps", None)
+        if mps is None or not mps.is_available():
+            raise DeviceError(f"--device {name}: no Apple MPS device on this machine")
+    return device
 
 
 @functools.lru_cache(maxsize=1)

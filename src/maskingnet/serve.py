@@ -49,7 +49,7 @@ from typing import Any
 import numpy as np
 
 from maskingnet.errors import MaskingnetError
-from maskingnet.runtime import writer_threads
+from maskingnet.runtime import resolve_device, writer_threads
 
 SERVE_EXTRA_HINT = "the HTTP service is an optional extra: pip install 'maskingnet[serve]'"
 CONFIG_ENV = "MASKINGNET_SERVE_CONFIG"
@@ -674,6 +674,15 @@ def serve(config: ServeConfig, announce: Callable[[str], None] | None = None) ->
     server.run(sockets=[sock])
 
 
+def check_torch_device(config: ServeConfig) -> None:
+    """Refuse a device this machine lacks once, in one line, rather than in every worker process."""
+    onnx = config.backend == "onnxruntime" or (
+        config.backend == "auto" and Path(config.checkpoint).suffix.lower() == ".onnx"
+    )
+    if not onnx:
+        resolve_device(config.device)
+
+
 def serve_workers(config: ServeConfig, announce: Callable[[str], None]) -> None:
     """``config.workers`` uvicorn processes; each builds its app and its connection guard from the
     configuration left in the environment."""
@@ -681,6 +690,7 @@ def serve_workers(config: ServeConfig, announce: Callable[[str], None]) -> None:
 
     from maskingnet.serve_guard import GuardedH11Protocol, limits_to_env
 
+    check_torch_device(config)
     if config.port == 0:
         with bind(config.host, 0) as probe:
             config = dataclasses.replace(config, port=probe.getsockname()[1])

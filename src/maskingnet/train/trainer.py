@@ -55,6 +55,8 @@ class Trainer:
             )
             if self.progress.history:
                 self.folder.write_metrics(self.progress.history)
+            print(start_line(self.config, self.split, self.model, self.device, self.precision, self.ctx),
+                  file=sys.stderr, flush=True)
 
     def _split(self, resuming: bool) -> Split:
         """The photos (and, for ``--scale``, the size); a resumed run keeps the split it recorded."""
@@ -178,6 +180,27 @@ def check_ranks_agree(start_epoch: int, folder: RunFolder, device: torch.device)
             f"{folder.out}: not every process sees the same run state; put --out on storage "
             "that every node shares"
         )
+
+
+def start_line(
+    config: TrainConfig, split: Split, model: torch.nn.Module, device: torch.device, precision: str,
+    ctx: DistContext,
+) -> str:
+    """The line printed before the first step: what trains on what, where, in which precision."""
+    params = sum(p.numel() for p in model.parameters())
+    where = str(device)
+    if device.type == "cuda":
+        where += f" ({torch.cuda.get_device_name(device)})"
+    size = "{}x{}".format(*config.size) + (" (crops {}x{})".format(*config.crop) if config.crop else "")
+    switches = (("channels-last", config.channels_last), ("compile", config.compile))
+    extras = [flag for flag, on in switches if on]
+    processes = f" x {ctx.world_size} processes" if ctx.enabled else ""
+    return (
+        f"training {config.model} ({params:,} parameters) on {where}, {precision}"
+        + "".join(f", {flag}" for flag in extras)
+        + f": {len(split.train):,} train / {len(split.val):,} val images at {size}, "
+        f"batch {config.batch_size}{processes}"
+    )
 
 
 def epoch_line(row: dict[str, Any], epochs: int) -> str:
