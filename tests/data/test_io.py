@@ -246,7 +246,7 @@ def test_other_formats_are_found_by_content_without_a_name(tmp_path, fmt):
 def test_text_that_starts_like_a_signature_is_not_an_image(tmp_path):
     (tmp_path / "notes").write_text("BMW and P1 notes")
     (tmp_path / "P1").write_text("P1x")
-    assert list_images(tmp_path) == ([], [])
+    assert list_images(tmp_path) == ([], [f"{tmp_path}: no images in this folder"])
 
 
 def test_thirty_two_bit_integer_image_is_scaled_like_sixteen_bit(tmp_path):
@@ -256,3 +256,51 @@ def test_thirty_two_bit_integer_image_is_scaled_like_sixteen_bit(tmp_path):
     assert Image.open(path).mode == "I"
     array = np.asarray(read_image(path))
     assert array[0, 0, 0] == 40 and array[3, 5, 2] == 255
+
+
+def test_an_empty_folder_is_a_problem_not_nothing(tmp_path):
+    (tmp_path / "empty").mkdir()
+    assert list_images(tmp_path / "empty") == ([], [f"{tmp_path / 'empty'}: no images in this folder"])
+
+
+def test_a_symlink_loop_is_reported_once_and_the_walk_ends(tmp_path):
+    good = save(tmp_path / "a.png", photo())
+    (tmp_path / "sub").mkdir()
+    (tmp_path / "sub" / "up").symlink_to(tmp_path)
+    loop = f"{tmp_path / 'sub' / 'up'}: symbolic link loop (leads back to a folder above it)"
+    assert list_images(tmp_path) == ([good], [loop])
+
+
+def test_a_dangling_link_is_reported(tmp_path):
+    good = save(tmp_path / "a.png", photo())
+    (tmp_path / "gone.jpg").symlink_to(tmp_path / "missing.jpg")
+    paths, problems = list_images(tmp_path)
+    assert paths == [good] and problems == [f"{tmp_path / 'gone.jpg'}: dangling symbolic link (to "
+                                            f"{tmp_path / 'missing.jpg'})"]
+
+
+def test_a_link_to_itself_is_reported_as_a_loop(tmp_path):
+    save(tmp_path / "a.png", photo())
+    (tmp_path / "self.jpg").symlink_to(tmp_path / "self.jpg")
+    assert list_images(tmp_path)[1] == [f"{tmp_path / 'self.jpg'}: symbolic link loop"]
+
+
+def test_a_linked_folder_is_followed(tmp_path):
+    (tmp_path / "real").mkdir()
+    inside = save(tmp_path / "real" / "a.png", photo())
+    (tmp_path / "in").mkdir()
+    (tmp_path / "in" / "linked").symlink_to(tmp_path / "real")
+    assert list_images(tmp_path / "in") == ([tmp_path / "in" / "linked" / inside.name], [])
+
+
+def test_a_folder_named_like_an_image_is_reported_when_not_descended(tmp_path):
+    good = save(tmp_path / "a.png", photo())
+    (tmp_path / "car.jpg").mkdir()
+    problem = f"{tmp_path / 'car.jpg'}: is a folder, not an image"
+    assert list_images(tmp_path, recursive=False) == ([good], [problem])
+
+
+def test_problems_name_their_path(tmp_path):
+    (tmp_path / "empty.jpg").write_bytes(b"")
+    (problem,) = list_images(tmp_path)[1]
+    assert problem.path == tmp_path / "empty.jpg"

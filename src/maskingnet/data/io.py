@@ -10,12 +10,14 @@ and recognises images by their bytes, not their names.
 from __future__ import annotations
 
 import contextlib
+import errno
 import glob
 import io
 import os
 import warnings
 from collections.abc import Iterable, Iterator
 from pathlib import Path
+from stat import S_ISDIR, S_ISREG
 from typing import BinaryIO
 
 import numpy as np
@@ -105,9 +107,11 @@ def list_images(
     """Expand files, folders and glob patterns into image files, recognised by content.
 
     Returns ``(paths, problems)``: paths in input order (folders sorted), without duplicates; one
-    ``"path: what is wrong"`` line per unusable input (missing, empty, not an image), each once. Inside
-    folders and glob matches, files that are neither images nor named like images are passed over quietly,
-    as are hidden files (names starting with a dot).
+    ``"path: what is wrong"`` line (a :class:`Problem`) per unusable input, each once: missing, empty, not an
+    image, a folder with no image in it, a pattern that matches nothing, a dangling symbolic link, a link
+    loop, a folder named like an image that is not descended into. Symbolic links to folders are followed.
+    Inside folders and glob matches, files that are neither images nor named like images are passed over
+    quietly, as are hidden files (names starting with a dot).
     """
     if isinstance(inputs, (str, os.PathLike)):
         inputs = [inputs]
@@ -355,32 +359,98 @@ def _mask_values(image: Image.Image, path: str | os.PathLike) -> np.ndarray:
     return rgb.max(axis=2)
 
 
+class Problem(str):
+    """One ``"path: what is wrong"`` line of :func:`list_images`; ``path`` is the file or link it is about,
+    or None when it is about a folder or a pattern as a whole (no images in it, no match)."""
+
+    path: Path | None
+
+    def __new__(cls, where: str | os.PathLike, reason: str, photo: bool = True) -> Problem:
+        line = super().__new__(cls, f"{where}: {reason}")
+        line.path = Path(where) if photo else None
+        return line
+
+
 def _expand(path: Path, text: str, recursive: bool) -> tuple[list[Path], list[str]]:
     if path.is_dir():
         return _scan_folder(path, recursive)
     if path.is_file():
         reason = sniff_image(path)
-        return ([path], []) if reason is None else ([], [f"{path}: {reason}"])
+        return ([path], []) if reason is None else ([], [Problem(path, reason)])
     if glob.has_magic(text):
         return _expand_glob(text, recursive)
-    return [], [f"{path}: no such file or folder"]
+    return [], [Problem(path, _missing_reason(path))]
+
+
+def _missing_reason(path: Path) -> str:
+    """Why a path that is neither a file nor a folder cannot be used."""
+    try:
+        os.stat(path)
+    except OSError as error:
+        if error.errno == errno.ELOOP:
+            return "symbolic link loop"
+        if path.is_symlink():
+            return f"dangling symbolic link (to {os.readlink(path)})"
+        if isinstance(error, FileNotFoundError):
+            return "no such file or folder"
+        return f"cannot read ({error.strerror or error})"
+    return "not a regular file"
 
 
 def _scan_folder(folder: Path, recursive: bool) -> tuple[list[Path], list[str]]:
+    """The images under ``folder``; a folder with no image at all is a problem of its own."""
     found: list[Path] = []
     problems: list[str] = []
-    candidates = folder.rglob("*") if recursive else folder.iterdir()
-    for path in sorted(candidates):
-        if any(part.startswith(".") for part in path.relative_to(folder).parts) or not path.is_file():
-            continue
-        _take_quietly(path, found, problems)
+    _walk(folder, recursive, {_folder_id(folder)}, found, problems)
+    if not found and not problems:
+        problems.append(Problem(folder, "no images in this folder", photo=False))
     return found, problems
+
+
+def _folder_id(folder: Path) -> tuple[int, int]:
+    stat = os.stat(folder)
+    return stat.st_dev, stat.st_ino
+
+
+def _walk(folder: Path, recursive: bool, above: set[tuple[int, int]], found: list, problems: list) -> None:
+    """Depth first, names sorted (the order of sorted paths), hidden names passed over. Symbolic links are
+    followed; one that leads back to a folder above it (a loop), a dangling one and, when not descending,
+    a folder named like an image are reported."""
+    try:
+        names = sorted(entry.name for entry in os.scandir(folder))
+    except OSError as error:
+        problems.append(Problem(folder, f"cannot list this folder ({error.strerror or error})", photo=False))
+        return
+    for name in names:
+        if name.startswith("."):
+            continue
+        path = folder / name
+        try:
+            stat = os.stat(path)
+        except OSError:
+            problems.append(Problem(path, _missing_reason(path)))
+            continue
+        if S_ISDIR(stat.st_mode):
+            if (stat.st_dev, stat.st_ino) in above:
+                problems.append(Problem(path, "symbolic link loop (leads back to a folder above it)"))
+            elif recursive:
+                _walk(path, recursive, above | {(stat.st_dev, stat.st_ino)}, found, problems)
+            elif _named_like_an_image(path):
+                problems.append(Problem(path, "is a folder, not an image"))
+        elif S_ISREG(stat.st_mode):
+            _take_quietly(path, found, problems)
+        elif _named_like_an_image(path):
+            problems.append(Problem(path, "not a regular file"))
+
+
+def _named_like_an_image(path: Path) -> bool:
+    return path.suffix.lower() in Image.registered_extensions()
 
 
 def _expand_glob(pattern: str, recursive: bool) -> tuple[list[Path], list[str]]:
     matches = sorted(glob.glob(pattern, recursive=True))
     if not matches:
-        return [], [f"{pattern}: no file matches this pattern"]
+        return [], [Problem(pattern, "no file matches this pattern", photo=False)]
     found: list[Path] = []
     problems: list[str] = []
     for match in map(Path, matches):
@@ -390,6 +460,8 @@ def _expand_glob(pattern: str, recursive: bool) -> tuple[list[Path], list[str]]:
             problems.extend(trouble)
         elif match.is_file():
             _take_quietly(match, found, problems)
+        else:
+            problems.append(Problem(match, _missing_reason(match)))
     return found, problems
 
 
@@ -398,8 +470,8 @@ def _take_quietly(path: Path, found: list[Path], problems: list[str]) -> None:
     reason = sniff_image(path)
     if reason is None:
         found.append(path)
-    elif path.suffix.lower() in Image.registered_extensions():
-        problems.append(f"{path}: {reason}")
+    elif _named_like_an_image(path):
+        problems.append(Problem(path, reason))
 
 
 def _unique(paths: list[Path]) -> list[Path]:
