@@ -20,8 +20,9 @@ import numpy as np
 from PIL import Image, ImageColor
 
 OUTPUT_KINDS = ("mask", "cutout", "white", "overlay")
-EDGE_TILE = 256
+EDGE_TILE = 1024  # side of the frame tiles whose box sums decontaminate computes (16 bytes a pixel)
 MAX_CELLS = 1 << 20
+STRIP_PIXELS = 1 << 21  # pixels of one strip of rows whose cell sums CellColours computes at once
 OUTPUT_SUFFIXES = {
     "mask": "_mask.png",
     "cutout": "_cutout.png",
@@ -147,20 +148,46 @@ def _window_sums(values: np.ndarray, radius: int) -> np.ndarray:
     return cv2.boxFilter(values, -1, size, normalize=False, borderType=cv2.BORDER_CONSTANT)
 
 
-def _near_colours(
-    rgb: np.ndarray, source: np.ndarray, part: tuple[slice, slice], fill: np.ndarray, radius: int
-) -> tuple[np.ndarray, np.ndarray]:
-    """Mean source colour in the (2r+1)-square around each ``fill`` pixel of the tile ``part`` (float32
-    box sums on the tile and a ``radius`` margin), and which fill pixels had a source pixel in reach."""
-    outer = grown(part, radius, source.shape)
-    weight = source[outer].astype(np.float32)
-    counts = _window_sums(weight, radius)
-    sums = _window_sums(rgb[outer].astype(np.float32) * weight[..., None], radius)
-    inner = (slice(part[0].start - outer[0].start, part[0].stop - outer[0].start),
-             slice(part[1].start - outer[1].start, part[1].stop - outer[1].start))
-    total = counts[inner][fill]
-    found = total > 0
-    return _as_colour(sums[inner][fill][found] / total[found][:, None]), found
+def _points(mask: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+    """Rows and columns of the set pixels of a bool mask, in row-major order (rows ascending)."""
+    found = cv2.findNonZero(np.ascontiguousarray(mask).view(np.uint8))
+    if found is None:
+        return np.empty(0, np.intp), np.empty(0, np.intp)
+    found = found.reshape(-1, 2)  # (x, y) pairs; OpenCV 4 adds a middle axis, 5 does not
+    return found[:, 1].astype(np.intp), found[:, 0].astype(np.intp)
+
+
+def _source_plane(rgb: np.ndarray, source: np.ndarray, window: tuple[slice, slice]) -> np.ndarray:
+    """(h, w, 4) uint8 over ``window``: the source pixels' colours (0 elsewhere) and 1 on source pixels."""
+    weight = source[window].view(np.uint8)
+    colours = rgb[window]
+    return cv2.merge([cv2.bitwise_and(colours, colours, mask=weight), weight])
+
+
+def _box_sums(plane: np.ndarray, side: int, anchor: tuple[int, int] = (-1, -1)) -> np.ndarray:
+    """Exact sums of ``plane`` over ``side``-square windows (centred, or from ``anchor``), zero outside:
+    int32, or float64 for windows so large that int32 could overflow."""
+    depth = cv2.CV_32S if side * side * 255 < 2**31 else cv2.CV_64F
+    return cv2.boxFilter(
+        plane, depth, (side, side), anchor=anchor, normalize=False, borderType=cv2.BORDER_CONSTANT
+    )
+
+
+def _near_sums(rgb: np.ndarray, source: np.ndarray, ys: np.ndarray, xs: np.ndarray, radius: int) -> np.ndarray:
+    """(N, 4): colour sums and count of the source pixels within ``radius`` of each point (rows ascending),
+    tile by tile of the frame: box sums over the bounding box of the tile's points and a ``radius`` margin."""
+    sums = np.zeros((ys.size, 4), np.float64)
+    for rows, cols in frame_tiles(source.shape, EDGE_TILE):
+        first, last = np.searchsorted(ys, (rows.start, rows.stop))
+        inside = first + np.flatnonzero((xs[first:last] >= cols.start) & (xs[first:last] < cols.stop))
+        if not inside.size:
+            continue
+        py, px = ys[inside], xs[inside]
+        bounds = (slice(py[0], py[-1] + 1), slice(px.min(), px.max() + 1))
+        window = grown(bounds, radius, source.shape)
+        table = _box_sums(_source_plane(rgb, source, window), 2 * radius + 1)
+        sums[inside] = table[py - window[0].start, px - window[1].start]
+    return sums
 
 
 def _as_colour(values: np.ndarray) -> np.ndarray:
@@ -172,31 +199,29 @@ def decontaminate(rgb: np.ndarray, fill: np.ndarray, source: np.ndarray, reach: 
 
     Edge pixels of a photo mix car and backdrop; painting them with the interior's colour keeps the backdrop
     out of a soft cut-out (no halo). Mean colour of the source pixels in a ``reach``-pixel window around each
-    fill pixel, in float32 on the tiles of the frame that hold fill pixels (memory: a tile, not the frame);
-    the few without a source pixel in reach take the mean of wider and wider neighbourhoods from a coarse
-    grid of cell sums (:class:`CellColours`), the last one the whole car.
+    fill pixel: exact integer box sums (OpenCV) on the tiles of the frame that hold fill pixels, read at
+    the fill pixels only (memory: a tile, not the frame); the few without a source pixel in reach take the
+    mean of wider and wider neighbourhoods from a coarse grid of cell sums (:class:`CellColours`), the last
+    one the whole car.
     """
     if not fill.any() or not source.any():
         return rgb
     out = rgb.copy()
-    missing = np.zeros(fill.shape, dtype=bool)
-    for part in frame_tiles(fill.shape, EDGE_TILE):
-        wanted = fill[part]
-        if not wanted.any():
-            continue
-        colours, found = _near_colours(rgb, source, part, wanted, reach)
-        ys, xs = np.nonzero(wanted)
-        out[part][ys[found], xs[found]] = colours
-        missing[part][ys[~found], xs[~found]] = True
-    if missing.any():
-        CellColours(rgb, source, max(reach, 1)).paint(out, missing, 4 * reach)
+    ys, xs = _points(fill)
+    source = np.asarray(source, dtype=bool)
+    sums = _near_sums(rgb, source, ys, xs, max(int(reach), 0)).astype(np.float32)
+    found = sums[:, 3] > 0
+    out[ys[found], xs[found]] = _as_colour(sums[found, :3] / sums[found, 3:])
+    if not found.all():
+        CellColours(rgb, source, max(reach, 1)).paint(out, ys[~found], xs[~found], 4 * reach)
     return out
 
 
 class CellColours:
     """Sums of the source pixels' colours on a coarse grid (cells of at least ``cell`` pixels, at most
-    :data:`MAX_CELLS` cells), built in strips of rows: the mean colour of any neighbourhood of cells in
-    memory that does not grow with the photo."""
+    :data:`MAX_CELLS` cells), built in strips of rows over the source's bounding box (exact integer box
+    sums, read at every cell's corner): the mean colour of any neighbourhood of cells in memory that does
+    not grow with the photo."""
 
     def __init__(self, rgb: np.ndarray, source: np.ndarray, cell: int) -> None:
         height, width = source.shape
@@ -204,18 +229,19 @@ class CellColours:
         rows, cols = -(-height // self.cell), -(-width // self.cell)
         self.counts = np.zeros((rows, cols), np.float32)
         self.sums = np.zeros((rows, cols, 3), np.float32)
-        starts = np.arange(0, width, self.cell)
-        for row, top in enumerate(range(0, height, self.cell)):
-            strip = slice(top, top + self.cell)
-            weight = source[strip].astype(np.float32)
-            self.counts[row] = np.add.reduceat(weight.sum(axis=0), starts)
-            colour = (rgb[strip].astype(np.float32) * weight[..., None]).sum(axis=0)
-            self.sums[row] = np.add.reduceat(colour, starts, axis=0)
+        left, top, box_width, box_height = cv2.boundingRect(np.ascontiguousarray(source).view(np.uint8))
+        first_col, last_col = left // self.cell, -(-(left + box_width) // self.cell)
+        columns = slice(first_col * self.cell, min(last_col * self.cell, width))
+        step = max(1, STRIP_PIXELS // (self.cell * max(columns.stop - columns.start, 1)))  # cell rows per strip
+        for first in range(top // self.cell, -(-(top + box_height) // self.cell), step):
+            strip = (slice(first * self.cell, (first + step) * self.cell), columns)
+            cells = _box_sums(_source_plane(rgb, source, strip), self.cell, (0, 0))[:: self.cell, :: self.cell]
+            self.counts[first : first + len(cells), first_col:last_col] = cells[..., 3]
+            self.sums[first : first + len(cells), first_col:last_col] = cells[..., :3]
 
-    def paint(self, out: np.ndarray, missing: np.ndarray, radius: int) -> None:
-        """Give the ``missing`` pixels of ``out`` the mean source colour of the cells within ``radius``
+    def paint(self, out: np.ndarray, ys: np.ndarray, xs: np.ndarray, radius: int) -> None:
+        """Give the pixels ``(ys, xs)`` of ``out`` the mean source colour of the cells within ``radius``
         pixels, widening (x4) until every pixel has one; the whole car's mean is the last resort."""
-        ys, xs = np.nonzero(missing)
         cells_y, cells_x = ys // self.cell, xs // self.cell
         span = max(1, -(-radius // self.cell))
         while ys.size and span <= max(self.counts.shape):
@@ -273,7 +299,7 @@ def cutout_image(
 ) -> Image.Image:
     """The car on a transparent background (RGBA)."""
     matte = matte or make_matte(image, probs, edges)
-    return Image.fromarray(np.dstack([matte.rgb, matte.alpha]), mode="RGBA")
+    return Image.fromarray(cv2.merge([matte.rgb, matte.alpha]), mode="RGBA")
 
 
 def background_image(
@@ -285,15 +311,21 @@ def background_image(
 ) -> Image.Image:
     """The car composited onto a plain colour (RGB, e.g. the white-background shop photo)."""
     matte = matte or make_matte(image, probs, edges)
-    out = np.empty_like(matte.rgb)
-    out[:] = np.asarray(color, dtype=np.uint8)
-    opaque = matte.alpha == 255
-    out[opaque] = matte.rgb[opaque]
-    partial = (matte.alpha > 0) & ~opaque
-    weight = matte.alpha[partial].astype(np.float32)[:, None] / 255.0
-    mixed = matte.rgb[partial] * weight + np.asarray(color, dtype=np.float32) * (1.0 - weight)
-    out[partial] = np.round(mixed).astype(np.uint8)
+    out = filled(matte.alpha.shape, color)
+    cv2.copyTo(matte.rgb, (matte.alpha == 255).view(np.uint8), out)
+    ys, xs = _points(cv2.inRange(matte.alpha, 1, 254) > 0)
+    weight = matte.alpha[ys, xs].astype(np.float32)[:, None] / 255.0
+    mixed = matte.rgb[ys, xs] * weight + np.asarray(color, dtype=np.float32) * (1.0 - weight)
+    out[ys, xs] = np.round(mixed).astype(np.uint8)
     return Image.fromarray(out, mode="RGB")
+
+
+def filled(shape: tuple[int, int], color: tuple[int, int, int]) -> np.ndarray:
+    """An (H, W, 3) uint8 frame of one colour (copied a row at a time: numpy broadcasts a 3-vector over a
+    frame 50x slower)."""
+    out = np.empty((*shape, 3), np.uint8)
+    out[:] = np.tile(np.asarray(color, np.uint8), (shape[1], 1))
+    return out
 
 
 def overlay_image(
@@ -304,13 +336,15 @@ def overlay_image(
     opacity: float = 0.4,
 ) -> Image.Image:
     """The photo with the car tinted and its outline drawn, for checking a mask by eye."""
-    rgb = as_rgb_array(image).astype(np.float32)
+    rgb = as_rgb_array(image)
     mask = binary_mask(probs, threshold)
     tint = np.asarray(color, dtype=np.float32)
-    rgb[mask] = rgb[mask] * (1 - opacity) + tint * opacity
-    outline = mask & ~erode(mask, edge_band_px(mask.shape))
-    rgb[outline] = tint
-    return Image.fromarray(np.round(rgb).astype(np.uint8), mode="RGB")
+    levels = np.arange(256, dtype=np.float32)[:, None] * (1 - opacity) + tint * opacity
+    table = np.round(levels).astype(np.uint8).reshape(256, 1, 3)
+    out = rgb.copy()
+    cv2.copyTo(cv2.LUT(rgb, table), mask.view(np.uint8), out)
+    out[_points(mask & ~erode(mask, edge_band_px(mask.shape)))] = np.asarray(color, np.uint8)
+    return Image.fromarray(out, mode="RGB")
 
 
 def render_all(
