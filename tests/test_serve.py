@@ -8,6 +8,7 @@ import io
 import json
 import socket
 import sys
+import time
 from pathlib import Path
 
 import numpy as np
@@ -335,3 +336,116 @@ def test_without_the_serve_extra_the_message_says_how_to_install_it(monkeypatch,
     monkeypatch.setitem(sys.modules, "fastapi", None)
     with pytest.raises(RuntimeError, match=r"pip install 'maskingnet\[serve\]'"):
         create_app(ServeConfig(checkpoint=tmp_path / "never-loaded.safetensors"))
+
+
+# --- access: the Host allow-list, the API key, CORS, the access log --------------------------------------
+
+API_KEY = "s3cret-key"
+
+
+@pytest.fixture(scope="module")
+def guarded(tmp_path_factory, start_server, server):
+    """A second live server with every access option: (host, port, access log path)."""
+    log = tmp_path_factory.mktemp("access") / "access.log"
+    _, host, port = start_server(
+        server[3],
+        "--allowed-host", "cars.example",
+        "--api-key", API_KEY,
+        "--cors-origin", "https://shop.example",
+        "--cors-origin", "https://other.example",
+        "--access-log", str(log),
+    )
+    return host, port, log
+
+
+def keyed(extra: dict | None = None) -> dict:
+    return {"Authorization": f"Bearer {API_KEY}", **(extra or {})}
+
+
+def test_a_foreign_host_header_is_refused_with_a_json_421(server):
+    status, _, body = request(*server[:2], "GET", "/v1/model", headers={"Host": "rebound.attacker.example"})
+    assert (status, json.loads(body)["error"]) == (421, "bad_host")
+
+
+@pytest.mark.parametrize("host", ["localhost", "127.0.0.1", "[::1]"])
+def test_local_host_names_are_served_by_default(server, host):
+    port = server[1]
+    status, _, _ = request(server[0], port, "GET", "/v1/model", headers={"Host": f"{host}:{port}"})
+    assert status == 200
+
+
+def test_an_allowed_host_option_adds_a_host(guarded):
+    status, _, _ = request(*guarded[:2], "GET", "/v1/model", headers=keyed({"Host": "cars.example"}))
+    assert status == 200
+
+
+def test_without_the_api_key_a_request_is_a_json_401(guarded, photos):
+    body, content_type = multipart_body({"file": photos[0]})
+    status, headers, answer = request(*guarded[:2], "POST", "/v1/mask", body, {"Content-Type": content_type})
+    assert (status, json.loads(answer)["error"]) == (401, "unauthorized")
+    assert headers["www-authenticate"] == "Bearer"
+
+
+def test_a_wrong_api_key_is_a_401(guarded):
+    status, _, _ = request(*guarded[:2], "GET", "/v1/model", headers={"X-API-Key": API_KEY + "x"})
+    assert status == 401
+
+
+@pytest.mark.parametrize("headers", [{"Authorization": f"Bearer {API_KEY}"}, {"X-API-Key": API_KEY}])
+def test_the_api_key_is_accepted_as_bearer_or_x_api_key(guarded, headers):
+    status, _, _ = request(*guarded[:2], "GET", "/v1/model", headers=headers)
+    assert status == 200
+
+
+def test_the_health_endpoint_needs_no_api_key(guarded):
+    status, _, body = request(*guarded[:2], "GET", "/healthz")
+    assert (status, json.loads(body)["status"]) == (200, "ok")
+
+
+def test_a_listed_cors_origin_may_read_answers(guarded):
+    headers = keyed({"Origin": "https://other.example"})
+    _, answer_headers, _ = request(*guarded[:2], "GET", "/v1/model", headers=headers)
+    assert answer_headers["access-control-allow-origin"] == "https://other.example"
+
+
+def test_an_unlisted_origin_gets_no_cors_header(guarded):
+    headers = keyed({"Origin": "https://x.example"})
+    _, answer_headers, _ = request(*guarded[:2], "GET", "/v1/model", headers=headers)
+    assert "access-control-allow-origin" not in answer_headers
+
+
+def test_a_cors_preflight_is_answered_without_the_key(guarded):
+    headers = {"Origin": "https://shop.example", "Access-Control-Request-Method": "POST",
+               "Access-Control-Request-Headers": "authorization"}
+    status, answer_headers, _ = request(*guarded[:2], "OPTIONS", "/v1/cutout", headers=headers)
+    assert status == 200
+    assert answer_headers["access-control-allow-origin"] == "https://shop.example"
+
+
+def test_the_access_log_has_one_line_per_request_and_never_the_key(guarded):
+    host, port, log = guarded
+    request(host, port, "GET", "/v1/model?probe=1", headers=keyed())
+    request(host, port, "GET", "/v1/model?probe=2")
+    deadline = time.monotonic() + 10  # each line is written just after its answer went out
+    while time.monotonic() < deadline and log.read_text().count("?probe=") < 2:
+        time.sleep(0.05)
+    lines = [line.split('"') for line in log.read_text().splitlines() if "?probe=" in line]
+    assert [(fields[1], fields[2].split()[0]) for fields in lines] == [
+        ("GET /v1/model?probe=1 HTTP/1.1", "200"),
+        ("GET /v1/model?probe=2 HTTP/1.1", "401"),
+    ]
+    assert API_KEY not in log.read_text()
+
+
+def test_the_api_key_can_come_from_the_environment(monkeypatch, tmp_path):
+    from typer.testing import CliRunner
+
+    from maskingnet import serve as serve_module
+    from maskingnet.cli import app
+
+    started = []
+    monkeypatch.setattr(serve_module, "serve", started.append)
+    model = make_checkpoint(tmp_path / "tiny.safetensors")
+    result = CliRunner().invoke(app, ["serve", "-m", str(model)], env={"MASKINGNET_API_KEY": API_KEY})
+    assert result.exit_code == 0, result.output
+    assert started[0].api_key == API_KEY

@@ -596,6 +596,16 @@ def serve(
         help="Seconds to send a request head, or between bytes of a body (408).")] = 10.0,
     request_timeout: Annotated[float, typer.Option(
         help="Seconds from a request head to the end of its answer.")] = 120.0,
+    allowed_host: Annotated[list[str] | None, typer.Option(
+        metavar="HOST", help="Also answer requests for this Host (repeatable; *.example.com, * for any); "
+                             "always: localhost, 127.0.0.1, [::1] and --host.")] = None,
+    api_key: Annotated[str | None, typer.Option(
+        metavar="KEY", envvar="MASKINGNET_API_KEY", show_envvar=True,
+        help="Require this key (Authorization: Bearer KEY or X-API-Key) on all but /healthz.")] = None,
+    cors_origin: Annotated[list[str] | None, typer.Option(
+        metavar="ORIGIN", help="Let pages of this origin call the API (repeatable; * for any).")] = None,
+    access_log: Annotated[str | None, typer.Option(
+        metavar="FILE", help="Append one line per request to this file (- for stderr).")] = None,
     model: ModelFile = None,
     size: Size = None,
     device: Device = "auto",
@@ -613,6 +623,8 @@ def serve(
         checkpoint=model_path(model), host=host, port=port, max_upload_mb=max_upload_mb, workers=workers,
         max_batch=max_batch, max_wait_ms=max_wait_ms, queue_size=queue_size, max_pixels=max_pixels,
         max_connections=max_connections, read_timeout_s=read_timeout, request_timeout_s=request_timeout,
+        allowed_hosts=tuple(allowed_host or ()), api_key=api_key or None,
+        cors_origins=tuple(cors_origin or ()), access_log=access_log,
         **model_options(size, device, precision, backend, tta, refine, clean),
     )
     run_server(config)

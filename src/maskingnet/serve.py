@@ -87,6 +87,10 @@ class ServeConfig:
     read_timeout_s: float = 10.0
     request_timeout_s: float = 120.0
     log_level: str = "warning"
+    allowed_hosts: tuple[str, ...] = ()
+    api_key: str | None = dataclasses.field(default=None, repr=False)
+    cors_origins: tuple[str, ...] = ()
+    access_log: str | None = None
 
     @property
     def max_upload_bytes(self) -> int:
@@ -115,6 +119,14 @@ class ServeConfig:
             "queue_size": self.queue_size,
         }
 
+    def access_options(self):
+        """The :class:`maskingnet.serve_access.AccessOptions` of this configuration."""
+        from maskingnet.serve_access import AccessOptions
+
+        return AccessOptions(
+            self.host, tuple(self.allowed_hosts), self.api_key, tuple(self.cors_origins), self.access_log
+        )
+
     def to_json(self) -> str:
         data = dataclasses.asdict(self)
         data["checkpoint"] = str(self.checkpoint)
@@ -125,6 +137,8 @@ class ServeConfig:
         data = json.loads(text)
         data["checkpoint"] = Path(data["checkpoint"])
         data["size"] = tuple(data["size"]) if data.get("size") else None
+        for name in ("allowed_hosts", "cors_origins"):
+            data[name] = tuple(data.get(name) or ())
         return cls(**data)
 
 
@@ -533,6 +547,8 @@ def create_app(config: ServeConfig, predictor=None):
     try:
         from fastapi import FastAPI, Request
         from fastapi.responses import HTMLResponse, JSONResponse, Response
+
+        from maskingnet.serve_access import protect
     except ImportError as error:
         raise ServeError(f"{SERVE_EXTRA_HINT} ({error})") from error
     predictor = predictor or load_predictor(config)
@@ -559,6 +575,7 @@ def create_app(config: ServeConfig, predictor=None):
         cpu_pool.shutdown(wait=True)
 
     app = FastAPI(title="maskingnet", summary="Cut cars out of photographs.", lifespan=lifespan)
+    protect(app, config.access_options())
     counters = {"ok": 0, "client_errors": 0}
     budget = PixelBudget(config.pixel_budget)
 
