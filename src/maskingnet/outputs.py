@@ -104,10 +104,23 @@ def edge_band_px(shape: tuple[int, int], band_px: int | None = None) -> int:
     return max(1, round(min(shape) / 500))
 
 
+def car_box(mask: np.ndarray, margin: int) -> tuple[slice, slice] | None:
+    """The bounding box of the set pixels of ``mask`` widened by ``margin`` and clipped to the frame (None
+    when nothing is set). A dilation or erosion of radius up to ``margin`` gives inside the box what it
+    gives on the whole frame, and its edge pixels all lie inside: the morphology need not see the rest."""
+    left, top, width, height = cv2.boundingRect(np.ascontiguousarray(mask).view(np.uint8))
+    if not width:
+        return None
+    return grown((slice(top, top + height), slice(left, left + width)), margin, mask.shape)
+
+
 def edge_band(hard: np.ndarray, band_px: int | None = None) -> np.ndarray:
     """Pixels within the band width of the thresholded boundary, on either side."""
     radius = edge_band_px(hard.shape, band_px)
-    return dilate(hard, radius) & ~erode(hard, radius)
+    band = np.zeros(hard.shape, bool)
+    if (box := car_box(hard, radius)) is not None:
+        band[box] = dilate(hard[box], radius) & ~erode(hard[box], radius)
+    return band
 
 
 def alpha_from_probs(probs: np.ndarray, edges: EdgeConfig = EdgeConfig()) -> np.ndarray:
@@ -173,7 +186,9 @@ def _box_sums(plane: np.ndarray, side: int, anchor: tuple[int, int] = (-1, -1)) 
     )
 
 
-def _near_sums(rgb: np.ndarray, source: np.ndarray, ys: np.ndarray, xs: np.ndarray, radius: int) -> np.ndarray:
+def _near_sums(
+    rgb: np.ndarray, source: np.ndarray, ys: np.ndarray, xs: np.ndarray, radius: int
+) -> np.ndarray:
     """(N, 4): colour sums and count of the source pixels within ``radius`` of each point (rows ascending),
     tile by tile of the frame: box sums over the bounding box of the tile's points and a ``radius`` margin."""
     sums = np.zeros((ys.size, 4), np.float64)
@@ -229,13 +244,14 @@ class CellColours:
         rows, cols = -(-height // self.cell), -(-width // self.cell)
         self.counts = np.zeros((rows, cols), np.float32)
         self.sums = np.zeros((rows, cols, 3), np.float32)
+        cell = self.cell
         left, top, box_width, box_height = cv2.boundingRect(np.ascontiguousarray(source).view(np.uint8))
-        first_col, last_col = left // self.cell, -(-(left + box_width) // self.cell)
-        columns = slice(first_col * self.cell, min(last_col * self.cell, width))
-        step = max(1, STRIP_PIXELS // (self.cell * max(columns.stop - columns.start, 1)))  # cell rows per strip
-        for first in range(top // self.cell, -(-(top + box_height) // self.cell), step):
-            strip = (slice(first * self.cell, (first + step) * self.cell), columns)
-            cells = _box_sums(_source_plane(rgb, source, strip), self.cell, (0, 0))[:: self.cell, :: self.cell]
+        first_col, last_col = left // cell, -(-(left + box_width) // cell)
+        columns = slice(first_col * cell, min(last_col * cell, width))
+        step = max(1, STRIP_PIXELS // (cell * max(columns.stop - columns.start, 1)))  # cell rows per strip
+        for first in range(top // cell, -(-(top + box_height) // cell), step):
+            strip = (slice(first * cell, (first + step) * cell), columns)
+            cells = _box_sums(_source_plane(rgb, source, strip), cell, (0, 0))[::cell, ::cell]
             self.counts[first : first + len(cells), first_col:last_col] = cells[..., 3]
             self.sums[first : first + len(cells), first_col:last_col] = cells[..., :3]
 
@@ -343,7 +359,10 @@ def overlay_image(
     table = np.round(levels).astype(np.uint8).reshape(256, 1, 3)
     out = rgb.copy()
     cv2.copyTo(cv2.LUT(rgb, table), mask.view(np.uint8), out)
-    out[_points(mask & ~erode(mask, edge_band_px(mask.shape)))] = np.asarray(color, np.uint8)
+    radius = edge_band_px(mask.shape)
+    if (box := car_box(mask, radius)) is not None:
+        ys, xs = _points(mask[box] & ~erode(mask[box], radius))
+        out[ys + box[0].start, xs + box[1].start] = np.asarray(color, np.uint8)
     return Image.fromarray(out, mode="RGB")
 
 
