@@ -4,7 +4,7 @@ import signal
 import subprocess
 import sys
 import time
-from pathlib import Path
+from pathlib import Path, PurePosixPath
 
 import numpy as np
 import pytest
@@ -179,7 +179,7 @@ def test_overwrite_rewrites_the_outputs(tmp_path, checkpoint):
     assert summary.done == 1 and (tmp_path / "out" / "car_mask.png").stat().st_ino != before
 
 
-def test_same_stem_in_two_folders_gets_two_outputs(tmp_path, checkpoint):
+def test_same_stem_in_two_folders_gets_the_input_tree(tmp_path, checkpoint):
     for folder in ("a", "b"):
         (tmp_path / folder).mkdir()
         photo(40, 30).save(tmp_path / folder / "car.jpg")
@@ -193,7 +193,8 @@ def test_same_stem_in_two_folders_gets_two_outputs(tmp_path, checkpoint):
         precision="fp32",
     )
     summary = predict_files(config)
-    assert summary.done == 2 and len(list((tmp_path / "out").glob("car*_mask.png"))) == 2
+    written = sorted(path.relative_to(tmp_path / "out").as_posix() for path in (tmp_path / "out").rglob("*.png"))
+    assert summary.done == 2 and written == ["a/car_mask.png", "b/car_mask.png"]
 
 
 def test_outputs_inside_an_input_folder_are_not_taken_as_inputs(tmp_path, checkpoint):
@@ -213,9 +214,10 @@ def test_outputs_inside_an_input_folder_are_not_taken_as_inputs(tmp_path, checkp
 
 
 def test_output_stems_are_unique_and_stable():
-    files = [Path("x/car.jpg"), Path("y/car.jpg"), Path("y/other.png")]
+    files = [PurePosixPath(name) for name in ("x/car.jpg", "x/CAR.png", "y/car.jpg", "y/other.png")]
     stems = output_stems(files)
-    assert len(set(stems.values())) == 3 and stems == output_stems(list(reversed(files)))
+    assert len(set(stems.values())) == 4 and stems == output_stems(list(reversed(files)))
+    assert stems[PurePosixPath("y/car.jpg")] == PurePosixPath("y/car")
 
 
 def test_predictor_gives_the_same_masks_as_predict(tmp_path, checkpoint):

@@ -2,30 +2,60 @@
 
 Each photo goes through :func:`maskingnet.inference.run` (decode ahead in worker processes, the model on
 batches, full resolution and the edge stage in a writer pool) into a :class:`~maskingnet.inference.FileSink`
-that writes every requested output atomically. A re-run skips inputs whose outputs all exist; bad inputs get
-one line each and the run goes on. Under ``torchrun`` the inputs are split across ranks.
+that frames, encodes and writes every requested output atomically. The input tree is mirrored under the
+output folder (:mod:`maskingnet.output_layout`) and ``manifest.csv`` there describes every photo
+(:mod:`maskingnet.manifest`). A re-run skips photos whose outputs exist and were made by the same model and
+settings (their fingerprint is in the manifest), and says in one line what changed for those it redoes. Bad
+inputs get one line each and the run goes on; an output folder that cannot take files (disk full, read-only)
+stops the run with one line. Under ``torchrun`` the inputs are split across ranks.
 """
 
 from __future__ import annotations
 
-import hashlib
+import contextlib
 import os
 import sys
 import time
 from collections import Counter
 from collections.abc import Callable, Iterable, Sequence
 from dataclasses import dataclass, field
-from pathlib import Path
+from pathlib import Path, PurePosixPath
 from typing import Any
 
 from tqdm import tqdm
 
 from maskingnet.data.io import list_images
+from maskingnet.encode import DEFAULT_QUALITY, check_format
+from maskingnet.errors import MaskingnetError
+from maskingnet.fingerprint import describe_changes, fingerprint, model_identity
+from maskingnet.framing import DEFAULT_MARGIN, Framing
 from maskingnet.inference import FileSink, Predictor, rank_predictor, run
-from maskingnet.outputs import OUTPUT_SUFFIXES, EdgeConfig, output_suffix
+from maskingnet.inference.preprocess import Prepared
+from maskingnet.manifest import (
+    ManifestRow,
+    manifest_name,
+    read_manifests,
+    read_settings,
+    record_settings,
+    relative_output,
+    write_manifest,
+)
+from maskingnet.messages import one_line
+from maskingnet.output_layout import (
+    input_root,
+    is_output_name,
+    kind_format,
+    output_stems,
+    output_suffix,
+    relative_inputs,
+)
+from maskingnet.outputs import EdgeConfig
 from maskingnet.runtime import context_from_env
 
-__all__ = ["PredictConfig", "PredictSummary", "Predictor", "output_stems", "predict_files"]
+__all__ = ["PredictConfig", "PredictSummary", "Predictor", "predict_files"]
+
+MANIFEST_EVERY_S = 10.0
+"""How often a long run rewrites its manifest, so a killed run loses at most this much of its record."""
 
 
 @dataclass
@@ -51,25 +81,66 @@ class PredictConfig:
     overwrite: bool = False
     recursive: bool = True
     progress: bool = True
+    fmt: str = "auto"
+    quality: int | None = None
+    crop_to_car: bool = False
+    margin: float = DEFAULT_MARGIN
+    canvas: tuple[int, int] | None = None
+
+    def framing(self) -> Framing | None:
+        return Framing(self.margin, self.canvas) if self.crop_to_car else None
 
 
 @dataclass
 class PredictSummary:
-    """What a predict run did; ``failed`` counts unusable inputs (with one line each in ``problems``)."""
+    """What a predict run did; ``failed`` counts unusable inputs (with one line each in ``problems``);
+    ``redone``: photos whose earlier outputs were made with other settings (or unknown ones)."""
 
     done: int = 0
     skipped: int = 0
     failed: int = 0
+    redone: int = 0
     problems: list[str] = field(default_factory=list)
     seconds: float = 0.0
+    manifest: Path | None = None
 
     @property
     def images_per_second(self) -> float:
         return self.done / self.seconds if self.seconds > 0 else 0.0
 
 
-def output_paths(config: PredictConfig, stem: str) -> list[Path]:
-    return [Path(config.out) / f"{stem}{output_suffix(kind, config.background)}" for kind in config.save]
+@dataclass
+class Job:
+    """One input photo: its path, its path relative to the input folder, and its output files."""
+
+    path: Path
+    rel: PurePosixPath
+    targets: list[Path]
+
+
+def pixel_settings(config: PredictConfig) -> dict[str, Any]:
+    """The model and every setting that changes the outputs' pixels (or their encoding)."""
+    formats = {kind_format(kind, config.fmt) for kind in config.save}
+    settings: dict[str, Any] = {
+        **model_identity(config.checkpoint),
+        "size": list(config.size) if config.size else None,
+        "device": config.device,
+        "precision": config.precision,
+        "backend": config.backend,
+        "tta": config.tta,
+        "refine": config.refine,
+        "clean": config.clean,
+        "threshold": config.threshold,
+        "soft_edges": config.soft_edges,
+        "format": config.fmt,
+    }
+    if "white" in config.save or ("cutout" in config.save and kind_format("cutout", config.fmt) == "jpg"):
+        settings["background"] = "#{:02x}{:02x}{:02x}".format(*config.background)
+    for fmt in sorted(formats & set(DEFAULT_QUALITY)):
+        settings[f"{fmt}_quality"] = config.quality or DEFAULT_QUALITY[fmt]
+    if config.crop_to_car:
+        settings["crop_to_car"] = {"margin": config.margin, "canvas": list(config.canvas or []) or None}
+    return settings
 
 
 def stale_temp_target(name: str) -> tuple[str, str] | None:
@@ -107,38 +178,25 @@ def temp_owner_pid(name: str) -> int:
 
 
 def remove_stale_temps(out: Path, targets: Iterable[Path]) -> None:
-    """Delete temp files that a killed run left behind for these outputs.
+    """Delete temp files that a killed run left behind for these outputs (in their folders).
 
     Only files whose owning process is gone: another run writing to the same folder right now keeps its
     in-flight temp files (each process names its own, so the two never collide)."""
-    wanted = {(target.stem, target.suffix) for target in targets}
-    if not out.is_dir() or not wanted:
-        return
-    for entry in out.iterdir():
-        if stale_temp_target(entry.name) in wanted and not process_alive(temp_owner_pid(entry.name)):
-            entry.unlink(missing_ok=True)
+    wanted: dict[Path, set[tuple[str, str]]] = {}
+    for target in targets:
+        wanted.setdefault(target.parent, set()).add((target.stem, target.suffix))
+    for folder, names in wanted.items():
+        if not folder.is_dir():
+            continue
+        for entry in folder.iterdir():
+            if stale_temp_target(entry.name) in names and not process_alive(temp_owner_pid(entry.name)):
+                entry.unlink(missing_ok=True)
 
 
 def is_earlier_output(path: Path, out: Path) -> bool:
     """A file in the output folder named like one of our outputs: never an input (the output folder may
     lie inside, or be, an input folder)."""
-    suffixes = (*OUTPUT_SUFFIXES.values(), output_suffix("white", (0, 0, 0)))
-    return path.name.endswith(suffixes) and path.resolve().is_relative_to(out.resolve())
-
-
-def output_stems(files: Sequence[Path]) -> dict[Path, str]:
-    """Output name stem per input: its own stem, or stem~hash when two inputs share a stem (no overwrites).
-
-    The hash is of the resolved path, so names are stable across runs over the same inputs.
-    """
-    counts = Counter(path.stem.casefold() for path in files)
-    stems = {}
-    for path in files:
-        stem = path.stem
-        if counts[stem.casefold()] > 1:
-            stem = f"{stem}~{hashlib.sha1(str(path.resolve()).encode()).hexdigest()[:8]}"
-        stems[path] = stem
-    return stems
+    return is_output_name(path.name) and path.resolve().is_relative_to(out.resolve())
 
 
 def _say(line: str) -> None:
@@ -146,45 +204,223 @@ def _say(line: str) -> None:
     tqdm.write(line, file=sys.stderr)
 
 
-def files_to_predict(config: PredictConfig, summary: PredictSummary, report) -> tuple[list[Path], dict]:
-    """This rank's inputs whose outputs are not all there yet (or all, with ``overwrite``), and the output
-    name stem of every input. Unusable inputs found while listing are reported by rank 0."""
+def plan_jobs(config: PredictConfig, files: list[Path], root: Path | None) -> list[Job]:
+    """Every input with its relative path and output files (the input tree mirrored under ``out``)."""
+    relative = relative_inputs(files, root)
+    stems = output_stems(list(relative.values()))
+    out = Path(config.out)
+    suffixes = [output_suffix(kind, config.fmt, config.background) for kind in config.save]
+    jobs = []
+    for path in files:
+        stem = stems[relative[path]]
+        jobs.append(Job(path, relative[path], [out / f"{stem}{suffix}" for suffix in suffixes]))
+    return jobs
+
+
+def redo_reason(job: Job, row: ManifestRow | None, key: str, config: PredictConfig) -> str | None:
+    """Why a photo whose outputs exist is done again (None: it is skipped)."""
+    out = Path(config.out)
+    recorded = row is not None and all(
+        row.outputs.get(kind) == relative_output(target, out)
+        for kind, target in zip(config.save, job.targets, strict=True)
+    )
+    if row is None or not row.settings or not recorded:
+        return "no record of the settings that made the outputs (no manifest.csv row)"
+    if row.settings != key or row.status != "done":
+        return "settings changed since the last run"
+    return None
+
+
+def choose_work(
+    config: PredictConfig,
+    jobs: list[Job],
+    previous: dict[str, ManifestRow],
+    key: str,
+    settings: dict[str, Any],
+    say: Callable[[str], None],
+) -> tuple[list[Job], int]:
+    """The jobs to do (an output missing, or outputs another model or other settings made: one line per
+    reason; all of them with ``overwrite``), and how many of them are redone."""
+    if config.overwrite:
+        return list(jobs), 0
+    known = read_settings(Path(config.out))
+    todo: list[Job] = []
+    reasons: Counter[str] = Counter()
+    for job in jobs:
+        if not all(target.exists() for target in job.targets):
+            todo.append(job)
+            continue
+        row = previous.get(str(job.rel))
+        reason = redo_reason(job, row, key, config)
+        if reason is None:
+            continue
+        if row is not None and row.settings and row.settings != key:
+            change = describe_changes(known.get(row.settings), settings)
+            reason = f"{reason} ({change})" if change else reason
+        reasons[reason] += 1
+        todo.append(job)
+    for reason, count in reasons.items():
+        say(f"{config.out}: {reason}: redoing {count} photo{'s' if count != 1 else ''}")
+    return todo, sum(reasons.values())
+
+
+class ManifestBook:
+    """This run's manifest rows: its photos in input order (the earlier row of each until it is finished
+    again), then the earlier rows of photos not in this run. Rewritten every :data:`MANIFEST_EVERY_S`
+    seconds and at the end; not rewritten when nothing changed."""
+
+    def __init__(self, path: Path, order: Iterable[str], rows: Iterable[ManifestRow]) -> None:
+        self.path = path
+        self.order = {key: position for position, key in enumerate(order)}
+        self.rows = {row.input: row for row in rows}
+        self.written = self.path.read_bytes() if self.path.is_file() else None
+        self.last = time.monotonic()
+
+    def add(self, row: ManifestRow) -> None:
+        self.rows[row.input] = row
+        if time.monotonic() - self.last > MANIFEST_EVERY_S:
+            self.flush()
+
+    def flush(self) -> None:
+        self.last = time.monotonic()
+        rows = sorted(self.rows.values(), key=lambda row: self.order.get(row.input, len(self.order)))
+        self.written = write_manifest(self.path, rows, unless=self.written)
+
+
+class ManifestSink(FileSink):
+    """A :class:`FileSink` that records each photo in the manifest: outputs, car fraction, seconds (the
+    wall time since the previous photo was finished) or the error."""
+
+    def __init__(
+        self,
+        jobs: list[Job],
+        book: ManifestBook,
+        key: str,
+        config: PredictConfig,
+        previous: dict[str, ManifestRow],
+        report: Callable[[str], None],
+    ) -> None:
+        edges = EdgeConfig(threshold=config.threshold, soft=config.soft_edges)
+        super().__init__([job.path for job in jobs], [job.targets for job in jobs], config.save, edges,
+                         config.background, report, fmt=config.fmt, quality=config.quality,
+                         framing=config.framing())
+        self.jobs, self.book, self.key, self.previous = jobs, book, key, previous
+        self.out = Path(config.out)
+        self.clock = time.perf_counter()
+
+    def _seconds(self) -> float:
+        now = time.perf_counter()
+        seconds, self.clock = now - self.clock, now
+        return seconds
+
+    def finish(self, item: Prepared, result: float) -> None:
+        super().finish(item, result)
+        job = self.jobs[item.index]
+        earlier = self.previous.get(str(job.rel))
+        outputs = dict(earlier.outputs) if earlier is not None and earlier.settings == self.key else {}
+        for kind, target in zip(self.kinds, job.targets, strict=True):
+            outputs[kind] = relative_output(target, self.out)
+        self.book.add(ManifestRow(str(job.rel), "done", outputs, result, self._seconds(), self.key))
+
+    def fail(self, item: Prepared, message: str) -> None:
+        super().fail(item, one_line(message))
+        self._seconds()
+        self.book.add(ManifestRow(str(self.jobs[item.index].rel), "failed", error=message))
+
+
+def find_inputs(config: PredictConfig) -> tuple[list[Path], list[str]]:
+    """The images of ``config.inputs`` (earlier outputs aside) and the problems found listing them."""
     files, problems = list_images([str(item) for item in config.inputs], recursive=config.recursive)
-    files = [path for path in files if not is_earlier_output(path, Path(config.out))]
-    ctx = context_from_env()
-    for line in problems if ctx.is_main else []:  # every rank sees them; one reports
-        summary.problems.append(line)
-        summary.failed += 1
-        report(line)
-    stems = output_stems(files)
-    mine = files[ctx.rank :: ctx.world_size]
-    todo = [
-        path
-        for path in mine
-        if config.overwrite or not all(p.exists() for p in output_paths(config, stems[path]))
-    ]
-    summary.skipped = len(mine) - len(todo)
-    return todo, stems
+    return [path for path in files if not is_earlier_output(path, Path(config.out))], problems
+
+
+def check_config(config: PredictConfig) -> None:
+    """Refuse settings that cannot work before any photo is read."""
+    if config.fmt != "auto":
+        config.fmt = check_format(config.fmt, config.quality)
+    elif config.quality is not None:
+        check_format("jpg", config.quality)
+    config.framing()  # checks the margin
 
 
 def predict_files(config: PredictConfig, report: Callable[[str], None] = _say) -> PredictSummary:
     """Predict every image under ``config.inputs`` into ``config.out``; see the module docstring."""
     started = time.perf_counter()
+    check_config(config)
     summary = PredictSummary()
-    todo, stems = files_to_predict(config, summary, report)
+
+    def say(line: str) -> None:
+        report(one_line(line))
+
+    files, problems = find_inputs(config)
+    ctx = context_from_env()
+    if not files and not problems:
+        raise MaskingnetError("no images among the inputs")
     out = Path(config.out)
+    root = input_root(config.inputs, files + [p.path for p in problems if getattr(p, "path", None)])
+    jobs = plan_jobs(config, files, root)
+    mine = jobs[ctx.rank :: ctx.world_size]
+    settings = pixel_settings(config)
+    key = fingerprint(settings)
     out.mkdir(parents=True, exist_ok=True)
-    targets = [output_paths(config, stems[path]) for path in todo]
-    remove_stale_temps(out, [target for paths in targets for target in paths])
-    if todo:
-        edges = EdgeConfig(threshold=config.threshold, soft=config.soft_edges)
-        sink = FileSink(todo, targets, config.save, edges, config.background, report)
-        with tqdm(
-            total=len(todo), unit="img", disable=not config.progress, file=sys.stderr, dynamic_ncols=True
-        ) as bar:
-            run(todo, rank_predictor(config), sink, batch_size=config.batch_size, workers=config.workers,
-                tick=bar.update)
-        summary.done, summary.failed = sink.done, summary.failed + sink.failed
-        summary.problems += sink.problems
+    previous = read_manifests(out)
+    todo, summary.redone = choose_work(config, mine, previous, key, settings, say)
+    summary.skipped = len(mine) - len(todo)
+    record_settings(out, key, settings)
+    book = start_manifest(out, mine, jobs, previous, ctx.rank, ctx.world_size)
+    summary.manifest = book.path
+    for problem in problems if ctx.is_main else []:  # every rank sees them; one reports
+        summary.problems.append(one_line(problem))
+        summary.failed += 1
+        say(problem)
+        if getattr(problem, "path", None) is not None:
+            rel = relative_inputs([problem.path], root)[problem.path]
+            book.add(ManifestRow(str(rel), "failed", error=str(problem)))
+    remove_stale_temps(out, [target for job in todo for target in job.targets])
+    try:
+        predict_into(config, todo, book, key, previous, summary, say)
+    except BaseException:
+        with contextlib.suppress(OSError):
+            book.flush()
+        raise
+    book.flush()
     summary.seconds = time.perf_counter() - started
     return summary
+
+
+def start_manifest(
+    out: Path, mine: list[Job], jobs: list[Job], previous: dict[str, ManifestRow], rank: int, world: int
+) -> ManifestBook:
+    """The manifest this rank keeps: its photos' earlier rows, and (rank 0) those of photos in no rank's
+    share of this run, so the manifest still describes every output in the folder."""
+    order = [str(job.rel) for job in mine]
+    rows = [previous[key] for key in order if key in previous]
+    if rank == 0:
+        listed = {str(job.rel) for job in jobs}
+        rows += [row for key, row in previous.items() if key not in listed]
+    return ManifestBook(out / manifest_name(rank, world), order, rows)
+
+
+def predict_into(
+    config: PredictConfig,
+    todo: list[Job],
+    book: ManifestBook,
+    key: str,
+    previous: dict[str, ManifestRow],
+    summary: PredictSummary,
+    say: Callable[[str], None],
+) -> None:
+    """Run the pipeline over ``todo`` into a :class:`ManifestSink`; the counts go into ``summary``."""
+    if not todo:
+        return
+    predictor = rank_predictor(config)
+    sink = ManifestSink(todo, book, key, config, previous, say)
+    with tqdm(
+        total=len(todo), unit="img", disable=not config.progress, file=sys.stderr, dynamic_ncols=True
+    ) as bar:
+        try:
+            run([job.path for job in todo], predictor, sink, batch_size=config.batch_size,
+                workers=config.workers, tick=bar.update)
+        finally:
+            summary.done, summary.failed = sink.done, summary.failed + sink.failed
+            summary.problems += sink.problems

@@ -1,7 +1,7 @@
 """Where the pipeline's masks go: the one place that says how a mask is written.
 
-- :class:`FileSink`: image files per photo (mask, cut-out, on-a-colour, overlay), written atomically
-  (``maskingnet predict``);
+- :class:`FileSink`: image files per photo (mask, cut-out, on-a-colour, overlay), framed, encoded with
+  OpenCV (``maskingnet.encode``) and written atomically (``maskingnet predict``);
 - :class:`RleSink`: Kaggle ``img,rle_mask`` rows in input order, in chunks (``maskingnet submit``);
 - :class:`DiceSink`: the thresholded mask compared with the true one (``maskingnet evaluate``).
 """
@@ -9,34 +9,53 @@
 from __future__ import annotations
 
 import csv
+import errno
 import io
 import os
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any
 
+import cv2
 import numpy as np
 
 from maskingnet.data.io import BadInputError
 from maskingnet.data.rle import rle_encode
+from maskingnet.encode import as_array, encode
+from maskingnet.errors import MaskingnetError
+from maskingnet.framing import Framing, frame_image
+from maskingnet.messages import one_line
 from maskingnet.metrics import MaskComparison, compare_masks
+from maskingnet.output_layout import kind_format
 from maskingnet.outputs import EdgeConfig, render_all
 from maskingnet.utils import atomic_save
 
 from .pipeline import Failed, Sink
 from .preprocess import Prepared
 
+FRAMED_KINDS = ("cutout", "white")
+"""The outputs ``--crop-to-car`` frames: the product pictures (masks and overlays keep the whole photo)."""
+OUTPUT_SIDE_ERRNOS = frozenset({errno.ENOSPC, errno.EROFS, errno.EACCES, errno.EPERM, errno.EDQUOT})
+"""Write errors that no other photo can avoid (disk full, read-only, no permission): the run stops."""
 
-def save_options(path: Path) -> dict[str, Any]:
-    """JPEG at quality 95; PNG at zlib level 3 (a third of the time of the default, a few % larger)."""
-    if path.suffix.lower() in (".jpg", ".jpeg"):
-        return {"quality": 95}
-    return {"compress_level": 3}
+
+class OutputError(MaskingnetError):
+    """The output folder cannot take any more files; one line, and the run stops."""
+
+
+def write_output(path: Path, data: bytes) -> None:
+    """``data`` as the file ``path``, atomically (temp file + rename)."""
+    atomic_save(path, lambda tmp: Path(tmp).write_bytes(data))
 
 
 class FileSink(Sink):
-    """Every output kind of ``kinds`` for photo ``i`` written to ``targets[i]`` (one path per kind)."""
+    """Every output kind of ``kinds`` for photo ``i`` written to ``targets[i]`` (one path per kind).
+
+    ``fmt`` is the format of the cut-out and the photo on a colour (``auto``: PNG and JPEG; masks and
+    overlays are always PNG; a JPEG cut-out is the car on ``background``), ``quality`` that of JPEG and WebP;
+    ``framing`` crops those two to the car (``maskingnet.framing``). ``consume`` returns the photo's car
+    fraction. A write that fails for a reason every photo would share raises :class:`OutputError`.
+    """
 
     def __init__(
         self,
@@ -46,21 +65,48 @@ class FileSink(Sink):
         edges: EdgeConfig = EdgeConfig(),
         background: tuple[int, int, int] = (255, 255, 255),
         report: Callable[[str], None] | None = None,
+        *,
+        fmt: str = "auto",
+        quality: int | None = None,
+        framing: Framing | None = None,
     ) -> None:
         super().__init__(report)
         self.names, self.targets, self.kinds = names, targets, kinds
         self.edges, self.background = edges, background
+        self.fmt, self.quality, self.framing = fmt, quality, framing
         self.need_photo = any(kind != "mask" for kind in kinds)
+        jpeg_cutout = "cutout" in kinds and kind_format("cutout", fmt) == "jpg"
+        self.rendered_as = {kind: "white" if kind == "cutout" and jpeg_cutout else kind for kind in kinds}
 
-    def consume(self, item: Prepared, probs: np.ndarray) -> Any:
-        images = render_all(self.kinds, item.photo_array(), probs, self.edges, background=self.background)
-        try:
-            for kind, target in zip(self.kinds, self.targets[item.index], strict=True):
-                image, options = images[kind], save_options(target)
-                atomic_save(target, lambda tmp, image=image, options=options: image.save(tmp, **options))
-        except OSError as error:
-            return Failed(f"{self.names[item.index]}: cannot write outputs: {error}")
-        return None
+    def consume(self, item: Prepared, probs: np.ndarray) -> float | Failed:
+        renders = tuple(dict.fromkeys(self.rendered_as.values()))
+        images = render_all(renders, item.photo_array(), probs, self.edges, background=self.background)
+        arrays = {kind: as_array(image) for kind, image in images.items()}
+        hard = probs > self.edges.threshold
+        name = self.names[item.index]
+        for kind, target in zip(self.kinds, self.targets[item.index], strict=True):
+            fmt = kind_format(kind, self.fmt)
+            try:
+                data = encode(self._framed(kind, arrays, hard), fmt, self.quality)
+            except (ValueError, cv2.error) as error:
+                return Failed(f"{name}: cannot encode {target.name} as {fmt} ({one_line(str(error))})")
+            try:
+                write_output(target, data)
+            except OSError as error:
+                if error.errno in OUTPUT_SIDE_ERRNOS:
+                    stop = f"{target.parent}: cannot write outputs ({error.strerror}): stopping"
+                    raise OutputError(stop) from None
+                return Failed(f"{name}: cannot write outputs: {error}")
+        return float(np.count_nonzero(hard)) / max(hard.size, 1)
+
+    def _framed(self, kind: str, arrays: dict[str, np.ndarray], hard: np.ndarray) -> np.ndarray:
+        array = arrays[self.rendered_as[kind]]
+        if self.framing is None or kind not in FRAMED_KINDS:
+            return array
+        cutout = arrays.get("cutout")
+        alpha = cutout[..., 3] if cutout is not None and cutout.ndim == 3 else hard
+        fill = (0, 0, 0, 0) if array.ndim == 3 and array.shape[2] == 4 else tuple(self.background)
+        return frame_image(array, alpha, self.framing, fill)
 
 
 def csv_row(*fields: str) -> str:
