@@ -423,8 +423,18 @@ def predict(
     save: Annotated[str, typer.Option(help="Any of mask,cutout,white,overlay.")] = "mask,cutout",
     background: Annotated[str, typer.Option(help="Colour behind the car in the 'white' output.")] = "white",
     soft_edges: Annotated[bool, typer.Option(help="Soft alpha in a thin edge band.")] = False,
-    overwrite: Annotated[bool, typer.Option(help="Redo images whose outputs already exist.")] = False,
+    overwrite: Annotated[bool, typer.Option(help="Redo images whose outputs already exist (even when made "
+                                                 "with the same model and settings).")] = False,
     recursive: Annotated[bool, typer.Option(help="Look into sub-folders of folder inputs.")] = True,
+    fmt: Annotated[str, typer.Option(
+        "--format", help="png, webp or jpg for the cut-out and the photo on a colour (auto: PNG cut-out, "
+                         "JPEG on a colour; a jpg cut-out is the car on --background).")] = "auto",
+    quality: Annotated[int | None, typer.Option(help="JPEG/WebP quality, 1-100 [jpg 95, webp 90].")] = None,
+    crop_to_car: Annotated[bool, typer.Option(help="Frame the cut-out and the photo on a colour around the "
+                                                   "car.")] = False,
+    margin: Annotated[float, typer.Option(help="Space around the framed car, a fraction of its box.")] = 0.05,
+    canvas: Annotated[str | None, typer.Option(help="Framed outputs of this WxH, the car scaled to fit and "
+                                                    "centred (implies --crop-to-car).")] = None,
     model: ModelFile = None,
     size: Size = None,
     device: Device = "auto",
@@ -438,14 +448,17 @@ def predict(
     workers: Workers = None,
     progress: Progress = True,
 ) -> None:
-    """Cut cars out of photos: masks, transparent cut-outs, white-background JPEGs, overlays."""
+    """Cut cars out of photos: masks, transparent cut-outs, white-background JPEGs, overlays; the input tree
+    is mirrored under --out, with manifest.csv describing every photo."""
     from maskingnet.outputs import parse_color, parse_kinds
     from maskingnet.predict import PredictConfig, predict_files
+    from maskingnet.utils import parse_size
 
     config = PredictConfig(
         checkpoint=model_path(model), inputs=inputs, out=out, save=parse_kinds(save), batch_size=batch_size,
         workers=workers, threshold=threshold, background=parse_color(background), soft_edges=soft_edges,
-        overwrite=overwrite, recursive=recursive, progress=progress,
+        overwrite=overwrite, recursive=recursive, progress=progress, fmt=fmt, quality=quality,
+        crop_to_car=crop_to_car or canvas is not None, margin=margin, canvas=parse_size(canvas, square=False),
         **model_options(size, device, precision, backend, tta, refine, clean),
     )
     summary = predict_files(config)
