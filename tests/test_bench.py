@@ -70,6 +70,14 @@ def test_bench_writes_pipeline_and_rle(tiny_bench):
     assert result["rle"]["encode_ms"] > 0 and result["rle"]["decode_ms"] > 0
 
 
+def test_bench_writes_the_output_stage_before_and_after(tiny_bench):
+    stage = _json(tiny_bench)["output_stage"]
+    assert stage["images"] == 1 and stage["size"] == [1918, 1280] and stage["max_pixel_difference"] == 0
+    seconds = stage["seconds_per_photo"]
+    assert len(seconds) == 8 and min(seconds.values()) > 0
+    assert stage["render_soft_speedup"] > 0 and stage["cutouts_per_s_soft_after"] > 0
+
+
 def test_bench_markdown_has_every_section(tiny_bench):
     text = (tiny_bench / "bench.md").read_text()
     for heading in (
@@ -78,6 +86,7 @@ def test_bench_markdown_has_every_section(tiny_bench):
         "## CPU fast path",
         "## End-to-end predict",
         "## RLE",
+        "## Output stage",
     ):
         assert heading in text
 

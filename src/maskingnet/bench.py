@@ -41,6 +41,7 @@ from PIL import Image
 from torch import nn
 
 from maskingnet.bench_default import bench_default_model, default_model_markdown
+from maskingnet.bench_outputs import bench_output_stage, output_stage_markdown
 from maskingnet.data.rle import rle_decode, rle_encode
 from maskingnet.export import export_onnx
 from maskingnet.inference import (
@@ -103,7 +104,15 @@ class BenchConfig:
     photos: int | None = None
     pipeline_images: int | None = None
     width: float = 1.0
-    sections: tuple[str, ...] = ("models", "peak", "fast_path", "pipeline", "default_model", "rle")
+    sections: tuple[str, ...] = (
+        "models",
+        "peak",
+        "fast_path",
+        "pipeline",
+        "default_model",
+        "output_stage",
+        "rle",
+    )
     peak_shapes: tuple[tuple[int, int, int], ...] | None = None
     progress: bool = True
     extra: dict[str, Any] = field(default_factory=dict)
@@ -666,6 +675,13 @@ def run_bench(config: BenchConfig) -> dict[str, Any]:
         result["default_model"] = bench_default_model(
             paths, config.checkpoint, lambda line: _say(config, line), rounds=1 if config.quick else 2
         )
+    if "output_stage" in config.sections:
+        result["output_stage"] = bench_output_stage(
+            sample_photos(config.data, plan.photos),
+            config.checkpoint,
+            lambda line: _say(config, line),
+            rounds=1 if config.quick else 2,
+        )
     if "rle" in config.sections:
         result["rle"] = bench_rle(config.data, config.quick)
     result["machine"]["load_average_end"] = [round(v, 2) for v in os.getloadavg()]
@@ -710,6 +726,7 @@ def format_markdown(result: dict[str, Any]) -> str:
     for section in (_models_md, _peak_md, _fast_md, _pipeline_md, _rle_md):
         lines += section(result)
     lines += default_model_markdown(result.get("default_model"))
+    lines += output_stage_markdown(result.get("output_stage"))
     return "\n".join(lines) + "\n"
 
 
