@@ -11,6 +11,8 @@ it, so every pixel keeps saying where in the original photo it came from.
 - :func:`resized_coord_maps`: the original photo's maps as seen at a smaller size (pixel centres aligned,
   like PIL's resize and JPEG draft decoding): what the model is given for a resized photo.
 - :func:`pad_coord_maps`: continue given maps (of a crop, a flip...) into the network's padding.
+- :func:`letterbox_region` and :func:`letterbox_coord_maps`: a photo of another aspect than the model's
+  input, scaled to fit inside it and padded (its aspect kept): where it lies, and the maps of the input.
 """
 
 from __future__ import annotations
@@ -57,9 +59,17 @@ def resized_coord_maps(size: tuple[int, int], original_size: tuple[int, int]) ->
     Equal sizes give :func:`coord_maps`.
     """
     (w, h), (full_w, full_h) = size, original_size
-    x = ((np.arange(w) + 0.5) * (full_w / w) - 0.5) / full_w - 0.5
-    y = ((np.arange(h) + 0.5) * (full_h / h) - 0.5) / full_h - 0.5
-    maps = np.empty((2, h, w), dtype=np.float32)
+    return _maps(_axis(w, 0, w, full_w), _axis(h, 0, h, full_h))
+
+
+def _axis(count: int, start: int, length: int, full: float) -> np.ndarray:
+    """One axis of the maps: ``count`` input pixels, of which ``length`` from ``start`` show ``full``
+    original pixels (centres aligned); pixels outside them continue the same ramp."""
+    return ((np.arange(count) - start + 0.5) * (full / length) - 0.5) / full - 0.5
+
+
+def _maps(x: np.ndarray, y: np.ndarray) -> np.ndarray:
+    maps = np.empty((2, len(y), len(x)), dtype=np.float32)
     maps[0] = x[None, :]
     maps[1] = y[:, None]
     return maps
@@ -84,3 +94,31 @@ def extend_ramp(maps: torch.Tensor, pad: int, dim: int) -> torch.Tensor:
 def pad_coord_maps(coords: torch.Tensor, pad_bottom: int, pad_right: int) -> torch.Tensor:
     """Pad ``(B, 2, H, W)`` coordinate maps on the bottom and right by extending their ramps."""
     return extend_ramp(extend_ramp(coords, pad_right, dim=-1), pad_bottom, dim=-2)
+
+
+Region = tuple[int, int, int, int]
+"""Where a photo lies in the model's input: (left, top, width, height) in input pixels."""
+
+
+def letterbox_region(photo_size: tuple[int, int], size: tuple[int, int], tolerance: int = 1) -> Region | None:
+    """Where a photo of ``photo_size`` = (W, H) lies in an input of ``size`` = (w, h) when scaled to fit
+    inside it keeping its aspect, centred; None when it would fill the input to within ``tolerance``
+    pixels a side, as a photo of the model's own aspect does (it is then resized to the whole input, as in
+    training, rather than padded by a rounding pixel)."""
+    (photo_w, photo_h), (w, h) = photo_size, size
+    scale = min(w / photo_w, h / photo_h)
+    fit_w = min(w, max(1, round(photo_w * scale)))
+    fit_h = min(h, max(1, round(photo_h * scale)))
+    if w - fit_w <= tolerance and h - fit_h <= tolerance:
+        return None
+    return (w - fit_w) // 2, (h - fit_h) // 2, fit_w, fit_h
+
+
+def letterbox_coord_maps(
+    size: tuple[int, int], region: Region, photo_size: tuple[int, int], mode: str = "frame"
+) -> np.ndarray:
+    """The coordinate maps (2, h, w) of an input of ``size`` = (w, h) holding the photo at ``region``."""
+    (w, h), (left, top, fit_w, fit_h), (photo_w, photo_h) = size, region, photo_size
+    if mode == "frame":
+        return _maps(_axis(w, 0, w, w * photo_w / fit_w), _axis(h, 0, h, h * photo_h / fit_h))
+    return _maps(_axis(w, left, fit_w, photo_w), _axis(h, top, fit_h, photo_h))

@@ -23,6 +23,7 @@ import numpy as np
 import torch
 import torch.nn.functional as F
 
+from maskingnet.coords import Region
 from maskingnet.runtime import writer_threads
 
 from .preprocess import Prepared, Source, batched_good, iterate_prepared
@@ -60,12 +61,21 @@ def upsample_probs(probs, size: tuple[int, int]):
 
 
 def full_resolution(
-    probs_small: torch.Tensor, photo: np.ndarray | None, size: tuple[int, int], post: PostProcess | None
+    probs_small: torch.Tensor,
+    photo: np.ndarray | None,
+    size: tuple[int, int],
+    post: PostProcess | None,
+    region: Region | None = None,
 ) -> np.ndarray:
     """The network's (h, w) car probabilities at the photo's own ``size`` = (W, H), as (H, W) float32.
 
-    ``post`` (the edge stage) when there is one, else bilinear up-sampling. Every verb goes through here.
+    ``region``: where a letterboxed photo lies in the network's input; its probabilities are cropped to
+    it first, so the padding never reaches the photo. Then ``post`` (the edge stage) when there is one,
+    else bilinear up-sampling. Every verb goes through here.
     """
+    if region is not None:
+        left, top, width, height = region
+        probs_small = probs_small[top : top + height, left : left + width].contiguous()
     if post is not None:
         return post(probs_small, photo, size)
     width, height = size

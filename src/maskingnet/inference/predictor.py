@@ -126,7 +126,7 @@ class Predictor:
 
     def full_resolution(self, probs_small: torch.Tensor, item: Prepared) -> np.ndarray:
         """One photo's (h, w) probabilities at its own resolution, (H, W) float32 (edge stage included)."""
-        return full_resolution(probs_small, item.photo_array(), item.size, self.post)
+        return full_resolution(probs_small, item.photo_array(), item.size, self.post, item.region)
 
     def predict_prepared(self, items: Sequence[Prepared]) -> list[np.ndarray]:
         """Probability maps at each photo's own size for already prepared photos (one model batch)."""

@@ -22,7 +22,7 @@ import numpy as np
 import torch
 from PIL import Image
 
-from maskingnet.coords import resized_coord_maps
+from maskingnet.coords import Region, letterbox_coord_maps, letterbox_region, resized_coord_maps
 from maskingnet.data.io import DEFAULT_MAX_PIXELS, BadInputError, image_size, read_image
 from maskingnet.data.transforms import to_tensor
 from maskingnet.runtime import default_workers
@@ -35,7 +35,9 @@ Source = str | os.PathLike | bytes | BinaryIO | Image.Image | np.ndarray
 @dataclass
 class Prepared:
     """One photo ready for the model: its input tensor and coordinate maps at the model's size, its own size
-    (W, H) and, when asked for, the full photo (``(H, W, 3)`` uint8 tensor). ``error``: why it is unusable."""
+    (W, H) and, when asked for, the full photo (``(H, W, 3)`` uint8 tensor). ``region``: where the photo
+    lies in the input when it is letterboxed (:func:`maskingnet.coords.letterbox_region`), None when it
+    fills it. ``error``: why it is unusable."""
 
     index: int
     tensor: torch.Tensor | None = None
@@ -43,27 +45,51 @@ class Prepared:
     size: tuple[int, int] = (0, 0)
     photo: torch.Tensor | None = None
     error: str | None = None
+    region: Region | None = None
 
     def photo_array(self) -> np.ndarray | None:
         return self.photo.numpy() if self.photo is not None else None
 
 
-def model_input(image: Image.Image, size: tuple[int, int], spec: InputSpec | None = None) -> torch.Tensor:
-    """The whole photo resized to the model's input size and normalised, (3, h, w) (as training resizes)."""
+PAD_FILL = "reflect"
+COORDS_MODE = "frame"
+
+
+def model_input(
+    image: Image.Image, size: tuple[int, int], spec: InputSpec | None = None, region: Region | None = None
+) -> torch.Tensor:
+    """The photo resized to the model's input size and normalised, (3, h, w) (as training resizes); with
+    ``region``, resized to it and padded to the input size (see :func:`letterbox`)."""
     image = image.convert("RGB")
-    if image.size != tuple(size):
-        image = image.resize(tuple(size), Image.Resampling.BILINEAR)
+    target = tuple(size) if region is None else tuple(region[2:])
+    if image.size != target:
+        image = image.resize(target, Image.Resampling.BILINEAR)
     if spec is None or (spec.mean, spec.std) == (InputSpec().mean, InputSpec().std):
-        return to_tensor(image)
-    planes = np.asarray(image, dtype=np.float32).transpose(2, 0, 1) / 255.0
-    mean = np.asarray(spec.mean, np.float32)[:, None, None]
-    std = np.asarray(spec.std, np.float32)[:, None, None]
-    return torch.from_numpy(np.ascontiguousarray((planes - mean) / std))
+        tensor = to_tensor(image)
+    else:
+        planes = np.asarray(image, dtype=np.float32).transpose(2, 0, 1) / 255.0
+        mean = np.asarray(spec.mean, np.float32)[:, None, None]
+        std = np.asarray(spec.std, np.float32)[:, None, None]
+        tensor = torch.from_numpy(np.ascontiguousarray((planes - mean) / std))
+    return tensor if region is None else letterbox(tensor, size, region)
 
 
-def model_coords(size: tuple[int, int], own_size: tuple[int, int]) -> torch.Tensor:
-    """The whole photo's coordinate maps as the model sees them at ``size``, (2, h, w) (as in training)."""
-    return torch.from_numpy(resized_coord_maps(tuple(size), tuple(own_size)))
+def letterbox(tensor: torch.Tensor, size: tuple[int, int], region: Region) -> torch.Tensor:
+    """A normalised (3, h', w') photo padded to ``size`` = (w, h) around ``region``."""
+    left, top, width, height = region
+    pad = ((0, 0), (top, size[1] - top - height), (left, size[0] - left - width))
+    if PAD_FILL == "mean":
+        return torch.from_numpy(np.pad(tensor.numpy(), pad, mode="constant"))
+    return torch.from_numpy(np.pad(tensor.numpy(), pad, mode=PAD_FILL))
+
+
+def model_coords(
+    size: tuple[int, int], own_size: tuple[int, int], region: Region | None = None
+) -> torch.Tensor:
+    """The photo's coordinate maps as the model sees them at ``size``, (2, h, w) (as in training)."""
+    if region is None:
+        return torch.from_numpy(resized_coord_maps(tuple(size), tuple(own_size)))
+    return torch.from_numpy(letterbox_coord_maps(tuple(size), region, tuple(own_size), COORDS_MODE))
 
 
 def prepare(
@@ -92,15 +118,17 @@ def prepare_encoded(
     max_pixels: int = DEFAULT_MAX_PIXELS,
 ) -> Prepared:
     """Decode a file or its bytes at reduced scale for the model and, if asked, in full for the photo."""
-    small = read_image(source, target_size=size, max_pixels=max_pixels)
     photo = read_image(source, max_pixels=max_pixels) if need_photo else None
     own_size = photo.size if photo is not None else image_size(source, max_pixels=max_pixels)
+    region = letterbox_region(own_size, size)
+    small = read_image(source, target_size=size if region is None else region[2:], max_pixels=max_pixels)
     return Prepared(
         index=index,
-        tensor=model_input(small, size, spec),
-        coords=model_coords(size, own_size),
+        tensor=model_input(small, size, spec, region),
+        coords=model_coords(size, own_size, region),
         size=own_size,
         photo=torch.from_numpy(np.array(photo.convert("RGB"))) if photo is not None else None,
+        region=region,
     )
 
 
@@ -125,12 +153,14 @@ def prepare_image(
 ) -> Prepared:
     """An in-memory image for the model; taken as it is (no EXIF rotation)."""
     rgb = as_rgb_image(image)
+    region = letterbox_region(rgb.size, size)
     return Prepared(
         index=index,
-        tensor=model_input(rgb, size, spec),
-        coords=model_coords(size, rgb.size),
+        tensor=model_input(rgb, size, spec, region),
+        coords=model_coords(size, rgb.size, region),
         size=rgb.size,
         photo=torch.from_numpy(np.array(rgb)),
+        region=region,
     )
 
 
