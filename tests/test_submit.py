@@ -98,7 +98,8 @@ def test_without_sample_submission_rows_are_sorted_by_name(tmp_path, checkpoint,
 
 
 def test_no_part_or_progress_files_remain_after_a_finished_run(reference):
-    assert sorted(path.name for path in reference.parent.iterdir()) == ["submission.csv.gz"]
+    names = sorted(path.name for path in reference.parent.iterdir())
+    assert names == [".submission.csv.gz.done.json", "submission.csv.gz"]
 
 
 def test_interrupted_submit_with_a_torn_chunk_resumes_to_the_same_file(
@@ -239,3 +240,40 @@ def test_a_part_left_by_other_options_is_redone_not_resumed(tmp_path, reference,
     lines = []
     summary = submit(config(checkpoint, kaggle_dir / "test", out), report=lines.append)
     assert summary.resumed == 0 and read_rows(out) == read_rows(reference) and "another job" in lines[0]
+
+
+def invoke_submit(checkpoint: Path, test_dir: Path, out: Path, *options: str):
+    from typer.testing import CliRunner
+
+    from maskingnet.cli import app
+
+    args = ["submit", "-m", str(checkpoint), str(test_dir), "--out", str(out), "--workers", "0",
+            "--no-progress", "--precision", "fp32", *options]
+    return CliRunner().invoke(app, args)
+
+
+def test_a_finished_submission_of_the_same_job_is_not_recomputed(tmp_path, reference, checkpoint, kaggle_dir):
+    out = tmp_path / "submission.csv.gz"
+    shutil.copy(reference, out)
+    assert invoke_submit(checkpoint, kaggle_dir / "test", out).exit_code == 0  # no record: computed again
+    before = out.stat().st_mtime_ns
+    again = invoke_submit(checkpoint, kaggle_dir / "test", out)
+    assert again.exit_code == 0 and "already complete with the same model and settings" in again.output
+    assert out.stat().st_mtime_ns == before and "0 done" in again.output
+
+
+def test_a_finished_submission_is_redone_when_a_setting_changes(tmp_path, checkpoint, kaggle_dir):
+    out = tmp_path / "submission.csv"
+    invoke_submit(checkpoint, kaggle_dir / "test", out)
+    rows = len(read_rows(out)) - 1
+    again = invoke_submit(checkpoint, kaggle_dir / "test", out, "--threshold", "0.3")
+    assert again.exit_code == 0 and f"{rows} done" in again.output
+    assert f"settings changed since the last run (threshold 0.5 -> 0.3): redoing {rows} rows" in again.output
+
+
+def test_a_finished_submission_is_redone_with_another_model(tmp_path, checkpoint, kaggle_dir):
+    out = tmp_path / "submission.csv"
+    invoke_submit(checkpoint, kaggle_dir / "test", out)
+    other = make_half_car_checkpoint(tmp_path / "other.safetensors", input_size=(96, 64))
+    again = invoke_submit(other, kaggle_dir / "test", out)
+    assert "model tiny.safetensors -> other.safetensors" in again.output and "0 done" not in again.output

@@ -8,6 +8,10 @@ named ``a,b.jpg`` is one field. The photos go through the one inference pipeline
 probability map at the image's own resolution, thresholded and run-length encoded (``maskingnet.data.rle``),
 the rows in order.
 
+Re-running a finished submission: a hidden ``.<name>.done.json`` beside it records the fingerprint of the
+model and settings that made it (:mod:`maskingnet.fingerprint`); the same job again is not recomputed, a
+changed one is redone with one line saying what changed.
+
 Resuming: rows are appended to a hidden part file in chunks of ``flush_every`` rows; after each chunk is on
 disk (fsync) a small progress file records how many rows and bytes are good. A killed run restarts from
 there, cutting off any half-written chunk, so the finished file is complete and valid. For ``.csv.gz`` every
@@ -33,8 +37,10 @@ from typing import Any
 
 from tqdm import tqdm
 
+from maskingnet.fingerprint import describe_changes, fingerprint, model_identity
 from maskingnet.inference import Predictor, RleSink, rank_predictor, run
 from maskingnet.inference.sinks import csv_row
+from maskingnet.messages import one_line
 from maskingnet.runtime import context_from_env
 from maskingnet.utils import atomic_write
 
@@ -78,6 +84,7 @@ class SubmitSummary:
     seconds: float = 0.0
     merged: bool = False
     world: int = 1
+    up_to_date: bool = False
 
     @property
     def images_per_second(self) -> float:
@@ -125,29 +132,63 @@ def part_files(out: Path, rank: int, world: int) -> tuple[Path, Path]:
     return base.with_name(base.name + ".partial"), base.with_name(base.name + ".progress.json")
 
 
+def names_digest(names: Sequence[str]) -> str:
+    return hashlib.sha1("\n".join(names).encode(errors="surrogateescape")).hexdigest()
+
+
+def submission_settings(config: SubmitConfig, names: Sequence[str]) -> dict[str, Any]:
+    """The model (by content) and every setting the rows depend on, with the rows' names."""
+    return {
+        **model_identity(config.checkpoint),
+        "size": list(config.size) if config.size else None,
+        "device": config.device,
+        "precision": config.precision,
+        "backend": config.backend,
+        "tta": config.tta,
+        "refine": config.refine,
+        "clean": config.clean,
+        "threshold": config.threshold,
+        "gzip": is_gzip(config.out),
+        "rows": len(names),
+        "names_sha1": names_digest(names),
+    }
+
+
 def job_fingerprint(
     config: SubmitConfig, names: Sequence[str], size: tuple[int, int], rank: int, world: int
 ) -> str:
     """What the part file's rows depend on; a resumed part is only reused when this matches."""
-    checkpoint: dict[str, Any] = {"checkpoint": repr(config.checkpoint)}
-    if isinstance(config.checkpoint, (str, os.PathLike)) and Path(config.checkpoint).is_file():
-        stat = Path(config.checkpoint).stat()
-        checkpoint = {
-            "checkpoint": str(Path(config.checkpoint).resolve()),
-            "bytes": stat.st_size,
-            "mtime_ns": stat.st_mtime_ns,
-        }
-    job = {
-        **checkpoint,
-        "size": list(size),
-        "tta": config.tta,
-        "threshold": config.threshold,
-        "gzip": is_gzip(config.out),
-        "rank": rank,
-        "world": world,
-        "names": hashlib.sha1("\n".join(names).encode()).hexdigest(),
-    }
+    job = {**submission_settings(config, names), "input_size": list(size), "rank": rank, "world": world}
     return hashlib.sha1(json.dumps(job, sort_keys=True).encode()).hexdigest()
+
+
+def done_record_path(out: Path) -> Path:
+    """Beside a finished submission: the fingerprint of the job that made it."""
+    return out.with_name(f".{out.name}.done.json")
+
+
+def record_done(out: Path, settings: dict[str, Any]) -> None:
+    """Record which job made the finished ``out`` (and its size and time, to notice a replaced file)."""
+    stat = out.stat()
+    record = {"fingerprint": fingerprint(settings), "settings": settings, "bytes": stat.st_size,
+              "mtime_ns": stat.st_mtime_ns}
+    with atomic_write(done_record_path(out), "w") as handle:
+        json.dump(record, handle)
+
+
+def earlier_submission(out: Path, settings: dict[str, Any]) -> tuple[bool, str | None]:
+    """(whether ``out`` is a finished submission of this very job, why it is redone otherwise: None when
+    there is no finished submission to redo)."""
+    if not out.is_file():
+        return False, None
+    record = read_progress(done_record_path(out))
+    stat = out.stat()
+    if not record or (record.get("bytes"), record.get("mtime_ns")) != (stat.st_size, stat.st_mtime_ns):
+        return False, "no record of the model and settings that made it"
+    if record.get("fingerprint") == fingerprint(settings):
+        return True, None
+    changes = describe_changes(record.get("settings"), settings)
+    return False, f"settings changed since the last run ({changes})" if changes else "settings changed"
 
 
 def is_gzip(path: Path) -> bool:
@@ -215,7 +256,7 @@ class PartWriter:
 
 def _say(line: str) -> None:
     """One line on stderr, above the progress bar."""
-    tqdm.write(line, file=sys.stderr)
+    tqdm.write(one_line(line), file=sys.stderr)
 
 
 def write_part(
@@ -307,6 +348,13 @@ def submit(config: SubmitConfig, report: Callable[[str], None] = _say) -> Submit
     ctx = context_from_env()
     rank, world = ctx.rank, ctx.world_size
     summary.world = world
+    settings = submission_settings(config, [name for name, _ in all_rows])
+    summary.up_to_date, redo = earlier_submission(out, settings)
+    if summary.up_to_date:
+        report(f"{out}: already complete with the same model and settings: nothing to do")
+        return summary
+    if redo and rank == 0:
+        report(f"{out}: {redo}: redoing {len(all_rows)} rows")
     rows = all_rows[rank_slice(len(all_rows), rank, world)]
     predictor = rank_predictor(config)
     partial, progress = part_files(out, rank, world)
@@ -335,5 +383,6 @@ def submit(config: SubmitConfig, report: Callable[[str], None] = _say) -> Submit
             for other in range(world)
         ]
         merge_parts(out, fingerprints, config.poll_seconds)
+        record_done(out, settings)
         summary.merged = True
     return summary
