@@ -2,18 +2,37 @@
 VENV ?= .venv
 PY := $(VENV)/bin/python
 PIP := $(PY) -m pip
-STAMP := $(VENV)/.installed
 EXTRAS ?= dev,onnx,serve
 
-.PHONY: install browser demo test bench lint clean
+# TORCH=cpu: the CPU build of torch, pinned (on this project's machines it installs offline from the local
+# disk, which holds only that build). TORCH=cuda: the CUDA build of the same release from TORCH_INDEX (PyPI,
+# whose Linux wheels are CUDA builds; or e.g. https://download.pytorch.org/whl/cu130), with pip's local
+# configuration set aside so that the CPU wheel on the disk cannot win. Default: cuda where nvidia-smi
+# lists a GPU, else cpu.
+TORCH ?= $(if $(shell nvidia-smi -L 2>/dev/null | grep GPU),cuda,cpu)
+TORCH_VERSION := 2.13.0
+TORCH_INDEX ?= https://pypi.org/simple
+ifeq ($(filter $(TORCH),cpu cuda),)
+$(error TORCH must be cpu or cuda, not '$(TORCH)')
+endif
+STAMP := $(VENV)/.installed$(if $(filter cuda,$(TORCH)),-cuda)
+HAS_CUDA := $(PY) -c "import sys, torch; sys.exit(not torch.backends.cuda.is_built())"
+
+.PHONY: install browser demo test bench gpu-check lint clean
 
 install: $(STAMP)
 
-# torch==2.13.0 first: it is the CPU build on this disk; an unpinned torch would pull a CUDA build.
 $(STAMP): pyproject.toml
 	test -x $(PY) || python3 -m venv $(VENV)
 	$(PIP) install -q --upgrade pip
-	$(PIP) install -q torch==2.13.0
+ifeq ($(TORCH),cuda)
+	$(HAS_CUDA) 2>/dev/null || { $(PIP) uninstall -q -y torch 2>/dev/null; \
+		PIP_CONFIG_FILE=/dev/null PIP_FIND_LINKS= $(PIP) install -q --index-url $(TORCH_INDEX) \
+		torch==$(TORCH_VERSION); }
+	@$(HAS_CUDA) || { echo "TORCH=cuda: this torch has no CUDA; set TORCH_INDEX to a CUDA index" >&2; exit 1; }
+else
+	$(PIP) install -q torch==$(TORCH_VERSION)
+endif
 	$(PIP) install -q -e ".[$(EXTRAS)]"
 	touch $(STAMP)
 
@@ -33,6 +52,11 @@ test: $(STAMP) browser
 
 bench: $(STAMP)
 	$(PY) -m maskingnet bench --out runs/bench --data ../shared/data/carvana-sample
+
+# The CUDA paths CI never runs and the GPU timing table (docs/gpu.md); on a machine without a GPU it says so.
+GPU_CHECK_OUT ?= runs/gpu-check
+gpu-check: $(STAMP)
+	$(PY) benchmarks/gpu_check.py --out $(GPU_CHECK_OUT)
 
 lint: $(STAMP)
 	$(VENV)/bin/ruff check src tests benchmarks
