@@ -109,3 +109,10 @@ def test_serve_with_several_workers_refuses_an_unavailable_cuda_before_starting_
     assert result.exit_code == 1
     assert result.output.startswith("serve: --device cuda: this torch")
     assert len(result.output.splitlines()) == 1
+
+
+def test_ablation_stops_at_its_first_network_with_the_same_line(inputs, cpu_only_torch):
+    args = ["ablation", "--data", str(inputs / "data"), "--out", str(inputs / "ablation"), "--no-progress"]
+    result = CliRunner().invoke(app, [*args, "--device", "cuda"])
+    assert result.exit_code == 1 and "Traceback" not in result.output
+    assert result.output.strip().splitlines()[-1].startswith("ablation: --device cuda: this torch")
