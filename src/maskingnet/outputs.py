@@ -20,9 +20,9 @@ import numpy as np
 from PIL import Image, ImageColor
 
 OUTPUT_KINDS = ("mask", "cutout", "white", "overlay")
-EDGE_TILE = 1024  # side of the frame tiles whose box sums decontaminate computes (16 bytes a pixel)
+EDGE_TILE = 512  # side of the frame tiles whose box sums decontaminate computes (20 bytes a pixel)
 MAX_CELLS = 1 << 20
-STRIP_PIXELS = 1 << 21  # pixels of one strip of rows whose cell sums CellColours computes at once
+STRIP_PIXELS = 1 << 20  # pixels of one strip of rows whose cell sums CellColours computes at once
 OUTPUT_SUFFIXES = {
     "mask": "_mask.png",
     "cutout": "_cutout.png",
@@ -170,16 +170,16 @@ def _points(mask: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
     return found[:, 1].astype(np.intp), found[:, 0].astype(np.intp)
 
 
-def _source_plane(rgb: np.ndarray, source: np.ndarray, window: tuple[slice, slice]) -> np.ndarray:
-    """(h, w, 4) uint8 over ``window``: the source pixels' colours (0 elsewhere) and 1 on source pixels."""
+def _source_sums(
+    rgb: np.ndarray, source: np.ndarray, window: tuple[slice, slice], side: int, anchor=(-1, -1)
+) -> np.ndarray:
+    """(h, w, 4) over ``window``: exact sums of the source pixels' colours (channels 0-2) and their count
+    (channel 3) in the ``side``-square around every pixel (centred, or from ``anchor``), nothing outside
+    the window counting; int32, or float64 for windows so large that int32 could overflow. 20 bytes a
+    window pixel: callers read what they need and let it go."""
     weight = source[window].view(np.uint8)
     colours = rgb[window]
-    return cv2.merge([cv2.bitwise_and(colours, colours, mask=weight), weight])
-
-
-def _box_sums(plane: np.ndarray, side: int, anchor: tuple[int, int] = (-1, -1)) -> np.ndarray:
-    """Exact sums of ``plane`` over ``side``-square windows (centred, or from ``anchor``), zero outside:
-    int32, or float64 for windows so large that int32 could overflow."""
+    plane = cv2.merge([cv2.bitwise_and(colours, colours, mask=weight), weight])
     depth = cv2.CV_32S if side * side * 255 < 2**31 else cv2.CV_64F
     return cv2.boxFilter(
         plane, depth, (side, side), anchor=anchor, normalize=False, borderType=cv2.BORDER_CONSTANT
@@ -200,8 +200,9 @@ def _near_sums(
         py, px = ys[inside], xs[inside]
         bounds = (slice(py[0], py[-1] + 1), slice(px.min(), px.max() + 1))
         window = grown(bounds, radius, source.shape)
-        table = _box_sums(_source_plane(rgb, source, window), 2 * radius + 1)
+        table = _source_sums(rgb, source, window, 2 * radius + 1)
         sums[inside] = table[py - window[0].start, px - window[1].start]
+        del table
     return sums
 
 
@@ -251,7 +252,7 @@ class CellColours:
         step = max(1, STRIP_PIXELS // (cell * max(columns.stop - columns.start, 1)))  # cell rows per strip
         for first in range(top // cell, -(-(top + box_height) // cell), step):
             strip = (slice(first * cell, (first + step) * cell), columns)
-            cells = _box_sums(_source_plane(rgb, source, strip), cell, (0, 0))[::cell, ::cell]
+            cells = np.array(_source_sums(rgb, source, strip, cell, (0, 0))[::cell, ::cell])
             self.counts[first : first + len(cells), first_col:last_col] = cells[..., 3]
             self.sums[first : first + len(cells), first_col:last_col] = cells[..., :3]
 
