@@ -75,7 +75,7 @@ def test_a_mask_only_run_and_a_cutout_run_agree_on_the_upright_size(checkpoint, 
             precision="fp32",
         )
         assert predict_files(config, report=lambda line: None).done == 1
-        (written,) = out.iterdir()
+        (written,) = out.glob(f"*_{save}.png")  # beside manifest.csv
         sizes[save] = Image.open(written).size
     assert sizes == {"mask": (320, 480), "cutout": (320, 480)}
 
