@@ -304,3 +304,10 @@ def test_problems_name_their_path(tmp_path):
     (tmp_path / "empty.jpg").write_bytes(b"")
     (problem,) = list_images(tmp_path)[1]
     assert problem.path == tmp_path / "empty.jpg"
+
+
+def test_a_folder_named_like_an_image_with_no_image_in_it_is_reported(tmp_path):
+    good = save(tmp_path / "a.png", photo())
+    (tmp_path / "car.jpg").mkdir()
+    problem = f"{tmp_path / 'car.jpg'}: is a folder, not an image (and holds none)"
+    assert list_images(tmp_path) == ([good], [problem])

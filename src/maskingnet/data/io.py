@@ -109,9 +109,9 @@ def list_images(
     Returns ``(paths, problems)``: paths in input order (folders sorted), without duplicates; one
     ``"path: what is wrong"`` line (a :class:`Problem`) per unusable input, each once: missing, empty, not an
     image, a folder with no image in it, a pattern that matches nothing, a dangling symbolic link, a link
-    loop, a folder named like an image that is not descended into. Symbolic links to folders are followed.
-    Inside folders and glob matches, files that are neither images nor named like images are passed over
-    quietly, as are hidden files (names starting with a dot).
+    loop, a folder named like an image (not descended into, or holding no image). Links to folders are
+    followed. Inside folders and glob matches, files that are neither images nor named like images are
+    passed over quietly, as are hidden files (names starting with a dot).
     """
     if isinstance(inputs, (str, os.PathLike)):
         inputs = [inputs]
@@ -414,8 +414,8 @@ def _folder_id(folder: Path) -> tuple[int, int]:
 
 def _walk(folder: Path, recursive: bool, above: set[tuple[int, int]], found: list, problems: list) -> None:
     """Depth first, names sorted (the order of sorted paths), hidden names passed over. Symbolic links are
-    followed; one that leads back to a folder above it (a loop), a dangling one and, when not descending,
-    a folder named like an image are reported."""
+    followed; one that leads back to a folder above it (a loop), a dangling one and a folder named like an
+    image (when not descending, or when it holds no image) are reported."""
     try:
         names = sorted(entry.name for entry in os.scandir(folder))
     except OSError as error:
@@ -434,7 +434,10 @@ def _walk(folder: Path, recursive: bool, above: set[tuple[int, int]], found: lis
             if (stat.st_dev, stat.st_ino) in above:
                 problems.append(Problem(path, "symbolic link loop (leads back to a folder above it)"))
             elif recursive:
+                before = len(found)
                 _walk(path, recursive, above | {(stat.st_dev, stat.st_ino)}, found, problems)
+                if len(found) == before and _named_like_an_image(path):
+                    problems.append(Problem(path, "is a folder, not an image (and holds none)"))
             elif _named_like_an_image(path):
                 problems.append(Problem(path, "is a folder, not an image"))
         elif S_ISREG(stat.st_mode):

@@ -94,7 +94,7 @@ class FileSink(Sink):
                 write_output(target, data)
             except OSError as error:
                 if error.errno in OUTPUT_SIDE_ERRNOS:
-                    stop = f"{target.parent}: cannot write outputs ({error.strerror}): stopping"
+                    stop = one_line(f"{target.parent}: cannot write outputs ({error.strerror}): stopping")
                     raise OutputError(stop) from None
                 return Failed(f"{name}: cannot write outputs: {error}")
         return float(np.count_nonzero(hard)) / max(hard.size, 1)
