@@ -80,6 +80,15 @@ def test_a_panorama_is_padded_above_and_below():
     assert letterbox_region((1920, 540), (480, 320)) == (0, 92, 480, 135)
 
 
+def test_letterboxed_maps_keep_the_training_slope_and_centre_the_photo():
+    region = letterbox_region((853, 1280), (480, 320))
+    maps = letterbox_coord_maps((480, 320), region, (853, 1280))
+    left, _, width, _ = region
+    np.testing.assert_allclose(np.diff(maps[0, 0]), 1 / 480, rtol=1e-4)
+    np.testing.assert_allclose(maps[1, :, 0], resized_coord_maps((480, 320), (1918, 1280))[1, :, 0], atol=1e-6)
+    assert (maps[0, 0, left] + maps[0, 0, left + width - 1]) / 2 == pytest.approx(0, abs=1 / 480)
+
+
 @pytest.mark.parametrize("shape", SHAPES)
 def test_the_model_sees_the_photo_unsquashed(shape):
     backend = _BrightIsCar()

@@ -3,7 +3,8 @@
 For a photo of width ``W`` and height ``H`` the maps are two channels ``[X, Y]`` with
 ``X[i, j] = j / W - 0.5`` and ``Y[i, j] = i / H - 0.5``, defined on the *original* photo. Whatever is done to
 the photo later (resize, reduced-scale JPEG decode, crop, flip, the network's padding) moves the maps with
-it, so every pixel keeps saying where in the original photo it came from.
+it, so every pixel keeps saying where in the original photo it came from. A photo of another aspect than
+the model's input is letterboxed (:func:`letterbox_coord_maps`): there the frame is the whole padded input.
 
 - :func:`coord_maps`: the whole input's maps as a tensor (what a network builds when given none), optionally
   continued past the input into the network's padding.
@@ -59,13 +60,12 @@ def resized_coord_maps(size: tuple[int, int], original_size: tuple[int, int]) ->
     Equal sizes give :func:`coord_maps`.
     """
     (w, h), (full_w, full_h) = size, original_size
-    return _maps(_axis(w, 0, w, full_w), _axis(h, 0, h, full_h))
+    return _maps(_axis(w, full_w), _axis(h, full_h))
 
 
-def _axis(count: int, start: int, length: int, full: float) -> np.ndarray:
-    """One axis of the maps: ``count`` input pixels, of which ``length`` from ``start`` show ``full``
-    original pixels (centres aligned); pixels outside them continue the same ramp."""
-    return ((np.arange(count) - start + 0.5) * (full / length) - 0.5) / full - 0.5
+def _axis(count: int, full: float) -> np.ndarray:
+    """One axis of the maps: ``count`` pixels showing ``full`` original pixels, centres aligned."""
+    return ((np.arange(count) + 0.5) * (full / count) - 0.5) / full - 0.5
 
 
 def _maps(x: np.ndarray, y: np.ndarray) -> np.ndarray:
@@ -114,11 +114,12 @@ def letterbox_region(photo_size: tuple[int, int], size: tuple[int, int], toleran
     return (w - fit_w) // 2, (h - fit_h) // 2, fit_w, fit_h
 
 
-def letterbox_coord_maps(
-    size: tuple[int, int], region: Region, photo_size: tuple[int, int], mode: str = "frame"
-) -> np.ndarray:
-    """The coordinate maps (2, h, w) of an input of ``size`` = (w, h) holding the photo at ``region``."""
-    (w, h), (left, top, fit_w, fit_h), (photo_w, photo_h) = size, region, photo_size
-    if mode == "frame":
-        return _maps(_axis(w, 0, w, w * photo_w / fit_w), _axis(h, 0, h, h * photo_h / fit_h))
-    return _maps(_axis(w, left, fit_w, photo_w), _axis(h, top, fit_h, photo_h))
+def letterbox_coord_maps(size: tuple[int, int], region: Region, photo_size: tuple[int, int]) -> np.ndarray:
+    """The coordinate maps (2, h, w) of an input of ``size`` = (w, h) holding a photo of ``photo_size`` at
+    ``region``: the whole input is taken as the frame, as if the photo were the middle of a larger photo
+    of the model's aspect. Its maps then cover [-0.5, 0.5) with the slope of training and the photo gets a
+    centred window of them, as a training crop does; the photo's own [-0.5, 0.5) continued into the
+    padding would give values and slopes no training photo has (both measured the same on real photos).
+    """
+    (w, h), (_, _, fit_w, fit_h), (photo_w, photo_h) = size, region, photo_size
+    return _maps(_axis(w, w * photo_w / fit_w), _axis(h, h * photo_h / fit_h))

@@ -1,7 +1,8 @@
 """``Predictor``: a checkpoint ready to turn photos into car probabilities, masks and cut-outs.
 
 The model sees the whole photo resized to the checkpoint's input size (with the original photo's coordinate
-maps); its car probabilities are taken to the photo's own resolution by
+maps; a photo of another aspect scaled to fit and padded, :mod:`~maskingnet.inference.preprocess`); its car
+probabilities (cropped back to the photo) are taken to the photo's own resolution by
 :func:`~maskingnet.inference.pipeline.full_resolution` (bilinear, then the edge stage when one is attached
 as ``post``) and only then thresholded, as the Carvana score is computed. The command-line verbs run the
 same steps through :func:`maskingnet.inference.pipeline.run`, so both give the same masks.
