@@ -357,7 +357,7 @@ def predict_files(config: PredictConfig, report: Callable[[str], None] = _say) -
     if not files and not problems:
         raise MaskingnetError("no images among the inputs")
     out = Path(config.out)
-    root = input_root(config.inputs, files + [p.path for p in problems if getattr(p, "path", None)])
+    root = input_root(config.inputs, files)
     jobs = plan_jobs(config, files, root)
     mine = jobs[ctx.rank :: ctx.world_size]
     settings = pixel_settings(config)
@@ -374,8 +374,7 @@ def predict_files(config: PredictConfig, report: Callable[[str], None] = _say) -
         summary.failed += 1
         say(problem)
         if getattr(problem, "path", None) is not None:
-            rel = relative_inputs([problem.path], root)[problem.path]
-            book.add(ManifestRow(str(rel), "failed", error=str(problem)))
+            book.add(ManifestRow(problem_input(problem.path, root), "failed", error=str(problem)))
     remove_stale_temps(out, [target for job in todo for target in job.targets])
     try:
         predict_into(config, todo, book, key, previous, summary, say)
@@ -386,6 +385,14 @@ def predict_files(config: PredictConfig, report: Callable[[str], None] = _say) -
     book.flush()
     summary.seconds = time.perf_counter() - started
     return summary
+
+
+def problem_input(path: Path, root: Path | None) -> str:
+    """The manifest's name for an input that could not be listed: relative to the input folder when it
+    lies inside it, else as given (a bad loose file must not move the good photos' outputs)."""
+    if root is not None and Path(os.path.abspath(path)).is_relative_to(root):
+        return str(relative_inputs([path], root)[path])
+    return str(path)
 
 
 def start_manifest(
