@@ -49,7 +49,7 @@ Refine = Annotated[bool, typer.Option(help="Place the outline from the photo its
 Clean = Annotated[bool, typer.Option(help="Keep only the car: drop far blobs, fill small enclosed holes.")]
 Size = Annotated[str | None, typer.Option(help="Model input N or WxH (default: the checkpoint's).")]
 Device = Annotated[str, typer.Option(help="auto, cpu, cuda, cuda:N or mps.")]
-Precision = Annotated[str, typer.Option(help="auto, fp32, bf16 or fp16.")]
+Precision = Annotated[str, typer.Option(help="auto, fp32, bf16, fp16 or int8 (x86 CPU, calibrated at load).")]
 Backend = Annotated[str, typer.Option(help="auto, torch or onnxruntime.")]
 Tta = Annotated[bool, typer.Option(help="Average with the horizontally flipped photo.")]
 Threshold = Annotated[float, typer.Option(help="Car where the probability exceeds this.")]

@@ -17,7 +17,10 @@ import torch
 from maskingnet.errors import MaskingnetError
 
 PRECISIONS = ("fp32", "bf16", "fp16")
+# Inference also takes int8 (x86 CPUs; maskingnet.inference.quantize); training does not.
+INFERENCE_PRECISIONS = (*PRECISIONS, "int8")
 DTYPES = {"fp32": torch.float32, "bf16": torch.bfloat16, "fp16": torch.float16}
+INT8_ENGINE = "x86"
 MAX_HELPERS = 4
 
 
@@ -185,10 +188,18 @@ def cpu_bf16_supported() -> bool:
 
 def resolve_precision(precision: str = "auto", device: str | torch.device = "cpu") -> str:
     """``"auto"``: bf16 on CUDA GPUs that support it (else fp16), fp16 on MPS, bf16 on CPUs with native bf16
-    (else fp32). An explicit request for a precision the device cannot run falls back to fp32."""
+    (else fp32). An explicit request for a precision the device cannot run falls back to fp32, except int8,
+    which is an error off x86 CPUs. ``auto`` never picks int8: it was slower than fp32 where measured (an
+    AVX2 CPU, docs/benchmarks.md)."""
     device = resolve_device(device)
-    if precision not in ("auto", *PRECISIONS):
-        raise ValueError(f"precision must be one of auto, {', '.join(PRECISIONS)}; got {precision!r}")
+    if precision not in ("auto", *INFERENCE_PRECISIONS):
+        choices = ", ".join(INFERENCE_PRECISIONS)
+        raise ValueError(f"precision must be one of auto, {choices}; got {precision!r}")
+    if precision == "int8":
+        reason = int8_unavailable_reason(device)
+        if reason:
+            raise PrecisionError(reason)
+        return precision
     if device.type == "cuda":
         if precision == "auto":
             return "bf16" if torch.cuda.is_bf16_supported() else "fp16"
@@ -200,6 +211,22 @@ def resolve_precision(precision: str = "auto", device: str | torch.device = "cpu
     if precision == "fp16":
         return "fp32"
     return precision
+
+
+class PrecisionError(MaskingnetError, ValueError):
+    """A precision this device cannot run (int8 off the CPU): one line saying why."""
+
+
+def int8_unavailable_reason(device: torch.device) -> str | None:
+    """Why int8 inference cannot run on ``device`` (None when it can): it needs the CPU and PyTorch's x86
+    quantized engine."""
+    if device.type != "cpu":
+        return f"precision int8 runs on the CPU only, not on {device.type} (use auto, fp32, bf16 or fp16)"
+    engines = torch.backends.quantized.supported_engines
+    if INT8_ENGINE not in engines:
+        have = ", ".join(engines)
+        return f"precision int8 needs PyTorch's {INT8_ENGINE} quantized engine (this build has {have})"
+    return None
 
 
 def precision_support(device: str | torch.device = "cpu") -> dict[str, Any]:
@@ -218,6 +245,10 @@ def precision_support(device: str | torch.device = "cpu") -> dict[str, Any]:
         "fp16": device.type == "mps",
         "mkldnn": bool(torch.backends.mkldnn.is_available()),
         "cpu_capability": torch.backends.cpu.get_cpu_capability(),
-        "cpu_flags": sorted({"avx2", "avx512f", "avx512_bf16", "amx_bf16", "amx_tile"} & cpu_flags()),
+        "cpu_flags": sorted(
+            {"avx2", "avx512f", "avx512_vnni", "avx_vnni", "avx512_bf16", "amx_bf16", "amx_int8", "amx_tile"}
+            & cpu_flags()
+        ),
+        "int8": int8_unavailable_reason(device) is None,
         "auto": resolve_precision("auto", device),
     }

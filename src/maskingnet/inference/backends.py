@@ -14,6 +14,7 @@ import base64
 import copy
 import os
 import tempfile
+from collections.abc import Iterable
 from pathlib import Path
 from typing import Any, Protocol, runtime_checkable
 
@@ -39,6 +40,7 @@ from maskingnet.runtime import DTYPES, resolve_device, resolve_precision
 from maskingnet.spec import SPEC_KEY, InputSpec, read_spec
 
 from .fastpath import input_dtype, prepare_model
+from .quantize import Batch, int8_model
 
 BACKENDS = ("auto", "torch", "onnxruntime")
 
@@ -61,6 +63,8 @@ class TorchBackend:
 
     ``fast=True`` (default) runs the fast path: BN folded, the precision's dtype for weights and
     activations, channels-last. ``fast=False`` is the plain eager model under autocast (the reference).
+    ``precision="int8"`` (x86 CPUs) quantizes the conv stacks (:mod:`.quantize`), calibrated on
+    ``calibration`` batches of ``(images, coords)``, by default synthetic car photos rendered at load.
     """
 
     def __init__(
@@ -71,6 +75,7 @@ class TorchBackend:
         *,
         fast: bool = True,
         refiner: Refiner | None = None,
+        calibration: Iterable[Batch] | None = None,
     ) -> None:
         self.refiner = refiner
         self.device = resolve_device(device)
@@ -78,8 +83,10 @@ class TorchBackend:
         self.config = getattr(model, "config", None)
         self.meta: dict[str, Any] = dict(getattr(model, "meta", {}) or {})
         self.spec = model_spec(model)
-        self.fast = fast
-        if fast:
+        self.fast = fast or self.precision == "int8"
+        if self.precision == "int8":
+            self.model = int8_model(model, self.spec, calibration)
+        elif fast:
             self.model = prepare_model(model, self.device, self.precision)
         else:
             self.model = copy.deepcopy(model).eval().to(self.device)
@@ -91,7 +98,8 @@ class TorchBackend:
 
     @property
     def dtype(self) -> torch.dtype:
-        return DTYPES[self.precision]
+        """The dtype of the network's float parts (fp32 around the int8 conv stacks)."""
+        return DTYPES.get(self.precision, torch.float32)
 
     def logits(self, images: torch.Tensor, coords: torch.Tensor | None = None) -> torch.Tensor:
         """Raw model output on the backend's device (the dtype the path computes in)."""
