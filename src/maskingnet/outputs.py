@@ -328,7 +328,7 @@ def background_image(
 ) -> Image.Image:
     """The car composited onto a plain colour (RGB, e.g. the white-background shop photo)."""
     matte = matte or make_matte(image, probs, edges)
-    out = filled(matte.alpha.shape, color)
+    out = _filled(matte.alpha.shape, color)
     cv2.copyTo(matte.rgb, (matte.alpha == 255).view(np.uint8), out)
     ys, xs = _points(cv2.inRange(matte.alpha, 1, 254) > 0)
     weight = matte.alpha[ys, xs].astype(np.float32)[:, None] / 255.0
@@ -337,7 +337,7 @@ def background_image(
     return Image.fromarray(out, mode="RGB")
 
 
-def filled(shape: tuple[int, int], color: tuple[int, int, int]) -> np.ndarray:
+def _filled(shape: tuple[int, int], color: tuple[int, int, int]) -> np.ndarray:
     """An (H, W, 3) uint8 frame of one colour (copied a row at a time: numpy broadcasts a 3-vector over a
     frame 50x slower)."""
     out = np.empty((*shape, 3), np.uint8)
