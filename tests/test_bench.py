@@ -73,8 +73,8 @@ def test_bench_writes_pipeline_and_rle(tiny_bench):
 def test_bench_writes_the_output_stage_before_and_after(tiny_bench):
     stage = _json(tiny_bench)["output_stage"]
     assert stage["images"] == 1 and stage["size"] == [1918, 1280] and stage["max_pixel_difference"] == 0
-    seconds = stage["seconds_per_photo"]
-    assert len(seconds) == 8 and min(seconds.values()) > 0
+    seconds, cpu = stage["seconds_per_photo"], stage["cpu_seconds_per_photo"]
+    assert len(seconds) == len(cpu) == 8 and min(seconds.values()) > 0
     assert stage["render_soft_speedup"] > 0 and stage["cutouts_per_s_soft_after"] > 0
 
 
