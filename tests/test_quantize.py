@@ -81,3 +81,13 @@ def test_predict_accepts_precision_int8(tmp_path):
     )
     assert result.returncode == 0, result.stderr
     assert list((tmp_path / "out").rglob("car*.png"))
+
+
+def test_bench_int8_reports_speedups_and_agreement_on_real_photos(real_sample):
+    from maskingnet.bench_default import bench_int8, int8_markdown
+
+    photo = sorted((real_sample / "train").glob("*.jpg"))[0]
+    section = bench_int8([photo], rounds=1, quick=True, say=lambda line: None)
+    assert section["speedup_vs_fp32"] > 0 and "speedup_vs_bf16" in section
+    assert 0.9 < section["mask_agreement_dice"] <= 1.0
+    assert "## int8" in "\n".join(int8_markdown(section))

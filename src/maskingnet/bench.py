@@ -10,6 +10,8 @@ Writes ``OUT/bench.json`` and ``OUT/bench.md`` with these sections:
   the masks of both on real photos are compared (Dice).
 - ``utilization``: achieved GFLOP/s of each path over the same-precision peak.
 - ``pipeline``: end-to-end ``predict`` on real 1918x1280 JPEGs vs the model alone.
+- ``int8``: the bundled model's network in fp32, bf16 and int8 side by side, and int8's mask agreement
+  with fp32 on real photos (``maskingnet.bench_default.bench_int8``).
 - ``rle``: Kaggle RLE encode/decode of a 1918x1280 mask (``benchmarks/bench_rle.py``).
 
 Timings are the best of a few runs (the least disturbed by other work on the machine); on a shared
@@ -40,7 +42,7 @@ import torch.nn.functional as F
 from PIL import Image
 from torch import nn
 
-from maskingnet.bench_default import bench_default_model, default_model_markdown
+from maskingnet.bench_default import bench_default_model, bench_int8, default_model_markdown, int8_markdown
 from maskingnet.bench_outputs import bench_output_stage, output_stage_markdown
 from maskingnet.data.rle import rle_decode, rle_encode
 from maskingnet.export import export_onnx
@@ -64,6 +66,7 @@ from maskingnet.models import (
     model_report,
     model_spec,
     read_config,
+    resolve_model,
     save_model,
 )
 from maskingnet.predict import PredictConfig, predict_files
@@ -110,6 +113,7 @@ class BenchConfig:
         "fast_path",
         "pipeline",
         "default_model",
+        "int8",
         "output_stage",
         "rle",
     )
@@ -391,10 +395,11 @@ def find_trained_maskingnet(root: Path = Path("runs")) -> Path | None:
 
 def agreement_model(config: BenchConfig) -> tuple[nn.Module, str]:
     """The model whose masks the two paths are compared on: ``config.checkpoint``, else the best-trained
-    MaskingNet under ``runs/``, else the untrained full-width network (then the figure says little)."""
+    MaskingNet under ``runs/``, else the bundled model (a fresh clone); without ``auto_checkpoint``, the
+    untrained full-width network (then the figure says little)."""
     path = config.checkpoint
     if path is None and config.auto_checkpoint:
-        path = find_trained_maskingnet()
+        path = find_trained_maskingnet() or resolve_model(None)
     if path is not None:
         model = load_model(path)
         dice = model.meta.get("val_dice")
@@ -675,6 +680,11 @@ def run_bench(config: BenchConfig) -> dict[str, Any]:
         result["default_model"] = bench_default_model(
             paths, config.checkpoint, lambda line: _say(config, line), rounds=1 if config.quick else 2
         )
+    if "int8" in config.sections:
+        paths = sample_photos(config.data, plan.photos)
+        result["int8"] = bench_int8(
+            paths, config.checkpoint, lambda line: _say(config, line), 1 if config.quick else 3, config.quick
+        )
     if "output_stage" in config.sections:
         result["output_stage"] = bench_output_stage(
             sample_photos(config.data, plan.photos),
@@ -726,6 +736,7 @@ def format_markdown(result: dict[str, Any]) -> str:
     for section in (_models_md, _peak_md, _fast_md, _pipeline_md, _rle_md):
         lines += section(result)
     lines += default_model_markdown(result.get("default_model"))
+    lines += int8_markdown(result.get("int8"))
     lines += output_stage_markdown(result.get("output_stage"))
     return "\n".join(lines) + "\n"
 

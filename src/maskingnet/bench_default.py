@@ -9,22 +9,32 @@ Three pipelines run ``predict`` (decode, network, up-sampling or edge stage, mas
 - ``default``: the bundled model with its edge stage and clean-up, as ``maskingnet predict`` runs it.
 
 The ratios ``default`` / ``previous`` and ``default`` / ``default, plain`` come from the same run.
+
+:func:`bench_int8` (the ``int8`` section) times the bundled model's network alone at its input size, batch 4,
+in fp32, bf16 and int8 (:mod:`maskingnet.inference.quantize`, calibrated on synthetic photos at load), in
+turns, and scores int8's masks against fp32's at the real photos' full resolution.
 """
 
 from __future__ import annotations
 
+import statistics
 import tempfile
+import time
 from collections.abc import Callable, Sequence
 from pathlib import Path
 from typing import Any
 
 import torch
 
-from maskingnet.inference import TorchBackend
-from maskingnet.models import create_model, load_model, resolve_model
+from maskingnet.inference import TorchBackend, cpu_bf16_supported, full_resolution, prepare, resolve_precision
+from maskingnet.metrics import dice
+from maskingnet.models import create_model, load_model, model_spec, resolve_model
 from maskingnet.predict import PredictConfig, predict_files
 
 PREVIOUS_SIZE = (240, 160)
+INT8_BATCH = 4
+INT8_TARGET_SPEEDUP = 1.6  # issue 16: int8 against the fast path, with mask agreement >= 0.999
+INT8_TARGET_DICE = 0.999
 
 
 def _previous_network() -> TorchBackend:
@@ -94,3 +104,103 @@ def default_model_markdown(section: dict[str, Any] | None) -> list[str]:
         f"clean-up are {100 * section['edge_stage_share']:.0f}% of the default pipeline's time.",
         "",
     ]
+
+
+def bench_int8(
+    paths: Sequence[Path],
+    model: Path | None = None,
+    say: Callable[[str], None] = print,
+    rounds: int = 3,
+    quick: bool = False,
+) -> dict[str, Any]:
+    """int8 against fp32 and bf16 on the bundled model (module docstring): ms per image, speed-ups, Dice.
+    ``quick`` leaves out bf16 where it is emulated (its speed-up is then None)."""
+    if not paths:
+        return {"images": 0, "note": "no real photos given (--data)"}
+    network = load_model(resolve_model(model))
+    size = model_spec(network).size or (512, 512)
+    say("int8: calibrating on synthetic photos")
+    started = time.perf_counter()
+    int8 = TorchBackend(network, device="cpu", precision="int8")
+    calibration_s = time.perf_counter() - started
+    floats = ("fp32", "bf16") if cpu_bf16_supported() or not quick else ("fp32",)
+    backends = {name: TorchBackend(network, device="cpu", precision=name) for name in floats}
+    backends["int8"] = int8
+    items = [prepare(path, size, need_photo=False) for path in paths]
+    batch = [items[i % len(items)] for i in range(INT8_BATCH)]
+    images, coords = torch.stack([i.tensor for i in batch]), torch.stack([i.coords for i in batch])
+    best = _best_in_turns(backends, images, coords, rounds, say)
+    dices = _int8_dices(network, int8, items)
+    fast = resolve_precision("auto", "cpu")
+    speedup = {name: round(best[name] / best["int8"], 2) if name in best else None for name in floats}
+    speedup.setdefault("bf16", None)
+    return {
+        "model": f"{network.config.name} width {network.config.width:g}",
+        "size": list(size),
+        "batch": INT8_BATCH,
+        "images": len(items),
+        "calibration": "8 synthetic photos rendered at load",
+        "calibration_seconds": round(calibration_s, 1),
+        "ms_per_image": {name: round(seconds * 1000 / INT8_BATCH, 1) for name, seconds in best.items()},
+        "bf16": "native" if cpu_bf16_supported() else "emulated (no AVX512-BF16 or AMX): slower than fp32",
+        "fast_path_precision": fast,
+        "speedup_vs_bf16": speedup["bf16"],
+        "speedup_vs_fp32": speedup["fp32"],
+        "speedup_vs_fast_path": speedup[fast],
+        "mask_agreement_dice": round(statistics.fmean(dices), 6),
+        "min_dice": round(min(dices), 6),
+        "meets_targets": speedup[fast] >= INT8_TARGET_SPEEDUP and min(dices) >= INT8_TARGET_DICE,
+    }
+
+
+def _best_in_turns(backends: dict, images: torch.Tensor, coords: torch.Tensor, rounds: int, say) -> dict:
+    """Best seconds per batch of each backend, one call each in turns (a warm-up call first)."""
+    best = {name: float("inf") for name in backends}
+    for backend in backends.values():
+        backend(images, coords)
+    for round_ in range(rounds):
+        say(f"int8: round {round_ + 1}/{rounds}")
+        for name, backend in backends.items():
+            started = time.perf_counter()
+            backend(images, coords)
+            best[name] = min(best[name], time.perf_counter() - started)
+    return best
+
+
+def _int8_dices(network: torch.nn.Module, int8: TorchBackend, items: list) -> list[float]:
+    """Dice between the int8 and the plain fp32 masks of each photo at its full resolution (bilinear)."""
+    reference = TorchBackend(network, device="cpu", precision="fp32", fast=False)
+    scores = []
+    for item in items:
+        images, coords = item.tensor[None], item.coords[None]
+        want = full_resolution(reference(images, coords)[0], None, item.size, None) > 0.5
+        got = full_resolution(int8(images, coords)[0], None, item.size, None) > 0.5
+        scores.append(float(dice(got, want)))
+    return scores
+
+
+def int8_markdown(section: dict[str, Any] | None) -> list[str]:
+    """The int8 section as Markdown (nothing when it did not run)."""
+    if not section or not section.get("images"):
+        return []
+    ms = section["ms_per_image"]
+    size = "x".join(str(side) for side in section["size"])
+    return [
+        f"## int8 ({section['model']} at {size}, batch {section['batch']}, network only)",
+        "",
+        "| precision | ms/image |",
+        "|---|---:|",
+        *(f"| {name} | {value:.1f} |" for name, value in ms.items()),
+        "",
+        f"int8 is {section['speedup_vs_fp32']:.2f}x fp32 and {_times(section['speedup_vs_bf16'])} bf16 "
+        f"(bf16 {section['bf16']}; the fast path runs {section['fast_path_precision']}). Mask agreement "
+        f"with fp32: Dice {section['mask_agreement_dice']:.5f} (min {section['min_dice']:.5f}) on "
+        f"{section['images']} real photos at full resolution. Calibration: {section['calibration']}, "
+        f"{section['calibration_seconds']} s. Targets (>= {INT8_TARGET_SPEEDUP}x the fast path, Dice >= "
+        f"{INT8_TARGET_DICE}): {'met' if section['meets_targets'] else 'not met'}.",
+        "",
+    ]
+
+
+def _times(value: float | None) -> str:
+    return "untimed" if value is None else f"{value:.2f}x"
