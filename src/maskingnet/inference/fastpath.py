@@ -8,6 +8,8 @@ same folding and layout apply without the oneDNN fusion. :func:`prepare_model` i
 from __future__ import annotations
 
 import copy
+import functools
+import warnings
 
 import torch
 from torch import nn
@@ -53,7 +55,12 @@ def _fold_conv_bn(conv: nn.Conv2d, bn: nn.BatchNorm2d) -> None:
 
 
 def onednn_fusion_available() -> bool:
-    """True when this torch build has oneDNN's fused conv op and its weight pre-packing (x86 CPU builds)."""
+    """True when this torch build has oneDNN's fused conv op and its weight pre-packing (x86 CPU builds).
+
+    These are private ops (``torch.ops.mkldnn._convolution_pointwise``, ``mkldnn_reorder_conv2d_weight``):
+    measured against the public routes on the bundled model (docs/benchmarks.md), ``torch.compile`` with
+    freezing was no faster and took minutes to compile, ONNX Runtime was slower. Where they are missing,
+    :func:`prepare_model` says so once and runs plain convolutions."""
     return (
         torch.backends.mkldnn.is_available()
         and hasattr(torch.ops.mkldnn, "_convolution_pointwise")
@@ -202,8 +209,11 @@ def prepare_model(
             fold_bn
             and device.type == "cpu"
             and (precision == "fp32" or (precision == "bf16" and onednn_bf16_available()))
-            and onednn_fusion_available()
+            and torch.backends.mkldnn.is_available()
         )
+        if fuse and not onednn_fusion_available():
+            _say_no_fusion()
+            fuse = False
     encoder = getattr(prepared, "encoder", None)
     if fp32_stem is None:
         fp32_stem = fuse and precision != "fp32" and isinstance(encoder, nn.ModuleList) and len(encoder) > 0
@@ -214,6 +224,17 @@ def prepare_model(
     if stem is not None:
         prepared.encoder[0] = Fp32Stage(fuse_conv_relu(_place(stem, device, torch.float32, channels_last)))
     return prepared
+
+
+@functools.cache
+def _say_no_fusion() -> None:
+    """The fallback from the fused oneDNN convs, said once per process."""
+    warnings.warn(
+        "maskingnet: this torch build lacks oneDNN's fused convolution ops "
+        "(torch.ops.mkldnn._convolution_pointwise); the CPU fast path runs plain convolutions (slower)",
+        RuntimeWarning,
+        stacklevel=3,
+    )
 
 
 def _place(module: nn.Module, device: torch.device, dtype: torch.dtype, channels_last: bool) -> nn.Module:
