@@ -22,6 +22,7 @@ import argparse
 import gzip
 import json
 import platform
+import re
 import subprocess
 import sys
 import tempfile
@@ -93,7 +94,9 @@ def run(command: list[str], timeout: float = STEP_TIMEOUT_S, **kwargs: Any) -> s
     """``command`` with its output captured; a failure raises with its last lines."""
     done = subprocess.run(command, capture_output=True, text=True, timeout=timeout, **kwargs)
     if done.returncode != 0:
-        tail = "\n".join((done.stderr or done.stdout).strip().splitlines()[-8:])
+        lines = (done.stderr or done.stdout).strip().splitlines()
+        said = [line for line in lines if re.match(r"[a-z-]+: ", line)]  # maskingnet's one-line errors
+        tail = "\n".join(dict.fromkeys(said[:3] + lines[-8:]))
         raise RuntimeError(f"exit {done.returncode}: {' '.join(command[2:])}\n{tail}")
     return done
 

@@ -64,3 +64,11 @@ def test_the_report_puts_the_gpu_table_beside_the_thesis_figures(gpu_check):
     text = gpu_check.markdown({"when": "now", "environment": {}, "gpu": True, "checks": checks})
     assert "| `maskingnet` | 21.0 | 180.46 | 5.6 | 46.609 |" in text
     assert "NVIDIA H100, 512x512, batch 4" in text
+
+
+def test_a_failed_command_reports_maskingnet_s_own_line_before_the_launcher_s_tail(gpu_check):
+    said = "train: data: split left 16 train / 0 val images"
+    script = f"import sys; sys.stderr.write('{said}\\n' + 'launcher\\n' * 20); sys.exit(1)"
+    with pytest.raises(RuntimeError) as failure:
+        gpu_check.run([sys.executable, "-c", script])
+    assert said in str(failure.value)
