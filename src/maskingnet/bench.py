@@ -12,6 +12,8 @@ Writes ``OUT/bench.json`` and ``OUT/bench.md`` with these sections:
 - ``pipeline``: end-to-end ``predict`` on real 1918x1280 JPEGs vs the model alone.
 - ``int8``: the bundled model's network in fp32, bf16 and int8 side by side, and int8's mask agreement
   with fp32 on real photos (``maskingnet.bench_default.bench_int8``).
+- ``output_stage``: mask and cut-out from the probabilities, rendered and written, with and without soft
+  edges, against the render path before issue 14 (``maskingnet.bench_outputs``): speed-ups, cut-outs/s.
 - ``rle``: Kaggle RLE encode/decode of a 1918x1280 mask (``benchmarks/bench_rle.py``).
 
 Timings are the best of a few runs (the least disturbed by other work on the machine); on a shared
