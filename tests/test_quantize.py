@@ -91,3 +91,11 @@ def test_bench_int8_reports_speedups_and_agreement_on_real_photos(real_sample):
     assert section["speedup_vs_fp32"] > 0 and "speedup_vs_bf16" in section
     assert 0.9 < section["mask_agreement_dice"] <= 1.0
     assert "## int8" in "\n".join(int8_markdown(section))
+
+
+def test_int8_is_refused_on_the_onnxruntime_backend():
+    from maskingnet.inference import load_backend
+    from maskingnet.models.onnx import ExportError
+
+    with pytest.raises(ExportError, match="int8"):
+        load_backend(None, device="cpu", precision="int8", backend="onnxruntime")

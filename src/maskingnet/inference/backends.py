@@ -298,6 +298,8 @@ def load_backend(
         raise ValueError(f"backend must be one of {', '.join(BACKENDS)}; got {backend!r}")
     path = resolve_model(path)
     if backend == "onnxruntime" or (backend == "auto" and path.suffix.lower() == ".onnx"):
+        if precision == "int8":
+            raise ExportError("precision int8 runs on the torch backend: give the .safetensors checkpoint")
         return OnnxBackend(path, device=device)
     model = load_model(path, device="cpu")
     return TorchBackend(model, device=device, precision=precision, refiner=load_refiner(path))

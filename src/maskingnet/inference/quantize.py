@@ -1,9 +1,15 @@
 """int8 inference on x86 CPUs: post-training static quantization of the conv stages.
 
-Every conv stack (an encoder stage, a decoder block's convs) becomes one int8 island: its input is quantized
-once, its conv+ReLU layers run as PyTorch's quantized kernels (the ``x86`` engine: fbgemm / oneDNN), and its
-output is de-quantized. Max-pooling with indices, un-pooling, concatenation, the coordinate maps and the
-classifier stay fp32: PyTorch has no quantized max-pool that returns indices.
+Every conv stack below full resolution (encoder stages 1.., decoder blocks but the last) becomes one int8
+island: its input is quantized once, its conv+ReLU layers run as PyTorch's quantized kernels (the ``x86``
+engine: fbgemm / oneDNN), and its output is de-quantized. Max-pooling with indices, un-pooling,
+concatenation, the coordinate maps, the full-resolution stages and the classifier stay fp32 (oneDNN-fused
+as in the fast path): PyTorch has no quantized max-pool that returns indices.
+
+This is torch.ao's eager-mode API, which PyTorch marks deprecated in favour of torchao's PT2E flow
+(``torch.ao.quantization.quantize_pt2e`` is gone from torch 2.13). It was kept because ONNX Runtime's QDQ
+int8 was no faster here, and the PT2E flow needs torchao (not a dependency) and ``torch.compile``, which
+took over 10 minutes for this model on the project's contended 2 cores (docs/benchmarks.md, "int8").
 
 Activation scales come from calibration: :func:`quantize_model` runs the BN-folded model with observers on
 a few photos. By default those are :func:`synthetic_calibration` photos, rendered by maskingnet's synthetic
