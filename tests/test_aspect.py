@@ -72,6 +72,11 @@ def test_a_photo_of_the_model_aspect_fills_the_input(photo_size):
     assert letterbox_region(photo_size, (480, 320)) is None
 
 
+def test_a_model_trained_on_squashed_photos_gets_them_squashed_as_in_training():
+    assert letterbox_region((1918, 1280), (512, 512)) is None
+    assert letterbox_region((853, 1280), (512, 512)) == (142, 0, 228, 512)
+
+
 def test_a_portrait_photo_is_centred_at_its_own_aspect():
     assert letterbox_region((853, 1280), (480, 320)) == (133, 0, 213, 320)
 
@@ -128,6 +133,14 @@ def test_the_model_aspect_goes_through_exactly_as_before(tmp_path):
     assert torch.equal(item.tensor, squashed) and torch.equal(item.coords, coords)
     before = upsample_probs(predictor.infer(squashed[None], coords[None]), (200, 301))[0].numpy()
     assert np.array_equal(predictor.predict(photo), before)
+
+
+def test_a_size_override_of_the_photos_aspect_runs_them_unpadded(tmp_path):
+    checkpoint = make_half_car_checkpoint(tmp_path / "half.safetensors", input_size=MODEL_SIZE)
+    predictor = Predictor(checkpoint, size=(64, 96), refine=False, clean=False)
+    portrait = np.zeros((300, 200, 3), np.uint8)
+    assert predictor.prepare(portrait).region is None
+    assert predictor.prepare(np.zeros((200, 300, 3), np.uint8)).region == (0, 26, 64, 43)
 
 
 def test_photos_of_mixed_aspects_share_a_batch(tmp_path):

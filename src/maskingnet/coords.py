@@ -4,7 +4,7 @@ For a photo of width ``W`` and height ``H`` the maps are two channels ``[X, Y]``
 ``X[i, j] = j / W - 0.5`` and ``Y[i, j] = i / H - 0.5``, defined on the *original* photo. Whatever is done to
 the photo later (resize, reduced-scale JPEG decode, crop, flip, the network's padding) moves the maps with
 it, so every pixel keeps saying where in the original photo it came from. A photo of another aspect than
-the model's input is letterboxed (:func:`letterbox_coord_maps`): there the frame is the whole padded input.
+the training photos' is letterboxed (:func:`letterbox_coord_maps`): there the frame is the padded input.
 
 - :func:`coord_maps`: the whole input's maps as a tensor (what a network builds when given none), optionally
   continued past the input into the network's padding.
@@ -12,8 +12,8 @@ the model's input is letterboxed (:func:`letterbox_coord_maps`): there the frame
 - :func:`resized_coord_maps`: the original photo's maps as seen at a smaller size (pixel centres aligned,
   like PIL's resize and JPEG draft decoding): what the model is given for a resized photo.
 - :func:`pad_coord_maps`: continue given maps (of a crop, a flip...) into the network's padding.
-- :func:`letterbox_region` and :func:`letterbox_coord_maps`: a photo of another aspect than the model's
-  input, scaled to fit inside it and padded (its aspect kept): where it lies, and the maps of the input.
+- :func:`letterbox_region` and :func:`letterbox_coord_maps`: a photo of another aspect than the training
+  photos', scaled to fit inside the input and padded (its aspect kept): where it lies, and the maps.
 """
 
 from __future__ import annotations
@@ -100,15 +100,28 @@ Region = tuple[int, int, int, int]
 """Where a photo lies in the model's input: (left, top, width, height) in input pixels."""
 
 
-def letterbox_region(photo_size: tuple[int, int], size: tuple[int, int], tolerance: int = 1) -> Region | None:
-    """Where a photo of ``photo_size`` = (W, H) lies in an input of ``size`` = (w, h) when scaled to fit
-    inside it keeping its aspect, centred; None when it would fill the input to within ``tolerance``
-    pixels a side, as a photo of the model's own aspect does (it is then resized to the whole input, as in
+TRAINING_FRAME = (1918, 1280)
+"""The shape of the photos the models here learn from (Carvana's, and the synthetic set's by default). A
+model's training size may squash it (the default, 512x512, does); photos are squashed the same way."""
+
+
+def letterbox_region(
+    photo_size: tuple[int, int],
+    size: tuple[int, int],
+    trained_size: tuple[int, int] | None = None,
+    tolerance: int = 1,
+) -> Region | None:
+    """Where a photo of ``photo_size`` = (W, H) lies in an input of ``size`` = (w, h): scaled to fit inside
+    it keeping its aspect (squashed only as much as the model's training squashed :data:`TRAINING_FRAME`
+    into ``trained_size``, default ``size``), centred. None when it would fill the input to within
+    ``tolerance`` pixels a side, as a training photo does (it is then resized to the whole input, as in
     training, rather than padded by a rounding pixel)."""
     (photo_w, photo_h), (w, h) = photo_size, size
-    scale = min(w / photo_w, h / photo_h)
-    fit_w = min(w, max(1, round(photo_w * scale)))
-    fit_h = min(h, max(1, round(photo_h * scale)))
+    trained_w, trained_h = trained_size or size
+    squash = (trained_w / trained_h) / (TRAINING_FRAME[0] / TRAINING_FRAME[1])
+    ratio = (photo_w / photo_h) * squash / (w / h)
+    fit_w = min(w, max(1, round(w * ratio)))
+    fit_h = min(h, max(1, round(h / ratio)))
     if w - fit_w <= tolerance and h - fit_h <= tolerance:
         return None
     return (w - fit_w) // 2, (h - fit_h) // 2, fit_w, fit_h

@@ -169,7 +169,9 @@ def run(
     Unusable sources reach :meth:`Sink.fail` with their one-line reason; the run goes on.
     """
     need_photo = sink.need_photo or predictor.post_needs_photo
-    items = iterate_prepared(sources, predictor.size, need_photo, workers, predictor.spec)
+    items = iterate_prepared(
+        sources, predictor.size, need_photo, workers, predictor.spec, predictor.backend.spec.size
+    )
     batch_size = max(1, batch_size or predictor.batch_size)
     writers = writer_threads()
     ordered = InOrder(sink, tick)

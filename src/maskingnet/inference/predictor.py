@@ -106,7 +106,15 @@ class Predictor:
         """Decode/convert one photo for the model (:func:`maskingnet.inference.preprocess.prepare`); the
         full photo is kept when asked for or when the edge stage needs it."""
         need_photo = need_photo or self.post_needs_photo
-        return prepare(source, self.size, need_photo, index, spec=self.spec, max_pixels=max_pixels)
+        return prepare(
+            source,
+            self.size,
+            need_photo,
+            index,
+            spec=self.spec,
+            max_pixels=max_pixels,
+            trained_size=self.backend.spec.size,
+        )
 
     def infer(self, batch: torch.Tensor, coords: torch.Tensor | None = None) -> torch.Tensor:
         """Car probabilities (B, h, w) at the model's input size for a (B, 3, h, w) batch.

@@ -5,12 +5,13 @@ a :class:`Prepared` item: the whole photo resized to the model's input size and 
 the original photo's coordinate maps at that size (``(2, h, w)``), the photo's own size (W, H) and, when
 asked, the full photo itself (``(H, W, 3)`` uint8) for cut-outs and the edge stage.
 
-A photo of another aspect than the input's (a portrait phone photo, a square studio shot) is not squashed:
-it is scaled to fit inside the input keeping its aspect, centred, and the rest is padded
-(:func:`letterbox`); ``Prepared.region`` says where it lies, and
-:func:`~maskingnet.inference.pipeline.full_resolution` crops the network's map to it. A photo of the
-input's aspect to within a pixel fills the input exactly as in training (``region`` None), so its masks do
-not change. Every input has the model's size either way, so photos of any shapes share a batch.
+A photo of another aspect than the training photos' (3:2, :data:`maskingnet.coords.TRAINING_FRAME`; a
+portrait phone photo, a square studio shot) is not squashed: it is scaled to fit inside the input keeping
+its aspect, centred, and the rest is padded (:func:`letterbox`); ``Prepared.region`` says where it lies,
+and :func:`~maskingnet.inference.pipeline.full_resolution` crops the network's map to it. A photo of that
+aspect to within a pixel fills the input exactly as in training (``region`` None), so its masks do not
+change, also for a model whose input squashes it (512x512). Every input has the model's size either way, so
+photos of any shapes share a batch.
 
 Encoded photos (paths, bytes) are decoded at reduced scale when the JPEG allows (``draft``); the model input
 always comes from that reduced decode, even when the full photo is decoded too, so a mask does not depend on
@@ -103,12 +104,16 @@ def prepare(
     *,
     spec: InputSpec | None = None,
     max_pixels: int = DEFAULT_MAX_PIXELS,
+    trained_size: tuple[int, int] | None = None,
 ) -> Prepared:
     """One source ready for the model (see the module docstring); raises ``BadInputError`` for unusable
-    files. In-memory images always keep their photo (it is there anyway)."""
+    files. In-memory images always keep their photo (it is there anyway). ``trained_size``: the input size
+    the model was trained at, when ``size`` overrides it (:func:`maskingnet.coords.letterbox_region`)."""
     if isinstance(source, (Image.Image, np.ndarray)):
-        return prepare_image(source, size, index, spec=spec)
-    return prepare_encoded(source, size, need_photo, index, spec=spec, max_pixels=max_pixels)
+        return prepare_image(source, size, index, spec=spec, trained_size=trained_size)
+    return prepare_encoded(
+        source, size, need_photo, index, spec=spec, max_pixels=max_pixels, trained_size=trained_size
+    )
 
 
 def prepare_encoded(
@@ -119,11 +124,12 @@ def prepare_encoded(
     *,
     spec: InputSpec | None = None,
     max_pixels: int = DEFAULT_MAX_PIXELS,
+    trained_size: tuple[int, int] | None = None,
 ) -> Prepared:
     """Decode a file or its bytes at reduced scale for the model and, if asked, in full for the photo."""
     photo = read_image(source, max_pixels=max_pixels) if need_photo else None
     own_size = photo.size if photo is not None else image_size(source, max_pixels=max_pixels)
-    region = letterbox_region(own_size, size)
+    region = letterbox_region(own_size, size, trained_size)
     small = read_image(source, target_size=size if region is None else region[2:], max_pixels=max_pixels)
     return Prepared(
         index=index,
@@ -152,11 +158,16 @@ def as_rgb_image(image: Image.Image | np.ndarray) -> Image.Image:
 
 
 def prepare_image(
-    image: Image.Image | np.ndarray, size: tuple[int, int], index: int = 0, *, spec: InputSpec | None = None
+    image: Image.Image | np.ndarray,
+    size: tuple[int, int],
+    index: int = 0,
+    *,
+    spec: InputSpec | None = None,
+    trained_size: tuple[int, int] | None = None,
 ) -> Prepared:
     """An in-memory image for the model; taken as it is (no EXIF rotation)."""
     rgb = as_rgb_image(image)
-    region = letterbox_region(rgb.size, size)
+    region = letterbox_region(rgb.size, size, trained_size)
     return Prepared(
         index=index,
         tensor=model_input(rgb, size, spec, region),
@@ -171,12 +182,18 @@ class SourceDataset(torch.utils.data.Dataset):
     """Prepares sources in DataLoader workers; an unusable source becomes an item with ``error`` set."""
 
     def __init__(
-        self, sources: Sequence[Source], size: tuple[int, int], need_photo: bool, spec: InputSpec | None
+        self,
+        sources: Sequence[Source],
+        size: tuple[int, int],
+        need_photo: bool,
+        spec: InputSpec | None,
+        trained_size: tuple[int, int] | None = None,
     ) -> None:
         self.sources = list(sources)
         self.size = size
         self.need_photo = need_photo
         self.spec = spec
+        self.trained_size = trained_size
 
     def __len__(self) -> int:
         return len(self.sources)
@@ -184,7 +201,9 @@ class SourceDataset(torch.utils.data.Dataset):
     def __getitem__(self, index: int) -> Prepared:
         source = self.sources[index]
         try:
-            return prepare(source, self.size, self.need_photo, index, spec=self.spec)
+            return prepare(
+                source, self.size, self.need_photo, index, spec=self.spec, trained_size=self.trained_size
+            )
         except BadInputError as error:
             return Prepared(index=index, error=str(error))
         except Exception as error:  # noqa: BLE001 - any undecodable file is reported, never fatal
@@ -201,14 +220,15 @@ def iterate_prepared(
     need_photo: bool,
     workers: int | None = None,
     spec: InputSpec | None = None,
+    trained_size: tuple[int, int] | None = None,
 ) -> Iterator[Prepared]:
     """Prepared items in input order, decoded ahead by ``workers`` processes (0: in this process; None: the
-    runtime's default)."""
+    runtime's default); ``trained_size`` as for :func:`prepare`."""
     if not sources:
         return iter(())
     workers = default_workers() if workers is None else max(0, workers)
     loader = torch.utils.data.DataLoader(
-        SourceDataset(sources, size, need_photo, spec),
+        SourceDataset(sources, size, need_photo, spec, trained_size),
         batch_size=None,
         shuffle=False,
         num_workers=min(workers, len(sources)),
