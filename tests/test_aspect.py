@@ -90,7 +90,8 @@ def test_letterboxed_maps_keep_the_training_slope_and_centre_the_photo():
     maps = letterbox_coord_maps((480, 320), region, (853, 1280))
     left, _, width, _ = region
     np.testing.assert_allclose(np.diff(maps[0, 0]), 1 / 480, rtol=1e-4)
-    np.testing.assert_allclose(maps[1, :, 0], resized_coord_maps((480, 320), (1918, 1280))[1, :, 0], atol=1e-6)
+    carvana = resized_coord_maps((480, 320), (1918, 1280))
+    np.testing.assert_allclose(maps[1, :, 0], carvana[1, :, 0], atol=1e-6)
     assert (maps[0, 0, left] + maps[0, 0, left + width - 1]) / 2 == pytest.approx(0, abs=1 / 480)
 
 
