@@ -34,12 +34,14 @@ def int8_bundled(bundled):
 
 
 def test_int8_masks_agree_with_fp32_on_the_bundled_model(bundled, int8_bundled):
-    """Unseen synthetic cars (not the calibration's), masks at the model's input size."""
+    """Unseen synthetic cars (not the calibration's), masks at half the model's input size: the bundled
+    models score about 0.99 here (0.999 on real photos at full size); a broken int8, e.g. full 8-bit
+    activations that saturate AVX2's int8 multiply, scores about 0.86."""
     batch = synthetic_calibration(SIZE, photos=8)[1]
     reference = TorchBackend(bundled, device="cpu", precision="fp32")(*batch) > 0.5
     candidate = int8_bundled(*batch) > 0.5
     assert reference.float().mean() > 0.1
-    assert float(dice(reference.numpy(), candidate.numpy())) > 0.99
+    assert float(dice(reference.numpy(), candidate.numpy())) > 0.98
 
 
 def test_int8_backend_runs_quantized_stacks_and_keeps_full_resolution_in_fp32(int8_bundled):
