@@ -8,8 +8,9 @@ as in the fast path): PyTorch has no quantized max-pool that returns indices.
 
 This is torch.ao's eager-mode API, which PyTorch marks deprecated in favour of torchao's PT2E flow
 (``torch.ao.quantization.quantize_pt2e`` is gone from torch 2.13). It was kept because ONNX Runtime's QDQ
-int8 was no faster here, and the PT2E flow needs torchao (not a dependency) and ``torch.compile``, which
-took over 10 minutes for this model on the project's contended 2 cores (docs/benchmarks.md, "int8").
+int8 was slower here (1.2x fp32 against 1.3x), and the PT2E flow needs torchao (not a dependency) and
+``torch.compile``, which took over 10 minutes for this model on the project's contended 2 cores
+(docs/benchmarks.md, "int8").
 
 Activation scales come from calibration: :func:`quantize_model` runs the BN-folded model with observers on
 a few photos. By default those are :func:`synthetic_calibration` photos, rendered by maskingnet's synthetic
@@ -65,7 +66,8 @@ def quantize_model(
 ) -> nn.Module:
     """An int8 copy of an encoder-decoder ``model`` (BN folded, conv stacks quantized, see the module
     docstring), its activation scales calibrated on ``calibration`` batches of ``(images, coords)``.
-    The caller's model is left untouched.
+    The caller's model is left untouched. ``observer``: ``"histogram"`` (its clipping of outliers gave
+    the better agreement) or ``"minmax"`` (quicker to calibrate).
 
     ``fp32_full_resolution`` keeps the first encoder stage and the last decoder block in fp32: the photo
     itself and the first max-pool's arg-max (reused by the last un-pool) are where rounding moves the
