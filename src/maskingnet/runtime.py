@@ -189,7 +189,7 @@ def cpu_bf16_supported() -> bool:
 def resolve_precision(precision: str = "auto", device: str | torch.device = "cpu") -> str:
     """``"auto"``: bf16 on CUDA GPUs that support it (else fp16), fp16 on MPS, bf16 on CPUs with native bf16
     (else fp32). An explicit request for a precision the device cannot run falls back to fp32, except int8,
-    which is an error off x86 CPUs. ``auto`` never picks int8: where measured (an AVX2 CPU) it ran 1.3x
+    which is an error off x86 CPUs. ``auto`` never picks int8: where measured (an AVX2 CPU) it ran 1.0-1.3x
     fp32, short of the 1.6x its small loss of agreement was to buy (docs/benchmarks.md, "int8")."""
     device = resolve_device(device)
     if precision not in ("auto", *INFERENCE_PRECISIONS):

@@ -8,9 +8,9 @@ as in the fast path): PyTorch has no quantized max-pool that returns indices.
 
 This is torch.ao's eager-mode API, which PyTorch marks deprecated in favour of torchao's PT2E flow
 (``torch.ao.quantization.quantize_pt2e`` is gone from torch 2.13). It was kept because ONNX Runtime's QDQ
-int8 was slower here (1.2x fp32 against 1.3x), and the PT2E flow needs torchao (not a dependency) and
-``torch.compile``, which took over 10 minutes for this model on the project's contended 2 cores
-(docs/benchmarks.md, "int8").
+int8 was no faster here (1.2x fp32; this path 1.0-1.3x) and missed Dice 0.999 against fp32, and the PT2E
+flow needs torchao (not a dependency) and ``torch.compile``, which took over 10 minutes for this model on
+the project's contended 2 cores (docs/benchmarks.md, "int8").
 
 Activation scales come from calibration: :func:`quantize_model` runs the BN-folded model with observers on
 a few photos. By default those are :func:`synthetic_calibration` photos, rendered by maskingnet's synthetic
