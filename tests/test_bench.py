@@ -70,6 +70,14 @@ def test_bench_writes_pipeline_and_rle(tiny_bench):
     assert result["rle"]["encode_ms"] > 0 and result["rle"]["decode_ms"] > 0
 
 
+def test_bench_times_each_pipeline_stage_alone_beside_the_whole(tiny_bench):
+    pipeline = _json(tiny_bench)["pipeline"]
+    stages = pipeline["stage_ms_per_image"]
+    assert set(stages) == {"decode", "network", "output"} and all(ms > 0 for ms in stages.values())
+    assert pipeline["slowest_stage"] == max(stages, key=stages.get)
+    assert pipeline["slowest_stage_fraction"] > 0
+
+
 def test_bench_writes_the_output_stage_before_and_after(tiny_bench):
     stage = _json(tiny_bench)["output_stage"]
     assert stage["images"] == 1 and stage["size"] == [1918, 1280] and stage["max_pixel_difference"] == 0

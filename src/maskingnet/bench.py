@@ -47,11 +47,13 @@ from torch import nn
 from maskingnet.bench_default import bench_default_model, bench_int8, default_model_markdown, int8_markdown
 from maskingnet.bench_outputs import bench_output_stage, output_stage_markdown
 from maskingnet.data.rle import rle_decode, rle_encode
+from maskingnet.encode import encode
 from maskingnet.export import export_onnx
 from maskingnet.inference import (
     DTYPES,
     FusedConv2d,
     OnnxBackend,
+    Predictor,
     TorchBackend,
     full_resolution,
     logits_to_probs,
@@ -71,6 +73,7 @@ from maskingnet.models import (
     resolve_model,
     save_model,
 )
+from maskingnet.outputs import mask_image
 from maskingnet.predict import PredictConfig, predict_files
 from maskingnet.utils import atomic_write, write_json
 
@@ -583,6 +586,8 @@ def bench_pipeline(config: BenchConfig, plan: Plan) -> dict[str, Any]:
         summary = predict_files(predict, _quiet)
     e2e_s = summary.seconds / max(summary.done, 1)
     model_s = min(model_s, best_seconds(model_only, plan.device, 1, warmup=0) / len(paths))
+    stages = pipeline_stage_seconds(Predictor(backend, size=(side, side)), paths, step)
+    slowest = max(stages, key=stages.__getitem__)
     return {
         "images": summary.done,
         "failed": summary.failed,
@@ -592,7 +597,29 @@ def bench_pipeline(config: BenchConfig, plan: Plan) -> dict[str, Any]:
         "end_to_end_images_per_s": round(1 / e2e_s, 3),
         "model_only_images_per_s": round(1 / model_s, 3),
         "overhead_pct": round(100 * (e2e_s - model_s) / model_s, 1),
+        "stage_ms_per_image": {name: round(1000 * seconds, 1) for name, seconds in stages.items()},
+        "slowest_stage": slowest,
+        "slowest_stage_fraction": round(stages[slowest] / e2e_s, 3),
     }
+
+
+def pipeline_stage_seconds(predictor: Predictor, paths: Sequence[Path], batch: int) -> dict[str, float]:
+    """Seconds per photo of each stage of ``predict`` alone, one after the other in this process: decode
+    (the photo read and prepared for the model), network (batches of ``batch``), output (full resolution
+    with the edge stage, the mask encoded as PNG). ``predict`` overlaps them (decoding workers, writer
+    threads), so its end-to-end time per photo is at best the slowest stage's."""
+    started = time.perf_counter()
+    items = [predictor.prepare(str(path), need_photo=False, index=i) for i, path in enumerate(paths)]
+    decoded = time.perf_counter()
+    batches = [items[start : start + batch] for start in range(0, len(items), batch)]
+    probs = [small for chunk in batches for small in predictor.infer_prepared(chunk)]
+    inferred = time.perf_counter()
+    for item, small in zip(items, probs, strict=True):
+        encode(mask_image(predictor.full_resolution(small, item)), "png")
+    done = time.perf_counter()
+    count = max(len(items), 1)
+    return {"decode": (decoded - started) / count, "network": (inferred - decoded) / count,
+            "output": (done - inferred) / count}
 
 
 def _quiet(line: str) -> None:
@@ -833,6 +860,11 @@ def _pipeline_md(result: dict[str, Any]) -> list[str]:
         "|---:|---:|---:|",
         f"| {_fmt(pipe['end_to_end_images_per_s'], 3)} | {_fmt(pipe['model_only_images_per_s'], 3)} "
         f"| {_fmt(pipe['overhead_pct'])}% |",
+        "",
+        "Each stage alone, ms per photo: "
+        + ", ".join(f"{name} {_fmt(ms)}" for name, ms in pipe.get("stage_ms_per_image", {}).items())
+        + f"; end to end runs at {_fmt(100 * pipe.get('slowest_stage_fraction', 0))}% of the slowest stage's "
+        f"({pipe.get('slowest_stage')}) rate.",
         "",
     ]
 
