@@ -10,18 +10,10 @@ from __future__ import annotations
 import hashlib
 import json
 import os
-from functools import lru_cache
 from pathlib import Path
 from typing import Any
 
-
-@lru_cache(maxsize=16)
-def _file_sha256(path: str, size: int, mtime_ns: int) -> str:
-    digest = hashlib.sha256()
-    with open(path, "rb") as handle:
-        for block in iter(lambda: handle.read(1 << 22), b""):
-            digest.update(block)
-    return digest.hexdigest()
+from maskingnet.models.bundled import file_sha256
 
 
 def model_identity(checkpoint: Any) -> dict[str, Any]:
@@ -30,9 +22,19 @@ def model_identity(checkpoint: Any) -> dict[str, Any]:
     it matches only itself in this process."""
     if isinstance(checkpoint, (str, os.PathLike)) and Path(checkpoint).is_file():
         path = Path(checkpoint).resolve()
-        stat = path.stat()
-        return {"model": path.name, "model_sha256": _file_sha256(str(path), stat.st_size, stat.st_mtime_ns)}
+        return {"model": path.name, "model_sha256": file_sha256(path)}
     return {"model": f"{type(checkpoint).__name__} object {id(checkpoint):x}"}
+
+
+def inference_settings(config: Any) -> dict[str, Any]:
+    """The model and the settings every verb that runs it shares (``size``, ``device``, ``precision``,
+    ``backend``, ``tta``, ``refine``, ``clean``, ``threshold``) of a predict or submit config."""
+    return {
+        **model_identity(config.checkpoint),
+        "size": list(config.size) if config.size else None,
+        **{key: getattr(config, key) for key in ("device", "precision", "backend", "tta", "refine", "clean",
+                                                 "threshold")},
+    }
 
 
 def fingerprint(settings: dict[str, Any]) -> str:

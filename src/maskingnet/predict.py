@@ -27,7 +27,7 @@ from tqdm import tqdm
 from maskingnet.data.io import list_images
 from maskingnet.encode import DEFAULT_QUALITY, check_format
 from maskingnet.errors import MaskingnetError
-from maskingnet.fingerprint import describe_changes, fingerprint, model_identity
+from maskingnet.fingerprint import describe_changes, fingerprint, inference_settings
 from maskingnet.framing import DEFAULT_MARGIN, Framing
 from maskingnet.inference import FileSink, Predictor, rank_predictor, run
 from maskingnet.inference.preprocess import Prepared
@@ -122,15 +122,7 @@ def pixel_settings(config: PredictConfig) -> dict[str, Any]:
     """The model and every setting that changes the outputs' pixels (or their encoding)."""
     formats = {kind_format(kind, config.fmt) for kind in config.save}
     settings: dict[str, Any] = {
-        **model_identity(config.checkpoint),
-        "size": list(config.size) if config.size else None,
-        "device": config.device,
-        "precision": config.precision,
-        "backend": config.backend,
-        "tta": config.tta,
-        "refine": config.refine,
-        "clean": config.clean,
-        "threshold": config.threshold,
+        **inference_settings(config),
         "soft_edges": config.soft_edges,
         "format": config.fmt,
     }

@@ -37,7 +37,7 @@ from typing import Any
 
 from tqdm import tqdm
 
-from maskingnet.fingerprint import describe_changes, fingerprint, model_identity
+from maskingnet.fingerprint import describe_changes, fingerprint, inference_settings
 from maskingnet.inference import Predictor, RleSink, rank_predictor, run
 from maskingnet.inference.sinks import csv_row
 from maskingnet.messages import one_line
@@ -139,15 +139,7 @@ def names_digest(names: Sequence[str]) -> str:
 def submission_settings(config: SubmitConfig, names: Sequence[str]) -> dict[str, Any]:
     """The model (by content) and every setting the rows depend on, with the rows' names."""
     return {
-        **model_identity(config.checkpoint),
-        "size": list(config.size) if config.size else None,
-        "device": config.device,
-        "precision": config.precision,
-        "backend": config.backend,
-        "tta": config.tta,
-        "refine": config.refine,
-        "clean": config.clean,
-        "threshold": config.threshold,
+        **inference_settings(config),
         "gzip": is_gzip(config.out),
         "rows": len(names),
         "names_sha1": names_digest(names),
