@@ -193,7 +193,8 @@ def test_same_stem_in_two_folders_gets_the_input_tree(tmp_path, checkpoint):
         precision="fp32",
     )
     summary = predict_files(config)
-    written = sorted(path.relative_to(tmp_path / "out").as_posix() for path in (tmp_path / "out").rglob("*.png"))
+    out = tmp_path / "out"
+    written = sorted(path.relative_to(out).as_posix() for path in out.rglob("*.png"))
     assert summary.done == 2 and written == ["a/car_mask.png", "b/car_mask.png"]
 
 

@@ -1,4 +1,4 @@
-"""The processes a run starts, and leaving them all at once (torch-free, so the CLI can import it at start)."""
+"""The processes a run starts, and leaving them all at once (torch-free: the CLI imports it at start)."""
 
 from __future__ import annotations
 
