@@ -3,10 +3,11 @@
 from __future__ import annotations
 
 import contextlib
+import importlib
 import json
 import os
 import tempfile
-from collections.abc import Iterator, Sequence
+from collections.abc import Callable, Iterator, Sequence
 from pathlib import Path
 from typing import IO, Any
 
@@ -95,3 +96,23 @@ def parse_size(value: str | int | Sequence[int] | None, *, square: bool = True) 
     if len(values) != 2 or min(values) < 1:
         raise ValueError(f"size {value!r}: expected {expected}, with positive integers")
     return values[0], values[1]
+
+
+def lazy_exports(
+    package: str, exports: dict[str, str]
+) -> tuple[Callable[[str], Any], Callable[[], list[str]]]:
+    """``__getattr__`` and ``__dir__`` (PEP 562) for ``package``, whose public names ``exports`` maps to the
+    modules defining them: each is imported on first use, so importing the package stays cheap."""
+
+    def __getattr__(name: str) -> Any:
+        module = exports.get(name)
+        if module is None:
+            raise AttributeError(f"module {package!r} has no attribute {name!r}")
+        value = getattr(importlib.import_module(module), name)
+        setattr(importlib.import_module(package), name, value)
+        return value
+
+    def __dir__() -> list[str]:
+        return sorted(getattr(importlib.import_module(package), "__all__", exports))
+
+    return __getattr__, __dir__

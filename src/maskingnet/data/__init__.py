@@ -6,8 +6,7 @@ Names are imported lazily so that ``import maskingnet.data.rle`` does not pull i
 
 from __future__ import annotations
 
-import importlib
-from typing import Any
+from maskingnet.utils import lazy_exports
 
 _EXPORTS = {
     "rle_encode": "maskingnet.data.rle",
@@ -36,15 +35,4 @@ _EXPORTS = {
 
 __all__ = list(_EXPORTS)
 
-
-def __getattr__(name: str) -> Any:
-    module = _EXPORTS.get(name)
-    if module is None:
-        raise AttributeError(f"module 'maskingnet.data' has no attribute {name!r}")
-    value = getattr(importlib.import_module(module), name)
-    globals()[name] = value
-    return value
-
-
-def __dir__() -> list[str]:
-    return sorted(__all__)
+__getattr__, __dir__ = lazy_exports(__name__, _EXPORTS)

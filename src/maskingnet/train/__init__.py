@@ -28,8 +28,7 @@ Names are imported lazily, so that importing :mod:`maskingnet.train.config` does
 
 from __future__ import annotations
 
-import importlib
-from typing import Any
+from maskingnet.utils import lazy_exports
 
 _EXPORTS = {
     "LOSSES": "config",
@@ -71,15 +70,6 @@ _EXPORTS = {
 
 __all__ = sorted(_EXPORTS)
 
-
-def __getattr__(name: str) -> Any:
-    module = _EXPORTS.get(name)
-    if module is None:
-        raise AttributeError(f"module 'maskingnet.train' has no attribute {name!r}")
-    value = getattr(importlib.import_module(f"{__name__}.{module}"), name)
-    globals()[name] = value
-    return value
-
-
-def __dir__() -> list[str]:
-    return sorted(__all__)
+__getattr__, __dir__ = lazy_exports(
+    __name__, {name: f"{__name__}.{module}" for name, module in _EXPORTS.items()}
+)
