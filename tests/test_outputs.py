@@ -1,6 +1,7 @@
 import numpy as np
 import pytest
 
+from maskingnet.output_layout import output_suffix
 from maskingnet.outputs import (
     EDGE_TILE,
     OUTPUT_KINDS,
@@ -17,7 +18,6 @@ from maskingnet.outputs import (
     erode,
     make_matte,
     mask_image,
-    output_suffix,
     overlay_image,
     parse_color,
     parse_kinds,
@@ -126,7 +126,7 @@ def test_parse_kinds_rejects_unknown_names():
 
 
 def test_non_white_background_output_is_not_named_white():
-    assert output_suffix("white", (0, 0, 0)) == "_bg.jpg"
+    assert output_suffix("white", background=(0, 0, 0)) == "_bg.jpg"
 
 
 def test_decontaminate_reaches_far_for_isolated_edge_pixels():

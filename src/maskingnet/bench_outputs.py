@@ -28,7 +28,8 @@ import torch
 from maskingnet import bench_outputs_reference as reference
 from maskingnet.data.io import read_image
 from maskingnet.inference import Failed, FileSink, Predictor, Prepared
-from maskingnet.outputs import EdgeConfig, output_suffix, render_all
+from maskingnet.output_layout import output_suffix
+from maskingnet.outputs import EdgeConfig, render_all
 from maskingnet.utils import atomic_save
 
 KINDS = ("mask", "cutout")

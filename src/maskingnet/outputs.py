@@ -23,12 +23,6 @@ OUTPUT_KINDS = ("mask", "cutout", "white", "overlay")
 EDGE_TILE = 512  # side of the frame tiles whose box sums decontaminate computes (20 bytes a pixel)
 MAX_CELLS = 1 << 20
 STRIP_PIXELS = 1 << 20  # pixels of one strip of rows whose cell sums CellColours computes at once
-OUTPUT_SUFFIXES = {
-    "mask": "_mask.png",
-    "cutout": "_cutout.png",
-    "white": "_white.jpg",
-    "overlay": "_overlay.png",
-}
 
 
 @dataclass(frozen=True)
@@ -65,13 +59,6 @@ def parse_color(text: str) -> tuple[int, int, int]:
         return parts[0], parts[1], parts[2]
     rgb = ImageColor.getrgb(text)
     return rgb[0], rgb[1], rgb[2]
-
-
-def output_suffix(kind: str, background: tuple[int, int, int] = (255, 255, 255)) -> str:
-    """File-name suffix of an output kind; on a non-white background ``_bg.jpg``, not ``_white.jpg``."""
-    if kind == "white" and background != (255, 255, 255):
-        return "_bg.jpg"
-    return OUTPUT_SUFFIXES[kind]
 
 
 def binary_mask(probs: np.ndarray, threshold: float = 0.5) -> np.ndarray:
