@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import cv2
 import numpy as np
 import pytest
 import torch
@@ -11,11 +12,14 @@ from maskingnet.inference.edges import (
     EdgeStage,
     GuidedUpsample,
     active_tiles,
+    band_around,
     clean_up,
+    normalise,
     outline_band,
     refine_band,
     resize_probs,
 )
+from maskingnet.inference.fastpath import prepare_refiner
 from maskingnet.models import create_model, load_model, save_model
 from maskingnet.models.checkpoint import CheckpointError, attach_refiner, load_refiner, read_header
 from maskingnet.models.refiner import Refiner, RefinerConfig
@@ -91,6 +95,49 @@ def test_refiner_changes_only_band_pixels():
     band = outline_band(coarse > 0.5, 3)
     refined = refine_band(refiner, photo, coarse, band)
     assert not np.allclose(refined[band], coarse[band]) and np.array_equal(refined[~band], coarse[~band])
+
+
+def trained_looking_refiner(channels: int = 4) -> Refiner:
+    torch.manual_seed(0)
+    refiner = Refiner(RefinerConfig(channels=channels, tile=16, margin=16)).eval()
+    torch.nn.init.normal_(refiner.head.weight, std=1.0)
+    return refiner
+
+
+def test_refined_tiles_are_the_refiner_run_on_the_whole_photo():
+    refiner = trained_looking_refiner()
+    rng = np.random.default_rng(2)
+    photo = rng.integers(0, 255, (80, 96, 3), dtype=np.uint8)
+    coarse = np.zeros((80, 96), np.float32)
+    coarse[24:56, 24:72] = 0.8
+    band = outline_band(coarse > 0.5, 2)
+    with torch.inference_mode():
+        logits = refiner(torch.from_numpy(normalise(photo))[None], torch.from_numpy(coarse)[None, None])
+        whole = torch.sigmoid(logits)
+    interior = band.copy()
+    interior[:16] = interior[-16:] = False
+    interior[:, :16] = interior[:, -16:] = False
+    refined = refine_band(refiner, photo, coarse, band)
+    np.testing.assert_allclose(refined[interior], whole[0, 0].numpy()[interior], atol=1e-4)
+
+
+def test_the_fused_inference_copy_of_the_refiner_gives_its_answers():
+    refiner = trained_looking_refiner(channels=8)
+    images, probs = torch.randn(3, 3, 40, 40), torch.rand(3, 1, 40, 40)
+    with torch.inference_mode():
+        np.testing.assert_allclose(prepare_refiner(refiner)(images, probs), refiner(images, probs), atol=1e-4)
+
+
+def test_the_band_found_at_half_size_is_the_band_to_within_two_pixels():
+    probs = np.zeros((120, 160), np.float32)
+    probs[30:90, 40:125] = 0.9
+    probs[50:52, 20:40] = 0.9  # an antenna two pixels thick
+    exact, fast = outline_band(probs > 0.5, 8), band_around(probs, 8)
+
+    def farthest(points: np.ndarray, of: np.ndarray) -> float:
+        return float(cv2.distanceTransform((~of).astype(np.uint8), cv2.DIST_L2, 5)[points].max())
+
+    assert farthest(fast, exact) <= 2 and farthest(exact, fast) <= 2 and fast[51, 30]
 
 
 def test_edge_stage_without_refiner_is_bilinear_up_sampling():

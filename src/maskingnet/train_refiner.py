@@ -170,20 +170,32 @@ class PatchSampler:
         self.config = config
         self.side = config.tile + 2 * config.margin
         self.truth_edges = [np.argwhere(outline_band(photo.coverage > 0.5, 1)) for photo in photos]
+        self.network_answers: dict[int, tuple[np.ndarray, np.ndarray]] = {}
 
-    def coarse(self, photo: Photo, rng: np.random.Generator) -> np.ndarray:
-        if rng.random() < self.config.real_fraction:
-            small = photo.net_small
-        else:
-            small = damaged_truth(photo.truth_small, rng)
+    def upsampled(self, photo: Photo, small: np.ndarray) -> np.ndarray:
         h, w = photo.coverage.shape
         return cv2.resize(small, (w, h), interpolation=cv2.INTER_LINEAR)
 
-    def centre(self, index: int, coarse: np.ndarray, rng: np.random.Generator) -> tuple[int, int]:
+    def network_answer(self, index: int) -> tuple[np.ndarray, np.ndarray]:
+        """The network's answer at working scale and the points of its outline, made once per photo."""
+        if index not in self.network_answers:
+            coarse = self.upsampled(self.photos[index], self.photos[index].net_small)
+            self.network_answers[index] = (coarse, np.argwhere(outline_band(coarse > 0.5, 1)))
+        return self.network_answers[index]
+
+    def coarse(self, index: int, rng: np.random.Generator) -> tuple[np.ndarray, np.ndarray | None]:
+        """A coarse input for photo ``index`` and its outline points (None: not computed yet)."""
+        if rng.random() < self.config.real_fraction:
+            return self.network_answer(index)
+        return self.upsampled(self.photos[index], damaged_truth(self.photos[index].truth_small, rng)), None
+
+    def centre(
+        self, index: int, coarse: np.ndarray, edges: np.ndarray | None, rng: np.random.Generator
+    ) -> tuple[int, int]:
         """A point near the true outline or near the coarse one (where the coarse input's errors are)."""
         points = self.truth_edges[index]
         if rng.random() < 0.5 or len(points) == 0:
-            points = np.argwhere(outline_band(coarse > 0.5, 1))
+            points = edges if edges is not None else np.argwhere(outline_band(coarse > 0.5, 1))
         if len(points) == 0:
             return coarse.shape[0] // 2, coarse.shape[1] // 2
         reach = self.config.tile // 2
@@ -193,8 +205,8 @@ class PatchSampler:
     def patch(self, rng: np.random.Generator) -> tuple[np.ndarray, ...]:
         index = int(rng.integers(len(self.photos)))
         photo = self.photos[index]
-        coarse = self.coarse(photo, rng)
-        cy, cx = self.centre(index, coarse, rng)
+        coarse, edges = self.coarse(index, rng)
+        cy, cx = self.centre(index, coarse, edges, rng)
         h, w = coarse.shape
         top = int(np.clip(cy - self.side // 2, 0, max(h - self.side, 0)))
         left = int(np.clip(cx - self.side // 2, 0, max(w - self.side, 0)))

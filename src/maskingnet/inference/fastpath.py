@@ -226,6 +226,17 @@ def prepare_model(
     return prepared
 
 
+def prepare_refiner(refiner: nn.Module) -> nn.Module:
+    """The inference copy of an edge refiner (:class:`~maskingnet.models.refiner.Refiner`): eval mode,
+    fp32, plain NCHW layout, conv+ReLU fused with pre-packed weights where oneDNN has the fused ops. Its
+    convolutions have 4 to 24 channels, where the fused kernels on NCHW tensors measured about 2x the
+    channels-last module (32 tiles of 96x96, 2 cores). The caller's refiner is left untouched."""
+    prepared = _place(copy.deepcopy(refiner).eval(), torch.device("cpu"), torch.float32, False)
+    if torch.backends.mkldnn.is_available() and onednn_fusion_available():
+        fuse_conv_relu(prepared)
+    return prepared
+
+
 @functools.cache
 def _say_no_fusion() -> None:
     """The fallback from the fused oneDNN convs, said once per process."""
