@@ -346,9 +346,9 @@ def train_refiner(
     lr: Annotated[float, typer.Option(help="Adam learning rate (cosine to 0).")] = 2e-3,
     real_fraction: Annotated[float, typer.Option(
         help="Share of patches whose coarse input is the network's own answer (the rest: damaged truth).")]
-    = 0.5,
+    = 1.0,
     channels: Annotated[int, typer.Option(help="Refiner width.")] = 8,
-    scale: Annotated[float, typer.Option(help="Refiner's working scale of the full photo.")] = 0.5,
+    scale: Annotated[float, typer.Option(help="Refiner's working scale of the full photo.")] = 1.0,
     band: Annotated[int, typer.Option(help="Working pixels either side of the outline it may change.")] = 12,
     seed: Annotated[int, typer.Option(help="Seed: patches, damage, initial weights.")] = 0,
     cache: Annotated[Path | None, typer.Option(help="Folder to keep decoded photos in between runs.")] = None,

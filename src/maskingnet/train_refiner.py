@@ -2,13 +2,12 @@
 
 The refiner (:mod:`maskingnet.models.refiner`) learns to correct the network's up-sampled probability from
 the photo at its working scale. It is trained on patches along the outline, cut from the training cars of
-the network's own run (its val cars are never seen), with two kinds of coarse input:
-
-- the network's own prediction on the photo (what the refiner will meet at inference, but a little better
-  than on unseen cars, since the network trained on these photos), and
-- the true mask shrunk to the network's input size and damaged (outline shifted and rounded, thin parts
-  opened or closed, blobs added or cut out), which teaches it to repair errors the network makes on cars
-  it has not seen.
+the network's own run (its val cars are never seen). Its coarse input is the network's own answer on the
+photo (what it meets at inference; the network trained on these photos, but its answers on them were
+measured about as good as on unseen cars, so the errors it learns to repair are the real ones), or, for a
+share ``1 - real_fraction`` of the patches, the true mask shrunk to the network's input size and damaged
+(outline shifted and rounded, thin parts opened or closed, blobs added or cut out). On the real sample,
+real answers only (the default) did best; damaged truth alone made masks worse.
 
 The result is written as a copy of the network's model file with the refiner inside it.
 """
@@ -50,9 +49,9 @@ class RefinerTrainConfig:
     steps: int = 2000
     batch_size: int = 16
     lr: float = 2e-3
-    real_fraction: float = 0.5
-    channels: int = 16
-    scale: float = 0.5
+    real_fraction: float = 1.0
+    channels: int = 8
+    scale: float = 1.0
     tile: int = 64
     margin: int = 16
     band: int = 12
