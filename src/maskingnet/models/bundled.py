@@ -39,7 +39,8 @@ BUNDLED: dict[str, BundledModel] = {
             name="maskingnet-carvana",
             file="maskingnet-carvana.safetensors",
             sha256="278ad8abb8a34cb878fc206c37895d3f132112fab99ba2c8b1500cea4d0f7b20",
-            summary="MaskingNet w0.25 at 480x320 + edge refiner, 20 real Carvana cars, Dice 0.9912 on unseen cars",
+            summary="MaskingNet w0.25 at 480x320 + edge refiner, 20 real Carvana cars, "
+            "Dice 0.9912 on unseen cars",
         ),
     )
 }

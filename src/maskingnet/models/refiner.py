@@ -3,8 +3,8 @@
 The segmentation network sees the photo at a fraction of its size (480x320 for a 1918x1280 Carvana photo),
 so its outline is only as precise as those pixels, and a mirror or an antenna a few model pixels wide is
 rounded off. The refiner looks at the photo at a higher scale (``RefinerConfig.scale`` of the full size,
-the whole resolution by default) together with the network's up-sampled probability, and predicts a correction of the
-probability's logit. It runs only on tiles along the predicted outline (see
+the whole resolution by default) together with the network's up-sampled probability, and predicts a
+correction of the probability's logit. It runs only on tiles along the predicted outline (see
 :mod:`maskingnet.inference.edges`), so its cost grows with the outline's length, not the photo's area.
 
 Architecture: two 3x3 convolutions at the working scale (fine detail), a half-scale branch with dilated
