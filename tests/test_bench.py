@@ -127,12 +127,33 @@ def test_find_trained_maskingnet_picks_the_best_validation_dice(tmp_path):
     assert find_trained_maskingnet(tmp_path) == tmp_path / "b" / "checkpoints" / "best.safetensors"
 
 
-def test_default_model_section_times_the_three_pipelines_on_real_photos(real_sample):
+def test_default_model_section_times_the_four_pipelines_on_real_photos(real_sample):
     from maskingnet.bench_default import bench_default_model, default_model_markdown
 
     paths = sorted((real_sample / "train").glob("*.jpg"))[:1]
     section = bench_default_model(paths, say=lambda line: None, rounds=1)
     seconds = section["seconds_per_photo"]
-    assert set(seconds) == {"previous", "default_plain", "default"} and min(seconds.values()) > 0
+    assert set(seconds) == {"previous", "default_plain", "default", "naive"} and min(seconds.values()) > 0
     assert section["default_vs_previous"] == round(seconds["default"] / seconds["previous"], 2)
+    assert section["plain_vs_naive"] == round(seconds["naive"] / seconds["default_plain"], 2)
     assert "edge stage and clean-up" in "\n".join(default_model_markdown(section))
+
+
+def test_the_naive_script_writes_the_masks_the_plain_pipeline_writes(real_sample, tmp_path):
+    import numpy as np
+    from PIL import Image
+
+    from maskingnet.bench_default import naive_masks
+    from maskingnet.metrics import dice
+    from maskingnet.models import load_model
+    from maskingnet.predict import PredictConfig, predict_files
+
+    paths = sorted((real_sample / "train").glob("*.jpg"))[:1]
+    naive_masks(load_model("maskingnet-carvana"), paths, tmp_path)
+    config = PredictConfig(checkpoint="maskingnet-carvana", inputs=[str(p) for p in paths],
+                           out=tmp_path / "plain", save=("mask",), refine=False, clean=False, progress=False,
+                           precision="fp32")
+    predict_files(config, lambda line: None)
+    naive = np.asarray(Image.open(tmp_path / f"{paths[0].stem}_mask.png")) > 0
+    plain = np.asarray(Image.open(tmp_path / "plain" / f"{paths[0].stem}_mask.png")) > 0
+    assert naive.shape == plain.shape and dice(naive, plain) > 0.995
