@@ -145,11 +145,10 @@ def test_the_naive_script_writes_the_masks_the_plain_pipeline_writes(real_sample
 
     from maskingnet.bench_default import naive_masks
     from maskingnet.metrics import dice
-    from maskingnet.models import load_model
     from maskingnet.predict import PredictConfig, predict_files
 
     paths = sorted((real_sample / "train").glob("*.jpg"))[:1]
-    naive_masks(load_model("maskingnet-carvana"), paths, tmp_path)
+    naive_masks("maskingnet-carvana", paths, tmp_path)
     config = PredictConfig(checkpoint="maskingnet-carvana", inputs=[str(p) for p in paths],
                            out=tmp_path / "plain", save=("mask",), refine=False, clean=False, progress=False,
                            precision="fp32")

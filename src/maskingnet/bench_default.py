@@ -68,8 +68,10 @@ def _seconds_per_photo(checkpoint: Any, paths: Sequence[Path], refine: bool, cle
     return summary.seconds / max(summary.done, 1)
 
 
-def naive_masks(model: torch.nn.Module, paths: Sequence[Path], out: Path) -> None:
-    """The ``naive`` pipeline of the module docstring: ``out/<stem>_mask.png`` for each photo."""
+def naive_masks(checkpoint: str | Path, paths: Sequence[Path], out: Path) -> None:
+    """The ``naive`` pipeline of the module docstring: ``out/<stem>_mask.png`` for each photo (the model
+    loaded from its file first, as a script does and as ``predict`` does)."""
+    model = load_model(resolve_model(checkpoint))
     backend = TorchBackend(model, device="cpu", precision="fp32", fast=False)
     size = tuple(model.meta["input_size"])
     spec = model_spec(model)
@@ -83,7 +85,7 @@ def naive_masks(model: torch.nn.Module, paths: Sequence[Path], out: Path) -> Non
         Image.fromarray(mask).save(out / f"{path.stem}_mask.png")
 
 
-def _naive_seconds_per_photo(model: torch.nn.Module, paths: Sequence[Path]) -> float:
+def _naive_seconds_per_photo(model: str | Path, paths: Sequence[Path]) -> float:
     started = time.perf_counter()
     with tempfile.TemporaryDirectory(prefix="maskingnet-bench-") as tmp:
         naive_masks(model, paths, Path(tmp))
@@ -103,7 +105,7 @@ def bench_default_model(
         "previous": lambda: _seconds_per_photo(previous, paths, False, False, PREVIOUS_SIZE),
         "default_plain": lambda: _seconds_per_photo(model, paths, False, False),
         "default": lambda: _seconds_per_photo(model, paths, True, True),
-        "naive": lambda: _naive_seconds_per_photo(bundled, paths),
+        "naive": lambda: _naive_seconds_per_photo(model, paths),
     }
     _seconds_per_photo(model, paths[:1], True, True)  # warm-up
     best: dict[str, float] = {}
