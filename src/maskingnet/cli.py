@@ -341,7 +341,7 @@ def train_refiner(
         help="The trained network (a run's checkpoint): its val cars are left out, its answers used.")],
     data: Annotated[Path, typer.Option(help="The network's training data (Carvana or plain layout).")],
     out: Annotated[Path, typer.Option(help="Model file to write: the network with the refiner inside.")],
-    steps: Annotated[int, typer.Option(help="Optimizer steps.")] = 2000,
+    steps: Annotated[int, typer.Option(help="Optimizer steps (12,000: 27 minutes on 2 cores).")] = 12000,
     batch_size: Annotated[int, typer.Option(help="Patches per step.")] = 16,
     lr: Annotated[float, typer.Option(help="Adam learning rate (cosine to 0).")] = 2e-3,
     real_fraction: Annotated[float, typer.Option(

