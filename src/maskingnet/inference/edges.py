@@ -267,9 +267,10 @@ class EdgeStage:
         config = self.refiner.config
         work = working_size(size, config.scale)
         coarse = resize_probs(probs_small, work)
-        small_photo = cv2.resize(photo, work, interpolation=cv2.INTER_AREA)
+        if (photo.shape[1], photo.shape[0]) != work:
+            photo = cv2.resize(photo, work, interpolation=cv2.INTER_AREA)
         band = band_around(coarse, config.band)
-        return resize_probs(refine_band(self._fast_refiner, small_photo, coarse, band), size)
+        return resize_probs(refine_band(self._fast_refiner, photo, coarse, band), size)
 
 
 def edge_stage(refiner: Refiner | None, refine: bool = True, clean: bool = True) -> EdgeStage | None:
