@@ -44,9 +44,11 @@ def pool_with_indices(x: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
 def unpool_with_indices(x: torch.Tensor, indices: torch.Tensor) -> torch.Tensor:
     """SegNet's up-sampling: put every value back where the encoder's max came from (zeros elsewhere).
 
-    Doubles height and width: the model pads its input so that every pooled size is exact.
+    Doubles height and width: the model pads its input so that every pooled size is exact. The aten op is
+    called directly: ``F.max_unpool2d``'s size check imports torch's symbolic-shape machinery (sympy, about
+    a second of every command's start) on its first call.
     """
-    return F.max_unpool2d(x, indices, kernel_size=2, stride=2)
+    return torch.ops.aten.max_unpool2d(x, indices, [2 * x.shape[-2], 2 * x.shape[-1]])
 
 
 class TransposedUp(nn.ConvTranspose2d):

@@ -195,7 +195,7 @@ def load_model(path: str | os.PathLike, device: str | torch.device = "cpu") -> E
     config, meta = read_config(path)
     spec = load_spec(path)
     with torch.device("meta"):
-        model = EncoderDecoder(config)
+        model = EncoderDecoder(config, init_weights=False)
     misfit = "weights do not fit its config"
     state = read_checked_tensors(path, model.state_dict(), _is_network_tensor, misfit)
     model.load_state_dict(state, strict=True, assign=True)

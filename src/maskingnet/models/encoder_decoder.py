@@ -143,7 +143,9 @@ class DecoderBlock(nn.Module):
 class EncoderDecoder(nn.Module):
     """The one network class; build it from a :class:`ModelConfig` (see the module docstring)."""
 
-    def __init__(self, config: ModelConfig) -> None:
+    def __init__(self, config: ModelConfig, init_weights: bool = True) -> None:
+        """``init_weights=False`` leaves the tensors as created, for a model whose weights are loaded next
+        (on the ``meta`` device, a random normal would import torch's compiler stack: over a second)."""
         super().__init__()
         self.config = config
         self.meta: dict[str, Any] = {}
@@ -154,7 +156,8 @@ class EncoderDecoder(nn.Module):
         channels = self._build_decoder(config, encoder_out)
         k = config.classifier_kernel
         self.classifier = nn.Conv2d(channels, config.num_classes, k, padding=k // 2, bias=True)
-        self._init_weights()
+        if init_weights:
+            self._init_weights()
 
     def _init_weights(self) -> None:
         """He-normal convs (fan-out, as torchvision's VGG), zero biases, unit BatchNorm: activations keep
