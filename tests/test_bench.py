@@ -7,6 +7,7 @@ import json
 import pytest
 
 from maskingnet.bench import BenchConfig, add_thesis_ratios, make_plan, run_bench
+from maskingnet.bench_pipeline import overlap_bound
 
 
 @pytest.fixture(scope="module")
@@ -76,6 +77,20 @@ def test_bench_times_each_pipeline_stage_alone_beside_the_whole(tiny_bench):
     assert set(stages) == {"decode", "network", "output"} and all(ms > 0 for ms in stages.values())
     assert pipeline["slowest_stage"] == max(stages, key=stages.get)
     assert pipeline["slowest_stage_fraction"] > 0
+    assert set(pipeline["stage_cpu_ms_per_image"]) == set(stages)
+    assert 0 < pipeline["overlap_bound"] <= 1 and pipeline["fraction_of_bound"] > 0
+
+
+def test_bench_pipeline_runs_the_bundled_model_with_its_edge_stage(tiny_bench):
+    pipeline = _json(tiny_bench)["pipeline"]
+    assert pipeline["model"].startswith("maskingnet-carvana") and pipeline["size"] == [480, 320]
+    assert pipeline["edge_stage"] == "refiner, clean-up on"
+
+
+def test_overlap_bound_is_the_cores_over_the_stages_cpu_time():
+    stages = {"network": {"wall": 0.2, "cpu": 0.4}, "output": {"wall": 0.1, "cpu": 0.2}}
+    assert overlap_bound(stages, cores=2) == pytest.approx(2 * 0.2 / 0.6)
+    assert overlap_bound(stages, cores=8) == 1.0
 
 
 def test_bench_writes_the_output_stage_before_and_after(tiny_bench):

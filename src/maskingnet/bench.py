@@ -9,7 +9,8 @@ Writes ``OUT/bench.json`` and ``OUT/bench.md`` with these sections:
 - ``fast_path``: MaskingNet at 512x512, the naive fp32 eager NCHW model vs the fast path ``predict`` uses;
   the masks of both on real photos are compared (Dice).
 - ``utilization``: achieved GFLOP/s of each path over the same-precision peak.
-- ``pipeline``: end-to-end ``predict`` on real 1918x1280 JPEGs vs the model alone.
+- ``pipeline``: end-to-end ``predict`` with the bundled model and its edge stage on real 1918x1280 JPEGs
+  against each stage alone and the bound the cores set (``maskingnet.bench_pipeline``).
 - ``int8``: the bundled model's network in fp32, bf16 and int8 side by side, and int8's mask agreement
   with fp32 on real photos (``maskingnet.bench_default.bench_int8``).
 - ``output_stage``: mask and cut-out from the probabilities, rendered and written, with and without soft
@@ -24,7 +25,6 @@ from __future__ import annotations
 
 import contextlib
 import copy
-import dataclasses
 import functools
 import importlib.util
 import json
@@ -46,14 +46,13 @@ from torch import nn
 
 from maskingnet.bench_default import bench_default_model, bench_int8, default_model_markdown, int8_markdown
 from maskingnet.bench_outputs import bench_output_stage, output_stage_markdown
+from maskingnet.bench_pipeline import bench_pipeline, pipeline_markdown
 from maskingnet.data.rle import rle_decode, rle_encode
-from maskingnet.encode import encode
 from maskingnet.export import export_onnx
 from maskingnet.inference import (
     DTYPES,
     FusedConv2d,
     OnnxBackend,
-    Predictor,
     TorchBackend,
     full_resolution,
     logits_to_probs,
@@ -73,8 +72,6 @@ from maskingnet.models import (
     resolve_model,
     save_model,
 )
-from maskingnet.outputs import mask_image
-from maskingnet.predict import PredictConfig, predict_files
 from maskingnet.utils import atomic_write, write_json
 
 MODEL_NAMES = tuple(list_models())
@@ -94,7 +91,7 @@ THESIS_MS = {
 class BenchConfig:
     """Options of ``maskingnet bench``. ``None`` sizes and counts take the defaults of the mode and device:
     the thesis's 512x512 batch 4 on a GPU; on a CPU a smaller size for the six-model table (stated in the
-    report), 512x512 for the fast path and the pipeline always. ``data``: a Carvana-layout folder of real
+    report), 512x512 for the fast path always. ``data``: a Carvana-layout folder of real
     photos for the mask agreement, the pipeline and the RLE timings (None: those are skipped, or use a
     synthetic mask)."""
 
@@ -548,80 +545,6 @@ def utilization(fast_path: dict[str, Any], peak: dict[str, Any]) -> dict[str, An
     }
 
 
-# ---------------------------------------------------------------------------------------------- pipeline
-
-
-def bench_pipeline(config: BenchConfig, plan: Plan) -> dict[str, Any]:
-    """End-to-end ``predict_files`` (decode, resize, model, up-sample, write masks) on real JPEGs vs the
-    same backend on the same photos already decoded, timed just before and just after (the better is kept).
-    ``overhead_pct`` is the extra time per image over the model alone."""
-    side = config.fast_size
-    paths = sample_photos(config.data, plan.pipeline_images)
-    if not paths:
-        return {"images": 0, "note": f"no JPEGs under {config.data}" if config.data else "no --data given"}
-    torch.manual_seed(0)
-    model = create_model("maskingnet", width=config.width).eval()
-    backend = TorchBackend(model, device=plan.device, precision="auto")
-    images, coords, _sizes = photo_batch(paths, (side, side))
-    step = plan.pipeline_batch
-
-    def model_only() -> None:
-        for start in range(0, len(paths), step):
-            backend(images[start : start + step], coords[start : start + step])
-
-    model_s = best_seconds(model_only, plan.device, 1) / len(paths)
-    with tempfile.TemporaryDirectory(prefix="maskingnet-bench-") as tmp:
-        predict = PredictConfig(
-            checkpoint=backend,
-            inputs=[str(p) for p in paths],
-            out=Path(tmp) / "masks",
-            save=("mask",),
-            size=(side, side),
-            batch_size=plan.pipeline_batch,
-            device=str(plan.device),
-            progress=False,
-        )
-        predict_files(dataclasses.replace(predict, inputs=[str(paths[0])], out=Path(tmp) / "warm"), _quiet)
-        _say(config, f"pipeline: predict on {len(paths)} real photos")
-        summary = predict_files(predict, _quiet)
-    e2e_s = summary.seconds / max(summary.done, 1)
-    model_s = min(model_s, best_seconds(model_only, plan.device, 1, warmup=0) / len(paths))
-    stages = pipeline_stage_seconds(Predictor(backend, size=(side, side)), paths, step)
-    slowest = max(stages, key=stages.__getitem__)
-    return {
-        "images": summary.done,
-        "failed": summary.failed,
-        "size": [side, side],
-        "batch": plan.pipeline_batch,
-        "precision": backend.precision,
-        "end_to_end_images_per_s": round(1 / e2e_s, 3),
-        "model_only_images_per_s": round(1 / model_s, 3),
-        "overhead_pct": round(100 * (e2e_s - model_s) / model_s, 1),
-        "stage_ms_per_image": {name: round(1000 * seconds, 1) for name, seconds in stages.items()},
-        "slowest_stage": slowest,
-        "slowest_stage_fraction": round(stages[slowest] / e2e_s, 3),
-    }
-
-
-def pipeline_stage_seconds(predictor: Predictor, paths: Sequence[Path], batch: int) -> dict[str, float]:
-    """Seconds per photo of each stage of ``predict`` alone, one after the other in this process: decode
-    (the photo read and prepared for the model), network (batches of ``batch``), output (full resolution
-    with the edge stage, the mask encoded as PNG). ``predict`` overlaps them (decoding workers, writer
-    threads), so its end-to-end time per photo is at best the slowest stage's."""
-    started = time.perf_counter()
-    items = [predictor.prepare(str(path), need_photo=False, index=i) for i, path in enumerate(paths)]
-    decoded = time.perf_counter()
-    batches = [items[start : start + batch] for start in range(0, len(items), batch)]
-    probs = [small for chunk in batches for small in predictor.infer_prepared(chunk)]
-    inferred = time.perf_counter()
-    for item, small in zip(items, probs, strict=True):
-        encode(mask_image(predictor.full_resolution(small, item)), "png")
-    done = time.perf_counter()
-    count = max(len(items), 1)
-    return {"decode": (decoded - started) / count, "network": (inferred - decoded) / count,
-            "output": (done - inferred) / count}
-
-
 def _quiet(line: str) -> None:
     print(line, flush=True)
 
@@ -703,7 +626,10 @@ def run_bench(config: BenchConfig) -> dict[str, Any]:
         result["peak"] = best_peak(result["peak"], second)
         result["utilization"] = utilization(result["fast_path"], result["peak"])
     if "pipeline" in config.sections:
-        result["pipeline"] = bench_pipeline(config, plan)
+        result["pipeline"] = bench_pipeline(
+            sample_photos(config.data, plan.pipeline_images), config.checkpoint, str(plan.device),
+            lambda line: _say(config, line),
+        )
     if "default_model" in config.sections:
         paths = sample_photos(config.data, plan.pipeline_images)
         result["default_model"] = bench_default_model(
@@ -762,8 +688,10 @@ def format_markdown(result: dict[str, Any]) -> str:
         "(above the core count means the timings are contended).",
         "",
     ]
-    for section in (_models_md, _peak_md, _fast_md, _pipeline_md, _rle_md):
+    for section in (_models_md, _peak_md, _fast_md):
         lines += section(result)
+    lines += pipeline_markdown(result.get("pipeline"))
+    lines += _rle_md(result)
     lines += default_model_markdown(result.get("default_model"))
     lines += int8_markdown(result.get("int8"))
     lines += output_stage_markdown(result.get("output_stage"))
@@ -845,28 +773,6 @@ def _fast_md(result: dict[str, Any]) -> list[str]:
 
 def _pct(value: float | None) -> float | None:
     return None if value is None else value * 100
-
-
-def _pipeline_md(result: dict[str, Any]) -> list[str]:
-    pipe = result.get("pipeline")
-    if not pipe or not pipe.get("images"):
-        return []
-    return [
-        f"## End-to-end predict ({pipe['images']} real 1918x1280 JPEGs, "
-        f"model at {pipe['size'][0]}x{pipe['size'][1]}, "
-        f"batch {pipe['batch']}, {pipe['precision']})",
-        "",
-        "| end-to-end images/s | model-only images/s | overhead |",
-        "|---:|---:|---:|",
-        f"| {_fmt(pipe['end_to_end_images_per_s'], 3)} | {_fmt(pipe['model_only_images_per_s'], 3)} "
-        f"| {_fmt(pipe['overhead_pct'])}% |",
-        "",
-        "Each stage alone, ms per photo: "
-        + ", ".join(f"{name} {_fmt(ms)}" for name, ms in pipe.get("stage_ms_per_image", {}).items())
-        + f"; end to end runs at {_fmt(100 * pipe.get('slowest_stage_fraction', 0))}% of the slowest stage's "
-        f"({pipe.get('slowest_stage')}) rate.",
-        "",
-    ]
 
 
 def _rle_md(result: dict[str, Any]) -> list[str]:
