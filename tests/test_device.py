@@ -8,6 +8,7 @@ from helpers import make_half_car_checkpoint
 from PIL import Image
 from typer.testing import CliRunner
 
+from maskingnet import runtime
 from maskingnet.cli import app
 from maskingnet.errors import MaskingnetError
 from maskingnet.runtime import DeviceError, resolve_device
@@ -116,3 +117,13 @@ def test_ablation_stops_at_its_first_network_with_the_same_line(inputs, cpu_only
     result = CliRunner().invoke(app, [*args, "--device", "cuda"])
     assert result.exit_code == 1 and "Traceback" not in result.output
     assert result.output.strip().splitlines()[-1].startswith("ablation: --device cuda: this torch")
+
+
+@pytest.mark.parametrize(
+    ("cores", "cpu", "gpu"), [(1, 0, 0), (2, 0, 1), (4, 2, 3), (16, 4, 4)]
+)
+def test_decoding_processes_leave_a_cpu_network_its_cores(monkeypatch, cores, cpu, gpu):
+    """On a CPU the network uses every core: decoding processes only where cores are to spare."""
+    monkeypatch.setattr(runtime, "usable_cores", lambda: cores)
+    assert runtime.decode_workers("cpu") == cpu
+    assert runtime.decode_workers("cuda") == gpu

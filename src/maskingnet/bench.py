@@ -628,7 +628,7 @@ def run_bench(config: BenchConfig) -> dict[str, Any]:
     if "pipeline" in config.sections:
         result["pipeline"] = bench_pipeline(
             sample_photos(config.data, plan.pipeline_images), config.checkpoint, str(plan.device),
-            lambda line: _say(config, line),
+            lambda line: _say(config, line), rounds=1 if config.quick else 2,
         )
     if "default_model" in config.sections:
         paths = sample_photos(config.data, plan.pipeline_images)

@@ -31,7 +31,6 @@ from maskingnet.inference import DiceSink, PostProcess, Predictor, Scored, run
 from maskingnet.metrics import MaskComparison, one_minus_dice_pixels
 from maskingnet.models import count_params
 from maskingnet.plots import GalleryRow, shrink_masks, worst_cases_picture
-from maskingnet.runtime import default_workers
 from maskingnet.train import scan_records
 from maskingnet.utils import atomic_write, write_json
 
@@ -195,8 +194,7 @@ def evaluate(
     paths = [record.image_path for record in records]
     sink = DiceSink(lambda index: load_mask(records[index]), keep, threshold, paths, report=_say)
     with tqdm(total=len(records), desc="evaluate", unit="img", disable=not progress, file=sys.stderr) as bar:
-        run(paths, predictor, sink, batch_size=batch_size,
-            workers=default_workers(1) if workers is None else workers, tick=bar.update)
+        run(paths, predictor, sink, batch_size=batch_size, workers=workers, tick=bar.update)
     bad_inputs += sink.failed
     if not results:
         raise EvaluateError(f"{data}: no image could be evaluated ({bad_inputs} unreadable)")

@@ -24,7 +24,7 @@ import torch
 import torch.nn.functional as F
 
 from maskingnet.coords import Region
-from maskingnet.runtime import writer_threads
+from maskingnet.runtime import decode_workers, writer_threads
 
 from .preprocess import Prepared, Source, batched_good, iterate_prepared
 
@@ -169,6 +169,7 @@ def run(
     Unusable sources reach :meth:`Sink.fail` with their one-line reason; the run goes on.
     """
     need_photo = sink.need_photo or predictor.post_needs_photo
+    workers = decode_workers(predictor.device) if workers is None else workers
     items = iterate_prepared(
         sources, predictor.size, need_photo, workers, predictor.spec, predictor.backend.spec.size
     )

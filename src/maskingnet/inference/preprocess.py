@@ -33,7 +33,7 @@ from PIL import Image
 from maskingnet.coords import Region, letterbox_coord_maps, letterbox_region, resized_coord_maps
 from maskingnet.data.io import DEFAULT_MAX_PIXELS, BadInputError, image_size, read_image
 from maskingnet.data.transforms import to_tensor
-from maskingnet.runtime import default_workers
+from maskingnet.runtime import decode_workers
 from maskingnet.spec import InputSpec
 
 Source = str | os.PathLike | bytes | BinaryIO | Image.Image | np.ndarray
@@ -223,10 +223,11 @@ def iterate_prepared(
     trained_size: tuple[int, int] | None = None,
 ) -> Iterator[Prepared]:
     """Prepared items in input order, decoded ahead by ``workers`` processes (0: in this process; None: the
-    runtime's default); ``trained_size`` as for :func:`prepare`."""
+    runtime's default for a CPU network, :func:`~maskingnet.runtime.decode_workers`); ``trained_size`` as
+    for :func:`prepare`."""
     if not sources:
         return iter(())
-    workers = default_workers() if workers is None else max(0, workers)
+    workers = decode_workers() if workers is None else max(0, workers)
     loader = torch.utils.data.DataLoader(
         SourceDataset(sources, size, need_photo, spec, trained_size),
         batch_size=None,
