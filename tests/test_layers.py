@@ -15,7 +15,9 @@ import maskingnet
 PACKAGE = Path(maskingnet.__file__).parent
 TASKS = {"train", "train_refiner", "evaluate", "predict", "submit", "export"}
 APPS = {"cli", "serve", "serve_guard", "serve_access", "__main__"}
-TOOLS = {"bench", "bench_default", "bench_outputs", "bench_outputs_reference", "ablation", "demo"}
+TOOLS = {
+    "bench", "bench_default", "bench_outputs", "bench_outputs_reference", "bench_pipeline", "ablation", "demo"
+}
 
 
 def module_name(path: Path) -> str:

@@ -91,11 +91,12 @@ class ListSink(Sink):
         self.order.append(item.index)
 
 
-def test_run_delivers_in_input_order_with_failures_in_place(checkpoint, photos, tmp_path):
+@pytest.mark.parametrize("workers", [0, 2], ids=["decoded-in-process", "decoding-processes"])
+def test_run_delivers_in_input_order_with_failures_in_place(checkpoint, photos, tmp_path, workers):
     broken = tmp_path / "broken.png"
     broken.write_bytes(b"not an image")
     sources = [photos[0], broken, *photos[1:]]
-    sink = run(sources, Predictor(checkpoint, precision="fp32"), ListSink(), batch_size=2, workers=0)
+    sink = run(sources, Predictor(checkpoint, precision="fp32"), ListSink(), batch_size=2, workers=workers)
     assert sink.order == list(range(len(sources)))
     assert (sink.done, sink.failed) == (4, 2)
     assert "broken.png" in sink.problems[0] and sink.problems[1] == "third"
