@@ -12,6 +12,7 @@ from PIL import Image
 from typer.testing import CliRunner
 
 from maskingnet.cli import app
+from maskingnet.inference import Predictor
 from maskingnet.models import DEFAULT_MODEL, list_bundled, load_model, read_config, resolve_model
 from maskingnet.models.bundled import BUNDLED, bundled_path, file_sha256
 from maskingnet.models.checkpoint import CheckpointError, load_refiner
@@ -85,6 +86,13 @@ def test_predictor_with_no_argument_cuts_out_a_photo():
     alpha = np.asarray(cutout)[:, :, 3]
     assert cutout.mode == "RGBA" and cutout.size == (192, 128)
     assert alpha[70, 96] == 255 and alpha[5, 5] == 0
+
+
+def test_guided_runs_the_bundled_model_with_the_guided_filter_instead_of_its_refiner():
+    default, guided = Predictor(), Predictor(guided=True)
+    assert default.post.refiner is not None and guided.post.refiner is None
+    photo = car_photo()
+    assert not np.array_equal(default.predict(photo), guided.predict(photo))
 
 
 @pytest.fixture(scope="module")

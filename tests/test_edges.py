@@ -14,6 +14,7 @@ from maskingnet.inference.edges import (
     active_tiles,
     band_around,
     clean_up,
+    edge_stage,
     normalise,
     outline_band,
     refine_band,
@@ -150,6 +151,14 @@ def test_edge_stage_without_refiner_is_bilinear_up_sampling():
     assert out.shape == (32, 48)
     np.testing.assert_allclose(out, expected, atol=1e-5)
     assert resize_probs(out, (48, 32)) is not None
+
+
+def test_guided_asks_for_the_guided_filter_over_the_models_refiner():
+    refiner = Refiner(RefinerConfig(channels=4))
+    assert edge_stage(refiner).refiner is refiner
+    chosen = edge_stage(refiner, guided=True)
+    assert chosen.refiner is None and chosen.guided is not None and chosen.clean.enabled
+    assert edge_stage(refiner, refine=False, guided=True).guided is None
 
 
 def test_refiner_travels_inside_the_model_file(tmp_path):

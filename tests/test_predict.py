@@ -179,6 +179,16 @@ def test_overwrite_rewrites_the_outputs(tmp_path, checkpoint):
     assert summary.done == 1 and (tmp_path / "out" / "car_mask.png").stat().st_ino != before
 
 
+def test_switching_to_the_guided_filter_redoes_the_outputs(tmp_path, checkpoint):
+    photo(40, 30).save(tmp_path / "car.jpg")
+    config = PredictConfig(
+        checkpoint, [tmp_path / "car.jpg"], tmp_path / "out", save=("mask",), workers=0, progress=False
+    )
+    predict_files(config)
+    config.guided = True
+    assert predict_files(config).done == 1
+
+
 def test_same_stem_in_two_folders_gets_the_input_tree(tmp_path, checkpoint):
     for folder in ("a", "b"):
         (tmp_path / folder).mkdir()

@@ -46,6 +46,8 @@ ModelFile = Annotated[str | None, typer.Option(
          "[maskingnet-carvana].")]
 Refine = Annotated[bool, typer.Option(help="Place the outline from the photo itself: the model's edge "
                                            "refiner, or the guided filter when it has none.")]
+Guided = Annotated[bool, typer.Option(help="Place the outline with the generic guided filter even when the "
+                                           "model has a refiner (photos unlike its training studio).")]
 Clean = Annotated[bool, typer.Option(help="Keep only the car: drop far blobs, fill small enclosed holes.")]
 Size = Annotated[str | None, typer.Option(help="Model input N or WxH (default: the checkpoint's).")]
 Device = Annotated[str, typer.Option(help="auto, cpu, cuda, cuda:N or mps.")]
@@ -64,14 +66,14 @@ Models = Annotated[str | None, typer.Option(help="Comma-separated networks (defa
 
 def model_options(
     size: str | None, device: str, precision: str, backend: str, tta: bool, refine: bool = True,
-    clean: bool = True,
+    clean: bool = True, guided: bool = False,
 ) -> dict[str, Any]:
     """The model-running group as keyword arguments of the library's configs."""
     from maskingnet.utils import parse_size
 
     size_wh = parse_size(size)
     return {"size": size_wh, "device": device, "precision": precision, "backend": backend, "tta": tta,
-            "refine": refine, "clean": clean}
+            "refine": refine, "clean": clean, "guided": guided}
 
 
 def model_path(model: str | None) -> Path:
@@ -391,6 +393,7 @@ def evaluate(
     backend: Backend = "auto",
     tta: Tta = False,
     refine: Refine = True,
+    guided: Guided = False,
     clean: Clean = True,
     threshold: Threshold = 0.5,
     batch_size: BatchSize = 4,
@@ -403,7 +406,7 @@ def evaluate(
     summary = run_evaluate(
         model_path(model), data, split=split, out=out, batch_size=batch_size, workers=workers,
         threshold=threshold, worst=worst, progress=progress,
-        **model_options(size, device, precision, backend, tta, refine, clean),
+        **model_options(size, device, precision, backend, tta, refine, clean, guided),
     )
     typer.echo(
         f"mean Dice {summary['mean_dice']:.5f} over {summary['images']} images at the original resolution "
@@ -442,6 +445,7 @@ def predict(
     backend: Backend = "auto",
     tta: Tta = False,
     refine: Refine = True,
+    guided: Guided = False,
     clean: Clean = True,
     threshold: Threshold = 0.5,
     batch_size: BatchSize = 4,
@@ -459,7 +463,7 @@ def predict(
         workers=workers, threshold=threshold, background=parse_color(background), soft_edges=soft_edges,
         overwrite=overwrite, recursive=recursive, progress=progress, fmt=fmt, quality=quality,
         crop_to_car=crop_to_car or canvas is not None, margin=margin, canvas=parse_size(canvas, square=False),
-        **model_options(size, device, precision, backend, tta, refine, clean),
+        **model_options(size, device, precision, backend, tta, refine, clean, guided),
     )
     summary = predict_files(config)
     typer.echo(
@@ -489,6 +493,7 @@ def cutout(
     device: Device = "auto",
     precision: Precision = "auto",
     refine: Refine = True,
+    guided: Guided = False,
     clean: Clean = True,
     threshold: Threshold = 0.5,
 ) -> None:
@@ -505,7 +510,7 @@ def cutout(
     if kind == "cutout" and suffix in (".jpg", ".jpeg"):
         kind = "white"  # JPEG has no transparency
     source = _read_stdin() if photo == "-" else Path(photo)
-    predictor = Predictor(model_path(model), device, precision, refine=refine, clean=clean)
+    predictor = Predictor(model_path(model), device, precision, refine=refine, clean=clean, guided=guided)
     if kind == "mask":
         image = mask_image(predictor.predict(source), threshold)
     else:
@@ -545,6 +550,7 @@ def submit(
     backend: Backend = "auto",
     tta: Tta = False,
     refine: Refine = True,
+    guided: Guided = False,
     clean: Clean = True,
     threshold: Threshold = 0.5,
     batch_size: BatchSize = 4,
@@ -558,7 +564,7 @@ def submit(
     config = SubmitConfig(
         checkpoint=model_path(model), test_dir=test_dir, out=out, threshold=threshold, batch_size=batch_size,
         workers=workers, sample=sample, flush_every=flush_every, progress=progress,
-        **model_options(size, device, precision, backend, tta, refine, clean),
+        **model_options(size, device, precision, backend, tta, refine, clean, guided),
     )
     summary = run_submit(config)
     if summary.merged:
@@ -626,6 +632,7 @@ def serve(
     backend: Backend = "auto",
     tta: Tta = False,
     refine: Refine = True,
+    guided: Guided = False,
     clean: Clean = True,
 ) -> None:
     """HTTP service: POST /v1/mask, /v1/cutout (PNG); GET /healthz, /v1/model; a drag-and-drop page at /."""
@@ -638,7 +645,7 @@ def serve(
         max_connections=max_connections, read_timeout_s=read_timeout, request_timeout_s=request_timeout,
         allowed_hosts=tuple(allowed_host or ()), api_key=api_key or None,
         cors_origins=tuple(cors_origin or ()), access_log=access_log,
-        **model_options(size, device, precision, backend, tta, refine, clean),
+        **model_options(size, device, precision, backend, tta, refine, clean, guided),
     )
     run_server(config)
 

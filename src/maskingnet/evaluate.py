@@ -164,6 +164,7 @@ def evaluate(
     post: PostProcess | None = None,
     refine: bool = True,
     clean: bool = True,
+    guided: bool = False,
 ) -> dict[str, Any]:
     """Evaluate ``checkpoint`` (``.safetensors`` or ``.onnx``) on ``data``; writes ``summary.json``,
     ``per_image.csv`` and ``worst.png`` to ``out`` (default: ``RUN/eval-<checkpoint>-<split>`` beside the
@@ -176,7 +177,8 @@ def evaluate(
     checkpoint = Path(checkpoint)
     started = time.perf_counter()
     predictor = Predictor(
-        checkpoint, device, precision, size, tta, backend, batch_size, post=post, refine=refine, clean=clean
+        checkpoint, device, precision, size, tta, backend, batch_size, post=post, refine=refine, clean=clean,
+        guided=guided,
     )
     if size is None and predictor.backend.spec.size is None:
         raise EvaluateError(f"{checkpoint}: no input_size in its meta; pass --size")

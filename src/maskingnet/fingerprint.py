@@ -28,12 +28,12 @@ def model_identity(checkpoint: Any) -> dict[str, Any]:
 
 def inference_settings(config: Any) -> dict[str, Any]:
     """The model and the settings every verb that runs it shares (``size``, ``device``, ``precision``,
-    ``backend``, ``tta``, ``refine``, ``clean``, ``threshold``) of a predict or submit config."""
+    ``backend``, ``tta``, ``refine``, ``guided``, ``clean``, ``threshold``) of a predict or submit config."""
     return {
         **model_identity(config.checkpoint),
         "size": list(config.size) if config.size else None,
-        **{key: getattr(config, key) for key in ("device", "precision", "backend", "tta", "refine", "clean",
-                                                 "threshold")},
+        **{key: getattr(config, key) for key in ("device", "precision", "backend", "tta", "refine", "guided",
+                                                 "clean", "threshold")},
     }
 
 

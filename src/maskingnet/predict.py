@@ -74,6 +74,7 @@ class PredictConfig:
     backend: str = "auto"
     tta: bool = False
     refine: bool = True
+    guided: bool = False
     clean: bool = True
     threshold: float = 0.5
     background: tuple[int, int, int] = (255, 255, 255)

@@ -77,6 +77,7 @@ class ServeConfig:
     size: tuple[int, int] | None = None
     tta: bool = False
     refine: bool = True
+    guided: bool = False
     clean: bool = True
     max_batch: int = 8
     max_wait_ms: float = 10.0
@@ -539,6 +540,7 @@ def load_predictor(config: ServeConfig):
         backend=config.backend,
         refine=config.refine,
         clean=config.clean,
+        guided=config.guided,
     )
 
 

@@ -58,6 +58,7 @@ class SubmitConfig:
     size: tuple[int, int] | None = None
     tta: bool = False
     refine: bool = True
+    guided: bool = False
     clean: bool = True
     threshold: float = 0.5
     batch_size: int = 4

@@ -273,11 +273,13 @@ class EdgeStage:
         return resize_probs(refine_band(self._fast_refiner, photo, coarse, band), size)
 
 
-def edge_stage(refiner: Refiner | None, refine: bool = True, clean: bool = True) -> EdgeStage | None:
-    """The edge stage a predictor runs: with ``refine``, the model file's refiner (the guided filter when
-    it has none); with ``clean``, the clean-up; None when both are off (plain bilinear up-sampling)."""
+def edge_stage(
+    refiner: Refiner | None, refine: bool = True, clean: bool = True, guided: bool = False
+) -> EdgeStage | None:
+    """The edge stage a predictor runs: with ``refine``, the model file's refiner, or the guided filter when
+    it has none or ``guided`` asks for it (the generic filter suits photos unlike the refiner's training
+    studio); with ``clean``, the clean-up; None when both are off (plain bilinear up-sampling)."""
     if not refine and not clean:
         return None
-    return EdgeStage(
-        refiner if refine else None, CleanUp(enabled=clean), GuidedUpsample() if refine else None
-    )
+    outline = refiner if refine and not guided else None
+    return EdgeStage(outline, CleanUp(enabled=clean), GuidedUpsample() if refine else None)

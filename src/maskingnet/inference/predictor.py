@@ -60,8 +60,9 @@ class Predictor:
     ``.onnx`` file, a loaded model or a backend. ``size`` (W, H), an
     int or ``"WxH"``: the model's input size; None takes the checkpoint's spec, else 512x512. ``post``: the
     step from the network's map to the photo's; by default the edge stage
-    (:func:`~maskingnet.inference.edges.edge_stage`): the model file's refiner when ``refine``, the clean-up
-    (one car, small holes filled) when ``clean``; with both off, bilinear up-sampling.
+    (:func:`~maskingnet.inference.edges.edge_stage`): the model file's refiner when ``refine`` (the guided
+    filter when it has none, or with ``guided``), the clean-up (one car, small holes filled) when ``clean``;
+    with both off, bilinear up-sampling.
     """
 
     def __init__(
@@ -77,13 +78,14 @@ class Predictor:
         *,
         refine: bool = True,
         clean: bool = True,
+        guided: bool = False,
     ) -> None:
         self.backend: Backend = make_backend(checkpoint, device, precision, backend)
         self.size = parse_size(size) or self.backend.spec.size or DEFAULT_SIZE
         self.tta = tta
         self.batch_size = max(1, int(batch_size))
         if post is None:
-            post = edge_stage(getattr(self.backend, "refiner", None), refine=refine, clean=clean)
+            post = edge_stage(getattr(self.backend, "refiner", None), refine, clean, guided)
         self.post = post
 
     @property
@@ -193,4 +195,5 @@ def rank_predictor(config: Any, post: PostProcess | None = None) -> Predictor:
         post=post,
         refine=getattr(config, "refine", True),
         clean=getattr(config, "clean", True),
+        guided=getattr(config, "guided", False),
     )
