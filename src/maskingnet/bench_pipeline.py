@@ -1,9 +1,9 @@
 """``maskingnet bench``'s ``pipeline`` section: ``predict`` as a user runs it, against its stages alone.
 
-The bundled model (or ``--checkpoint``) at its own input size, batch 4, its default edge stage and clean-up,
-masks written, on real 1918x1280 JPEGs. ``predict`` overlaps its stages (decoding workers, the network in
-the main thread, writer threads for the edge stage and encoding), so its rate is at best the slowest stage's
-alone; ``slowest_stage_fraction`` is how close it gets.
+The bundled model (or ``-m``) at its own input size, batch 4, its default edge stage and clean-up, masks
+written, on real 1918x1280 JPEGs. ``predict`` overlaps its stages (decoding, in worker processes where the
+cores allow; the network in the main thread; writer threads for the edge stage and encoding), so its rate
+is at best the slowest stage's alone; ``slowest_stage_fraction`` is how close it gets.
 
 Overlap cannot create cores: when every stage is CPU work, the photos per second of the whole are also at
 most ``cores / (the stages' CPU seconds a photo, summed)``. ``overlap_bound`` is that ceiling as a fraction
@@ -40,10 +40,10 @@ def pipeline_stage_seconds(
 ) -> dict[str, dict[str, float]]:
     """Each stage of ``predict`` alone, one after the other in this process, per photo: ``{"wall": s,
     "cpu": s}`` (``cpu``: this process's CPU time, all its threads) for decode (the photo read and prepared
-    for the model), network (batches of ``batch``) and output (full resolution with the edge stage, the
-    mask encoded as PNG)."""
+    for the model, and kept whole where the edge stage needs it), network (batches of ``batch``) and output
+    (full resolution with the edge stage, the mask encoded as PNG)."""
     marks = [_clocks()]
-    items = [predictor.prepare(str(path), index=i) for i, path in enumerate(paths)]
+    items = [predictor.prepare(str(path), need_photo=False, index=i) for i, path in enumerate(paths)]
     marks.append(_clocks())
     batches = [items[start : start + batch] for start in range(0, len(items), batch)]
     probs = [small for chunk in batches for small in predictor.infer_prepared(chunk)]
