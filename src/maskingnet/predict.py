@@ -1,6 +1,6 @@
 """``maskingnet predict``: cut cars out of many photos into files, through the one inference pipeline.
 
-Each photo goes through :func:`maskingnet.inference.run` (decode ahead in worker processes, the model on
+Each photo goes through :func:`maskingnet.inference.run` (decoding ahead where the cores allow, the model on
 batches, full resolution and the edge stage in a writer pool) into a :class:`~maskingnet.inference.FileSink`
 that frames, encodes and writes every requested output atomically. The input tree is mirrored under the
 output folder (:mod:`maskingnet.output_layout`) and ``manifest.csv`` there describes every photo

@@ -4,7 +4,8 @@ Every verb that turns photos into masks runs here (``predict`` writes files, ``s
 ``evaluate`` Dice scores; ``serve`` and :class:`~maskingnet.inference.Predictor` use the same steps one
 request at a time), so a fix to decoding, TTA, up-sampling or the edge stage lands once:
 
-1. :func:`~maskingnet.inference.preprocess.iterate_prepared` decodes the sources ahead in worker processes;
+1. :func:`~maskingnet.inference.preprocess.iterate_prepared` decodes the sources, ahead in worker processes
+   where the cores allow (:func:`~maskingnet.runtime.decode_workers`; in this thread on a 2-core CPU);
 2. the predictor runs the model on batches of them (TTA included) in this thread;
 3. a small thread pool takes each photo to its full resolution (:func:`full_resolution`) and hands the
    probabilities to the sink (:meth:`Sink.consume`), which renders, encodes or scores them;
