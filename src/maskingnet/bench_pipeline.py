@@ -78,7 +78,8 @@ def bench_pipeline(
     each stage alone; the best of the rounds is kept for every figure."""
     if not paths:
         return {"images": 0, "note": "no real photos given (--data)"}
-    predictor = Predictor(resolve_model(model), device=device)
+    path = resolve_model(model)
+    predictor = Predictor(path, device=device)
     batch = PredictConfig.batch_size
     e2e, stages, summary = float("inf"), {}, None
     with tempfile.TemporaryDirectory(prefix="maskingnet-bench-") as tmp:
@@ -100,7 +101,7 @@ def bench_pipeline(
     return {
         "images": summary.done,
         "failed": summary.failed,
-        "model": f"{Path(str(resolve_model(model))).name} at {predictor.size[0]}x{predictor.size[1]}",
+        "model": f"{Path(path).name} at {predictor.size[0]}x{predictor.size[1]}",
         "size": list(predictor.size),
         "batch": batch,
         "precision": predictor.backend.precision,
