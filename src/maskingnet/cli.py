@@ -284,6 +284,9 @@ def train(
              "defaults).")] = None,
     split: Annotated[str | None, train_option("split", "car (by car id) or thesis (4071/1017).")] = None,
     val_fraction: Annotated[float | None, train_option("val_fraction", "Share of cars held out.")] = None,
+    val_cars: Annotated[str | None, typer.Option(
+        help="Validate on exactly these cars: ids separated by commas, or @FILE (one or more a line).")]
+    = None,
     fold: Annotated[int | None, typer.Option(help="Validate on fold K of --folds (by car).")] = None,
     folds: Annotated[int | None, train_option("folds", "Number of folds for --fold.")] = None,
     seed: Annotated[int | None, train_option("seed", "Seed: split, init, data order, augmentation.")] = None,
@@ -298,12 +301,16 @@ def train(
     compile: Annotated[bool | None, train_option("compile", "torch.compile the model.", "--compile")] = None,
     accumulate: Annotated[int | None, train_option("accumulate", "Batches per optimizer step.")] = None,
     max_steps: Annotated[int | None, typer.Option(help="Stop after this many optimizer steps.")] = None,
+    cache: Annotated[Path | None, typer.Option(
+        help="Folder for the photos and masks at the training size, made once and read every epoch "
+             "(rebuilt for a changed size or file).")] = None,
     resume: Annotated[bool, typer.Option("--resume", help="Continue the run in --out.")] = False,
     progress: Annotated[bool, typer.Option(help="Show a progress bar.")] = True,
 ) -> None:
     """Train a network (the thesis recipe by default); under torchrun, one process per device (DDP)."""
     from maskingnet.train import init_from_defaults
     from maskingnet.train import train as run_train
+    from maskingnet.train.split import read_car_list
     from maskingnet.utils import parse_size
 
     given = {
@@ -315,6 +322,8 @@ def train(
         "channels_last": channels_last, "compile": compile, "accumulate": accumulate, "max_steps": max_steps,
         "size": parse_size(size) if size is not None else None,
         "crop": parse_size(crop) if crop is not None else None,
+        "val_cars": read_car_list(val_cars) if val_cars is not None else None,
+        "cache": str(cache) if cache is not None else None,
     }
     given = {key: value for key, value in given.items() if value is not None}
     stored = resume and (out / "config.json").is_file()

@@ -26,8 +26,10 @@ from pathlib import Path
 
 import numpy as np
 import torch
+from PIL import Image
 
 from maskingnet.coords import resized_coord_maps
+from maskingnet.data.cache import SampleCache
 from maskingnet.data.io import BadInputError, image_size, read_image, read_mask
 from maskingnet.data.rle import rle_decode, rle_runs
 from maskingnet.data.transforms import (
@@ -183,6 +185,8 @@ class SegmentationDataset(torch.utils.data.Dataset):
     index)``: the same in any DataLoader worker; call ``set_epoch`` to vary them between epochs. ``crop``
     = (w, h) then cuts a window after resizing: at a random place when ``random_crop`` (default: with
     ``augment``), in the middle otherwise; image, coordinate maps and mask are cut at the same place.
+    With a :class:`~maskingnet.data.cache.SampleCache` of ``size``, photos and masks are read from it
+    (the same pixels; :meth:`SampleCache.build` must have cached the records first).
     """
 
     def __init__(
@@ -196,8 +200,12 @@ class SegmentationDataset(torch.utils.data.Dataset):
         random_crop: bool | None = None,
         augment_config: AugmentConfig = AugmentConfig(),
         epoch: int = 0,
+        cache: SampleCache | None = None,
     ) -> None:
+        if cache is not None and (size is None or tuple(size) != cache.size):
+            raise ValueError(f"the cache holds photos at {cache.size}, the dataset's size is {size}")
         self.records = list(records)
+        self.cache = cache
         self.size = None if size is None else (int(size[0]), int(size[1]))
         self.augment = augment
         self.seed = seed
@@ -231,7 +239,21 @@ class SegmentationDataset(torch.utils.data.Dataset):
         }
 
     def load_sample(self, record: Record) -> Sample:
-        """Photo, coordinate maps of the original photo and mask, resized to ``size`` when it is set."""
+        """Photo, coordinate maps of the original photo and mask, resized to ``size`` when it is set (read
+        from the cache when there is one)."""
+        if self.cache is None:
+            return self.decode(record)
+        image, mask = self.cache.load(record)
+        original = record.size or image_size(record.image_path)
+        return Sample(Image.fromarray(image), resized_coord_maps(self.cache.size, original), mask)
+
+    def decode_pixels(self, record: Record) -> tuple[np.ndarray, np.ndarray]:
+        """(image (H, W, 3) uint8, mask (H, W) bool) as decoded from the files: what the cache keeps."""
+        sample = self.decode(record)
+        return np.asarray(sample.image), sample.mask
+
+    def decode(self, record: Record) -> Sample:
+        """:meth:`load_sample` from the files themselves."""
         image = read_image(record.image_path, target_size=self.size)
         original = record.size or image_size(record.image_path)
         coords = resized_coord_maps(self.size or image.size, original)  # the same as resizing them later

@@ -30,6 +30,7 @@ RESUMABLE_OVERRIDES = (
     "compile",
     "data",
     "out",
+    "cache",
 )
 
 
@@ -64,6 +65,7 @@ class TrainConfig:
     init_from: str | None = None
     split: str = "car"
     val_fraction: float = 0.2
+    val_cars: tuple[str, ...] | None = None
     fold: int | None = None
     folds: int = 5
     seed: int = 0
@@ -77,6 +79,7 @@ class TrainConfig:
     max_steps: int | None = None
     resume: bool = False
     progress: bool = True
+    cache: str | None = None
     model_options: dict[str, Any] = field(default_factory=dict)
 
     def __post_init__(self) -> None:
@@ -84,6 +87,8 @@ class TrainConfig:
         if self.crop is not None:
             self.crop = tuple(int(v) for v in self.crop)  # type: ignore[assignment]
         self.betas = tuple(float(v) for v in self.betas)  # type: ignore[assignment]
+        if self.val_cars is not None:
+            self.val_cars = tuple(sorted(set(self.val_cars)))  # type: ignore[assignment]
         problems = self.problems()
         if problems:
             raise ValueError("; ".join(problems))
@@ -109,6 +114,8 @@ class TrainConfig:
             (self.accumulate >= 1, f"accumulate must be >= 1 (got {self.accumulate})"),
             (self.max_steps is None or self.max_steps >= 1, "max steps must be >= 1"),
             (not (self.init_from and self.vgg_weights), "--init-from and --vgg-weights exclude each other"),
+            (self.val_cars is None or len(self.val_cars) >= 1, "val cars: the list is empty"),
+            (self.val_cars is None or self.fold is None, "--val-cars and --fold exclude each other"),
             (self.workers is None or self.workers >= 0, "workers must be >= 0"),
             (self.threads is None or self.threads >= 1, "threads must be >= 1"),
         ]

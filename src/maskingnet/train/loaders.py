@@ -5,6 +5,7 @@ from __future__ import annotations
 import torch
 from torch.utils.data import DataLoader, DistributedSampler, Subset
 
+from maskingnet.data.cache import SampleCache
 from maskingnet.data.carvana import SegmentationDataset
 from maskingnet.runtime import DistContext, default_workers
 
@@ -17,14 +18,19 @@ class EpochData:
     """This rank's shard of the training photos (random crops, augmentation) and of the validation photos
     (whole, unaugmented)."""
 
-    def __init__(self, split: Split, config: TrainConfig, ctx: DistContext, device: torch.device) -> None:
+    def __init__(
+        self, split: Split, config: TrainConfig, ctx: DistContext, device: torch.device,
+        cache: SampleCache | None = None,
+    ) -> None:
         self.seed, self.rank = config.seed, ctx.rank
         workers = default_workers(ctx.world_size) if config.workers is None else config.workers
         self.train_set = SegmentationDataset(
             split.train, size=config.size, augment=config.augment, seed=config.seed, crop=config.crop,
-            random_crop=True,
+            random_crop=True, cache=cache,
         )
-        val_set = SegmentationDataset(split.val, size=config.size, augment=False, seed=config.seed)
+        val_set = SegmentationDataset(
+            split.val, size=config.size, augment=False, seed=config.seed, cache=cache
+        )
         self.sampler = DistributedSampler(
             self.train_set, num_replicas=ctx.world_size, rank=ctx.rank, shuffle=True, seed=config.seed
         )

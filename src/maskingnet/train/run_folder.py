@@ -96,7 +96,12 @@ def checkpoint_meta(config: TrainConfig, split: Split, out: Path, epoch: int, va
         "epoch": epoch,
         "val_dice": val_dice,
         "data": str(config.data),
-        "split": {"method": described["method"], "val_cars": described["val_cars"]},
+        "split": {
+            "method": described["method"],
+            "val_cars": described["val_cars"],
+            "train_cars": described["train_cars"],
+        },
+        "init_from": config.init_from,
         "run": str(out),
         "model": config.model,
         "width": config.width,

@@ -3,8 +3,10 @@
 from __future__ import annotations
 
 import os
+import re
 import sys
 from dataclasses import dataclass
+from pathlib import Path
 from typing import Any
 
 from maskingnet.data import carvana
@@ -47,8 +49,12 @@ def scan_records(data: str | os.PathLike, show_problems: bool = True) -> tuple[l
 
 
 def make_split(records: list, config: TrainConfig) -> Split:
-    """A new run's split: k-fold by car, the thesis's, or a share of the cars held out."""
-    if config.fold is not None:
+    """A new run's split: the cars listed in ``val_cars``, k-fold by car, the thesis's, or a share of the
+    cars held out."""
+    if config.val_cars is not None:
+        train, val = listed_val_cars(records, config.val_cars, config.data)
+        method = f"car list ({len(config.val_cars)} cars)"
+    elif config.fold is not None:
         train, val = carvana.kfold_by_car(records, config.folds, config.fold, seed=config.seed)
         method = f"car-fold {config.fold}/{config.folds}"
     elif config.split == "thesis":
@@ -60,6 +66,36 @@ def make_split(records: list, config: TrainConfig) -> Split:
     if not train or not val:
         raise TrainError(f"{config.data}: split left {len(train)} train / {len(val)} val images; need both")
     return Split(method, list(train), list(val))
+
+
+def listed_val_cars(records: list, val_cars: tuple[str, ...], data: str) -> tuple[list, list]:
+    """(train, val) with exactly the cars ``val_cars`` in val; a listed car missing from the data is an
+    error, since a val set quietly smaller than asked for is not comparable between runs."""
+    found = {record.car_id for record in records}
+    missing = [car for car in val_cars if car not in found]
+    if missing:
+        shown = ", ".join(missing[:5]) + (f" and {len(missing) - 5} more" if len(missing) > 5 else "")
+        raise TrainError(f"{data}: val cars not in the data: {shown}")
+    wanted = set(val_cars)
+    return [r for r in records if r.car_id not in wanted], [r for r in records if r.car_id in wanted]
+
+
+def read_car_list(value: str) -> tuple[str, ...]:
+    """Car ids from ``--val-cars``: comma-separated, or ``@FILE`` with ids separated by white space or
+    commas (``#`` starts a comment)."""
+    if value.startswith("@"):
+        path = Path(value[1:])
+        try:
+            text = path.read_text()
+        except OSError as err:
+            raise TrainError(f"{path}: cannot read the car list ({err.strerror or err})") from None
+        text = "\n".join(line.split("#", 1)[0] for line in text.splitlines())
+    else:
+        text = value
+    cars = tuple(car for car in re.split(r"[\s,]+", text) if car)
+    if not cars:
+        raise TrainError(f"--val-cars {value}: no car ids")
+    return cars
 
 
 def recorded_split(records: list, stored: dict[str, Any]) -> Split:

@@ -9,7 +9,9 @@ from typing import Any
 import torch
 
 from maskingnet import distributed
-from maskingnet.runtime import DistContext, resolve_device
+from maskingnet.data.cache import SampleCache
+from maskingnet.data.carvana import SegmentationDataset
+from maskingnet.runtime import DistContext, resolve_device, usable_cores
 
 from .config import TrainConfig, TrainError
 from .loaders import EpochData
@@ -40,6 +42,7 @@ class Trainer:
     def setup(self) -> None:
         state = self._state_to_resume()
         self.split = self._split(resuming=state is not None)
+        cache = self._cache()
         self.model = build_model(self.config, self.device)
         self.optimization = Optimization.for_model(self.model, self.config, self.device, self.precision)
         self._first_weights(state)
@@ -47,7 +50,7 @@ class Trainer:
         net = wrap_for_training(self.model, self.ctx, self.device, self.config.compile)
         self.loop = EpochLoop(
             self.config, self.ctx, self.device, self.precision, self.model, net, self.optimization,
-            EpochData(self.split, self.config, self.ctx, self.device), self.progress, self.folder,
+            EpochData(self.split, self.config, self.ctx, self.device, cache), self.progress, self.folder,
         )
         if self.ctx.is_main:
             self.folder.write_config(
@@ -68,6 +71,29 @@ class Trainer:
         if resuming:
             return recorded_split(records, self.folder.read_config()["split"])
         return make_split(records, c)
+
+    def _cache(self) -> SampleCache | None:
+        """With ``--cache``: every photo of the split at the training size, decoded once (by the main
+        process); photos that cannot be decoded are reported, counted and left out of the split."""
+        c = self.config
+        if c.cache is None:
+            return None
+        cache = SampleCache(c.cache, c.size)
+        records = self.split.train + self.split.val
+        if self.ctx.is_main:
+            decode, cores = SegmentationDataset([], size=c.size).decode_pixels, usable_cores()
+            problems = cache.build(records, decode, workers=cores, progress=c.progress)
+            for problem in problems:
+                print(problem, file=sys.stderr)
+        distributed.barrier()
+        missing = {record.id for record in cache.missing(records)}
+        if missing:
+            self.bad_inputs += len(missing)
+            self.split.train = [r for r in self.split.train if r.id not in missing]
+            self.split.val = [r for r in self.split.val if r.id not in missing]
+            if not self.split.train or not self.split.val:
+                raise TrainError(f"{c.data}: no photos left to train or validate on after decoding")
+        return cache
 
     def _first_weights(self, state: dict[str, Any] | None) -> None:
         """Weights, optimizer and progress from the state file, else from --init-from or --vgg-weights."""
@@ -152,7 +178,13 @@ class Trainer:
         self.folder.save_weights(self.model, meta, self.init_refiner, best=improved)
         self.state.save(epoch, self.model, self.optimization, self.progress)
         self.folder.write_metrics(self.progress.history)
-        print(epoch_line(row, self.config.epochs), file=sys.stderr, flush=True)
+        print(epoch_line(row, self.config.epochs, self._eta(epoch)), file=sys.stderr, flush=True)
+
+    def _eta(self, epoch: int) -> float:
+        """Seconds the remaining epochs should take, at the mean pace of the epochs this process ran."""
+        ran = [row for row in self.progress.history if row["epoch"] >= self.start_epoch]
+        pace = sum(row["seconds"] for row in ran) / max(len(ran), 1)
+        return pace * (self.config.epochs - epoch)
 
     def _summary(self, stopped: str, seconds: float) -> dict[str, Any]:
         last = self.progress.history[-1] if self.progress.history else {}
@@ -203,13 +235,24 @@ def start_line(
     )
 
 
-def epoch_line(row: dict[str, Any], epochs: int) -> str:
-    """The line printed after each epoch."""
+def epoch_line(row: dict[str, Any], epochs: int, eta: float | None = None) -> str:
+    """The line printed after each epoch, with the time the remaining epochs should take when known."""
+    left = f", {format_duration(eta)} to go" if eta and row["epoch"] < epochs else ""
     return (
         f"epoch {row['epoch']}/{epochs}: train_loss {row['train_loss']:.4f} "
         f"val_loss {row['val_loss']:.4f} val_dice {row['val_dice']:.5f} "
-        f"({row['images_per_s']:.1f} img/s, {row['seconds']:.0f} s)"
+        f"({row['images_per_s']:.1f} img/s, {format_duration(row['seconds'])}{left})"
     )
+
+
+def format_duration(seconds: float) -> str:
+    """``42 s``, ``13 min 5 s``, ``2 h 05 min``: short enough for a log line."""
+    seconds = int(round(seconds))
+    if seconds < 60:
+        return f"{seconds} s"
+    if seconds < 3600:
+        return f"{seconds // 60} min {seconds % 60} s"
+    return f"{seconds // 3600} h {seconds % 3600 // 60:02d} min"
 
 
 def training_device(requested: str, ctx: DistContext) -> torch.device:
