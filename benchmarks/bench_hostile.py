@@ -9,7 +9,10 @@ tiny random MaskingNet set to call about half of a photo "car" (a long outline),
 another. Run (nice it on a shared machine)::
 
     python benchmarks/bench_hostile.py [--serve-side 6300] [--predict-side 14000] [--idle 130]
-        [--concurrent 1] [--server-args '--max-pixels 40000000']
+        [--concurrent 1] [--scan-bombs 3] [--server-args '--max-pixels 40000000']
+
+``--scan-bombs N`` times a normal photo's ``/v1/mask`` alone and again while N progressive JPEGs of 16 MP
+whose 14-byte scan repeats 70,000 times (1 MB each) are in flight.
 """
 
 from __future__ import annotations
@@ -31,7 +34,7 @@ from pathlib import Path
 REPO = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(REPO / "tests"))
 
-from helpers import make_half_car_checkpoint, ramp_png  # noqa: E402
+from helpers import make_half_car_checkpoint, progressive_scan_bomb, ramp_png  # noqa: E402
 
 
 def proc_kb(pid: int, field: str) -> int:
@@ -101,6 +104,27 @@ def serve_case(port: int, pid: int, side: int, concurrent: int) -> None:
           f"[{(refused or ['PNG'])[0][:120]}]")
 
 
+def scan_bomb_case(port: int, bombs: int) -> None:
+    photo = ramp_png(1918, 1280)
+    post_file(port, "/v1/mask", photo)
+    started = time.perf_counter()
+    alone = post_file(port, "/v1/mask", photo)[0]
+    alone_s = time.perf_counter() - started
+    bomb = progressive_scan_bomb((4000, 4000), 70_000)
+    with ThreadPoolExecutor(bombs + 1) as pool:
+        started = time.perf_counter()
+        sends = [pool.submit(post_file, port, "/v1/mask", bomb) for _ in range(bombs)]
+        time.sleep(0.05)
+        beside = post_file(port, "/v1/mask", photo)[0]
+        beside_s = time.perf_counter() - started
+        answers = [send.result() for send in sends]
+        bombs_s = time.perf_counter() - started
+    statuses = "/".join(sorted({str(status) for status, _ in answers}))
+    print(f"serve  1918x1280 PNG /v1/mask alone: {alone} in {alone_s:.2f} s; beside {bombs} scan bombs "
+          f"({len(bomb) / 1024:.0f} KB, 4000x4000, {70_010} scans): {beside} in {beside_s:.2f} s; "
+          f"bombs {statuses} after {bombs_s:.2f} s [{answers[0][1].decode(errors='replace')[:120]}]")
+
+
 def idle_case(port: int, idle: int) -> None:
     sockets = [socket.create_connection(("127.0.0.1", port)) for _ in range(idle)]
     time.sleep(1)
@@ -148,6 +172,7 @@ def main() -> None:
     parser.add_argument("--predict-side", type=int, default=14000, help="PNG side predicted (0: skip)")
     parser.add_argument("--idle", type=int, default=130, help="idle sockets held against serve (0: skip)")
     parser.add_argument("--concurrent", type=int, default=1, help="copies of the PNG sent to serve at once")
+    parser.add_argument("--scan-bombs", type=int, default=3, help="scan bombs beside a photo (0: skip)")
     parser.add_argument("--server-args", default="", help="extra 'maskingnet serve' options")
     args = parser.parse_args()
     print(f"# {platform.node()}, {os.cpu_count()} CPUs, Python {platform.python_version()}, "
@@ -155,11 +180,13 @@ def main() -> None:
     with tempfile.TemporaryDirectory() as tmp:
         work = Path(tmp)
         model = args.model or str(make_half_car_checkpoint(work / "half.safetensors"))
-        if args.serve_side or args.idle:
+        if args.serve_side or args.idle or args.scan_bombs:
             process, port = start_server(model, shlex.split(args.server_args), work / "serve.log")
             try:
                 if args.idle:
                     idle_case(port, args.idle)
+                if args.scan_bombs:
+                    scan_bomb_case(port, args.scan_bombs)
                 if args.serve_side:
                     serve_case(port, process.pid, args.serve_side, args.concurrent)
             finally:

@@ -115,3 +115,24 @@ def png_with_exif_after_pixels(stored: tuple[int, int], orientation: int = 6) ->
     chunk = len(data).to_bytes(4, "big") + b"eXIf" + data + zlib.crc32(b"eXIf" + data).to_bytes(4, "big")
     end = plain.rindex(b"IEND") - 4
     return plain[:end] + chunk + plain[end:]
+
+
+def progressive_scan_bomb(size: tuple[int, int], repeats: int) -> bytes:
+    """A flat grey progressive JPEG whose smallest AC scan (a few bytes: one run of empty blocks) is
+    repeated ``repeats`` more times before EOI: each repeat costs the decoder a pass over every block."""
+    import io
+    import re
+
+    from PIL import Image
+
+    buffer = io.BytesIO()
+    Image.new("RGB", size, (120, 130, 140)).save(buffer, "JPEG", progressive=True, quality=80)
+    data = buffer.getvalue()
+    scans, pos = [], 2
+    while data[pos + 1] != 0xD9:  # walk the segments to EOI; the test JPEG has no stray bytes
+        end = pos + 2 + int.from_bytes(data[pos + 2 : pos + 4], "big")
+        if data[pos + 1] == 0xDA:
+            end = re.compile(rb"\xff+[^\x00\xd0-\xd7\xff]").search(data, end).start()
+            scans.append(data[pos:end])
+        pos = end
+    return data[:pos] + min(scans[1:], key=len) * repeats + data[pos:]

@@ -23,6 +23,7 @@ from typing import BinaryIO
 import numpy as np
 from PIL import Image, ImageOps, UnidentifiedImageError
 
+from maskingnet.data.jpeg_scans import DEFAULT_MAX_SCANS, count_scans
 from maskingnet.errors import MaskingnetError
 
 DEFAULT_MAX_PIXELS = 200_000_000
@@ -191,6 +192,7 @@ def _open_file(path: str | os.PathLike) -> BinaryIO:
 
 def _identify(handle: BinaryIO, path: str | os.PathLike, max_pixels: int) -> Image.Image:
     _allow_pil_up_to(max_pixels)
+    start = handle.tell()
     try:
         with warnings.catch_warnings():
             warnings.simplefilter("ignore", Image.DecompressionBombWarning)
@@ -208,7 +210,28 @@ def _identify(handle: BinaryIO, path: str | os.PathLike, max_pixels: int) -> Ima
         raise BadInputError(
             path, f"decompression bomb ({width}x{height} = {width * height:,} pixels, limit {max_pixels:,})"
         )
+    if image.format in _LOSSY_FORMATS:
+        _check_scans(handle, start, path)
     return image
+
+
+def _check_scans(handle: BinaryIO, start: int, path: str | os.PathLike) -> None:
+    """Refuse a JPEG with more scans than :data:`DEFAULT_MAX_SCANS` before decoding it (each scan costs a
+    walk over the whole photo, however few bytes it takes); the handle is left where it was."""
+    where = handle.tell()
+    try:
+        handle.seek(start)
+        scans = count_scans(handle.read(), stop_after=DEFAULT_MAX_SCANS)
+    except (OSError, ValueError) as error:
+        raise BadInputError(path, f"cannot read ({error})") from None
+    finally:
+        handle.seek(where)
+    if scans > DEFAULT_MAX_SCANS:
+        raise BadInputError(
+            path,
+            f"decompression bomb (a JPEG of more than {DEFAULT_MAX_SCANS} scans; "
+            "each is a pass over the whole photo)",
+        )
 
 
 def _allow_pil_up_to(max_pixels: int) -> None:
