@@ -137,12 +137,13 @@ def pixel_settings(config: PredictConfig) -> dict[str, Any]:
 
 
 def stale_temp_target(name: str) -> tuple[str, str] | None:
-    """(stem, suffix) of the output an ``atomic_save`` temp file (``.<stem>.<pid>.tmp<suffix>``) was for."""
+    """(stem, suffix) of the output an ``atomic_save`` temp file (``.<stem>.<pid>-<random>.tmp<suffix>``)
+    was for."""
     if not name.startswith("."):
         return None
     head, marker, suffix = name.rpartition(".tmp")
     stem, dot, pid = head[1:].rpartition(".")
-    if not marker or not dot or not pid.isdigit():
+    if not marker or not dot or not pid.partition("-")[0].isdigit():
         return None
     return stem, suffix
 
@@ -164,9 +165,9 @@ def process_alive(pid: int) -> bool:
 
 
 def temp_owner_pid(name: str) -> int:
-    """The process id in an ``atomic_save`` temp name ``.<stem>.<pid>.tmp<suffix>`` (0 if none)."""
+    """The process id in an ``atomic_save`` temp name ``.<stem>.<pid>-<random>.tmp<suffix>`` (0 if none)."""
     head = name.rpartition(".tmp")[0]
-    pid = head.rpartition(".")[2]
+    pid = head.rpartition(".")[2].partition("-")[0]
     return int(pid) if pid.isdigit() else 0
 
 

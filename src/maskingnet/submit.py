@@ -42,7 +42,7 @@ from maskingnet.inference import Predictor, RleSink, rank_predictor, run
 from maskingnet.inference.sinks import csv_row
 from maskingnet.messages import one_line
 from maskingnet.runtime import context_from_env
-from maskingnet.utils import atomic_write
+from maskingnet.utils import atomic_write, open_own_file
 
 HEADER = csv_row("img", "rle_mask")
 KAGGLE_TEST_IMAGES = 100_064
@@ -205,13 +205,14 @@ class PartWriter:
         usable = (
             state.get("fingerprint") == fingerprint
             and partial.is_file()
+            and not partial.is_symlink()
             and partial.stat().st_size >= int(state.get("bytes", -1)) >= 0
         )
         self.discarded = bool(state) and not usable  # a part of another job (or a damaged one): redone
         self.rows = int(state["rows"]) if usable else 0
         self.bytes = int(state["bytes"]) if usable else 0
         partial.parent.mkdir(parents=True, exist_ok=True)
-        self.handle = open(partial, "r+b" if usable else "w+b")  # noqa: SIM115 - closed in close()
+        self.handle = open_own_file(partial, keep=usable)  # closed in close()
         self.handle.truncate(self.bytes)
         self.handle.seek(self.bytes)
         if not usable:

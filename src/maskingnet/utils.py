@@ -3,9 +3,12 @@
 from __future__ import annotations
 
 import contextlib
+import errno
 import importlib
 import json
 import os
+import secrets
+import stat
 import tempfile
 from collections.abc import Callable, Iterator, Sequence
 from pathlib import Path
@@ -24,10 +27,11 @@ def _current_umask() -> int:
     return mask
 
 
-def _usual_mode(path: str | os.PathLike) -> None:
-    """Give a temp output the mode ``open()`` would (0666 less the umask): ``mkstemp`` and writers such as
-    ``safetensors`` make files 0600, which other users of a shared output folder then cannot read."""
-    os.chmod(path, 0o666 & ~_current_umask())
+def _usual_mode_of(fd: int) -> None:
+    """Give an open temp output the mode ``open()`` would (0666 less the umask): ``mkstemp`` and writers such
+    as ``safetensors`` make files 0600, which other users of a shared output folder then cannot read. Set
+    through the descriptor, so a link planted at the name is never followed."""
+    os.fchmod(fd, 0o666 & ~_current_umask())
 
 
 @contextlib.contextmanager
@@ -37,7 +41,7 @@ def atomic_write(path: str | os.PathLike, mode: str = "wb") -> Iterator[IO]:
     path.parent.mkdir(parents=True, exist_ok=True)
     fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".tmp", dir=path.parent)
     try:
-        _usual_mode(tmp)
+        _usual_mode_of(fd)
         with os.fdopen(fd, mode) as handle:
             yield handle
             handle.flush()
@@ -60,19 +64,76 @@ def atomic_save(path: str | os.PathLike, save) -> None:
     """Call ``save(tmp_path)`` on a temp path beside ``path``, then rename it over ``path``.
 
     For writers that want a file name rather than a handle (PIL's ``Image.save`` with a format from the
-    suffix, ``safetensors.torch.save_file``, ``matplotlib.Figure.savefig``).
+    suffix, ``safetensors.torch.save_file``, ``matplotlib.Figure.savefig``). The temp file is created
+    here, exclusively, under a name no one can guess (:func:`temp_path`), so a symbolic link planted in a
+    shared output folder is never written through; before the rename it must still be a regular file.
     """
     path = Path(path)
     path.parent.mkdir(parents=True, exist_ok=True)
-    tmp = path.with_name(f".{path.stem}.{os.getpid()}.tmp{path.suffix}")
+    tmp = create_temp_beside(path)
     try:
         save(tmp)
-        _usual_mode(tmp)
+        _settle_temp(tmp)
         os.replace(tmp, path)
     except BaseException:
         with contextlib.suppress(FileNotFoundError):
             os.unlink(tmp)
         raise
+
+
+TEMP_MARKER = ".tmp"
+_NO_FOLLOW = getattr(os, "O_NOFOLLOW", 0)
+
+
+def temp_path(path: Path) -> Path:
+    """``.<stem>.<pid>-<random>.tmp<suffix>`` beside ``path``: the process id tells a later run whether the
+    writer is gone (its leftovers may be removed); the random part makes the name unguessable."""
+    token = secrets.token_hex(8)
+    return path.with_name(f".{path.stem}.{os.getpid()}-{token}{TEMP_MARKER}{path.suffix}")
+
+
+def create_temp_beside(path: Path, tries: int = 16) -> Path:
+    """A new empty temp file for ``path``, created exclusively (``O_EXCL``: never through an existing name
+    or link) with the usual mode; a name already taken is passed over for another."""
+    for _ in range(tries):
+        tmp = temp_path(path)
+        try:
+            fd = os.open(tmp, os.O_WRONLY | os.O_CREAT | os.O_EXCL | _NO_FOLLOW, 0o666)
+        except FileExistsError:
+            continue
+        os.close(fd)
+        return tmp
+    raise FileExistsError(f"{path.parent}: no free temp name after {tries} tries")
+
+
+def _settle_temp(tmp: Path) -> None:
+    """Check the written temp file is still a regular file (not a link swapped in) and give it the usual
+    mode through its descriptor."""
+    fd = os.open(tmp, os.O_RDONLY | _NO_FOLLOW)
+    try:
+        if not stat.S_ISREG(os.fstat(fd).st_mode):
+            raise OSError(f"{tmp}: temp output is no longer a regular file")
+        _usual_mode_of(fd)
+    finally:
+        os.close(fd)
+
+
+def open_own_file(path: str | os.PathLike, keep: bool) -> IO[bytes]:
+    """``path`` opened for reading and writing (created if missing, emptied unless ``keep``) without
+    following a symbolic link: a link planted at a predictable name (a resumable part file) is removed and
+    a new file made in its place, so writing never lands outside the folder."""
+    flags = os.O_RDWR | os.O_CREAT | _NO_FOLLOW | (0 if keep else os.O_TRUNC)
+    try:
+        fd = os.open(path, flags, 0o666)
+    except OSError as error:
+        if error.errno != errno.ELOOP:
+            raise
+        os.unlink(path)
+        fd = os.open(path, flags | os.O_EXCL, 0o666)
+    if not stat.S_ISREG(os.fstat(fd).st_mode):
+        os.close(fd)
+        raise OSError(f"{path}: not a regular file")
+    return os.fdopen(fd, "r+b")
 
 
 def parse_size(value: str | int | Sequence[int] | None, *, square: bool = True) -> tuple[int, int] | None:
