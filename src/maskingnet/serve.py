@@ -435,7 +435,7 @@ def model_summary(predictor, config: ServeConfig) -> dict[str, Any]:
         "name": getattr(model_config, "name", None) or Path(config.checkpoint).stem,
         "params": count_params(model_config),
         "size": list(predictor.size),
-        "checkpoint": str(config.checkpoint),
+        "checkpoint": Path(config.checkpoint).name,  # the server's folders are none of a client's business
         "backend": "onnxruntime" if isinstance(backend, OnnxBackend) else "torch",
         "device": str(backend.device),
         "precision": backend.precision,

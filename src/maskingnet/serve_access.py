@@ -18,13 +18,17 @@ origins and an access log, as ASGI middleware around the service's application.
 from __future__ import annotations
 
 import hmac
+import ipaddress
 import json
+import re
 import sys
 import threading
 import time
 from collections.abc import Iterable
 from dataclasses import dataclass
 from typing import Any, TextIO
+
+from maskingnet.messages import log_field
 
 HEALTH_PATH = "/healthz"
 API_KEY_ENV = "MASKINGNET_API_KEY"
@@ -51,14 +55,31 @@ class AccessOptions:
         )
 
 
-def host_name(header: str) -> str:
-    """The host of a ``Host`` header without port, brackets, trailing dot or case (``[::1]:80``: ``::1``)."""
-    value = header.strip().lower()
-    if value.startswith("["):
-        return value[1 : value.find("]")] if "]" in value else value
-    if value.count(":") == 1:
-        value = value.split(":", 1)[0]
-    return value.rstrip(".")
+_HOST_HEADER = re.compile(r"(?:\[(?P<ip6>[0-9a-f:.]+)\]|(?P<name>[a-z0-9_.-]+))(?::[0-9]{0,5})?")
+
+
+def host_name(header: str) -> str | None:
+    """The host of a ``Host`` header without port, brackets, trailing dot or case (``[::1]:80``: ``::1``);
+    None unless the whole header is a host and an optional port, exactly (``localhost:80@evil.com``,
+    ``[::1]evil.com`` and a bare IPv6 address are not)."""
+    match = _HOST_HEADER.fullmatch(header.strip().lower())
+    if match is None:
+        return None
+    if match["ip6"] is not None:
+        try:
+            return str(ipaddress.IPv6Address(match["ip6"]))
+        except ValueError:
+            return None
+    return match["name"].rstrip(".")
+
+
+def listed_name(name: str) -> str:
+    """An allow-list entry as :func:`host_name` gives it (``[::1]`` or ``::1``: ``::1``)."""
+    value = name.strip().lower().removeprefix("[").removesuffix("]").rstrip(".")
+    try:
+        return str(ipaddress.IPv6Address(value)) if ":" in value else value
+    except ValueError:
+        return value
 
 
 class HostAllowList:
@@ -67,15 +88,15 @@ class HostAllowList:
     def __init__(self, bound_host: str, extra: Iterable[str] = ()) -> None:
         names = [*LOCAL_HOSTS, *([] if bound_host in WILDCARD_BINDS else [bound_host]), *extra]
         self.any = "*" in names
-        self.exact = {host_name(name) for name in names if not name.startswith("*")}
-        self.suffixes = tuple(host_name(name)[1:] for name in names if name.startswith("*."))
+        self.exact = {listed_name(name) for name in names if not name.startswith("*")}
+        self.suffixes = tuple("." + listed_name(name[2:]) for name in names if name.startswith("*."))
 
     def allows(self, header: str | None) -> bool:
         if self.any:
             return True
-        if not header:
+        name = host_name(header) if header else None
+        if name is None:
             return False
-        name = host_name(header)
         return name in self.exact or any(name.endswith(suffix) for suffix in self.suffixes)
 
     def describe(self) -> str:
@@ -176,13 +197,16 @@ class AccessLog:
 
 
 def access_line(scope: dict, status: int, sent: int, seconds: float) -> str:
-    """``client - - [time] "METHOD /path?query HTTP/1.1" status bytes duration`` (status 0: no answer)."""
-    client = (scope.get("client") or ("-",))[0]
+    """``client - - [time] "METHOD /path?query HTTP/1.1" status bytes duration`` (status 0: no answer).
+
+    Every field a client chose (the path is percent-decoded: ``%0a`` is a newline) is escaped by
+    :func:`maskingnet.messages.log_field`, so a request writes one line that cannot pass for another's."""
+    client = log_field(str((scope.get("client") or ("-",))[0]))
     query = scope.get("query_string", b"").decode("latin-1")
     target = scope.get("path", "") + (f"?{query}" if query else "")
     when = time.strftime("%d/%b/%Y:%H:%M:%S %z")
     request = f"{scope.get('method', '-')} {target} HTTP/{scope.get('http_version', '1.1')}"
-    return f'{client} - - [{when}] "{request}" {status} {sent} {seconds * 1000:.0f}ms'
+    return f'{client} - - [{when}] "{log_field(request)}" {status} {sent} {seconds * 1000:.0f}ms'
 
 
 def protect(app: Any, options: AccessOptions) -> None:
