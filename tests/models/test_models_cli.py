@@ -40,3 +40,21 @@ def test_models_verb_json_has_params_and_gflops():
 def test_models_verb_rejects_a_bad_size():
     result = CliRunner().invoke(app, ["models", "--size", "big"])
     assert result.exit_code == 1
+
+
+def test_the_stored_catalog_says_what_the_networks_and_bundled_models_say_now():
+    from maskingnet.catalog import live_catalog, read_catalog
+
+    assert read_catalog() == live_catalog(), "run: python -m maskingnet.catalog"
+
+
+def test_models_at_the_default_size_answers_from_stored_numbers_without_torch():
+    import subprocess
+    import sys
+
+    code = ("import sys; from maskingnet.cli import app\n"
+            "try: app(['models'])\nexcept SystemExit: pass\n"
+            "assert 'torch' not in sys.modules, 'torch was imported'")
+    result = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=120)
+    assert result.returncode == 0, result.stderr
+    assert "| `maskingnet` |" in result.stdout and "maskingnet-carvana" in result.stdout

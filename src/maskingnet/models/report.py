@@ -13,6 +13,8 @@ import torch
 from torch import nn
 from torch.utils.flop_counter import FlopCounterMode
 
+from maskingnet.catalog import format_models_table  # noqa: F401 - re-exported
+
 from .encoder_decoder import EncoderDecoder, ModelConfig
 from .registry import PAPER_PARAMS, create_model, list_models
 
@@ -95,23 +97,6 @@ def models_table(
         row["paper_params"] = PAPER_PARAMS.get(name) if width == 1.0 else None
         rows.append(row)
     return rows
-
-
-def format_models_table(rows: list[dict[str, Any]]) -> str:
-    """A Markdown table of :func:`models_table` rows: switches, parameters and GFLOPs."""
-    size = "x".join(str(v) for v in rows[0]["size"]) if rows else ""
-    lines = [
-        f"| model | pool indices | concat levels | coord maps | dilation | params | GFLOPs @{size} |",
-        "|---|---|---|---|---|---:|---:|",
-    ]
-    for row in rows:
-        concat = ",".join(str(v) for v in row["concat_levels"]) or "-"
-        dilation = ",".join(str(v) for v in row["dilation"])
-        lines.append(
-            f"| `{row['name']}` | {'yes' if row['pool_indices'] else 'no'} | {concat} | {row['coords']} "
-            f"| {dilation} | {row['params']:,} | {row['gflops']:.1f} |"
-        )
-    return "\n".join(lines)
 
 
 def count_params(config: ModelConfig | None) -> int | None:
