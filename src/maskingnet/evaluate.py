@@ -22,7 +22,6 @@ from pathlib import Path
 from typing import Any
 
 import numpy as np
-from tqdm import tqdm
 
 from maskingnet.data.carvana import load_mask
 from maskingnet.data.io import read_image
@@ -31,6 +30,7 @@ from maskingnet.inference import DiceSink, PostProcess, Predictor, Scored, run
 from maskingnet.metrics import MaskComparison, one_minus_dice_pixels
 from maskingnet.models import count_params
 from maskingnet.plots import GalleryRow, shrink_masks, worst_cases_picture
+from maskingnet.progress import progress_bar
 from maskingnet.train import scan_records
 from maskingnet.utils import atomic_write, write_json
 
@@ -195,7 +195,7 @@ def evaluate(
 
     paths = [record.image_path for record in records]
     sink = DiceSink(lambda index: load_mask(records[index]), keep, threshold, paths, report=_say)
-    with tqdm(total=len(records), desc="evaluate", unit="img", disable=not progress, file=sys.stderr) as bar:
+    with progress_bar(len(records), desc="evaluate", enabled=progress) as bar:
         run(paths, predictor, sink, batch_size=batch_size, workers=workers, tick=bar.update)
     bad_inputs += sink.failed
     if not results:

@@ -41,6 +41,7 @@ from maskingnet.fingerprint import describe_changes, fingerprint, inference_sett
 from maskingnet.inference import Predictor, RleSink, rank_predictor, run
 from maskingnet.inference.sinks import csv_row
 from maskingnet.messages import one_line
+from maskingnet.progress import progress_bar
 from maskingnet.runtime import context_from_env
 from maskingnet.utils import atomic_write, open_own_file
 
@@ -265,15 +266,7 @@ def write_part(
     """Predict rows ``first..`` of this rank's slice and append them to its part, in order."""
     todo = rows[first:]
     sink = RleSink([name for name, _ in todo], writer.write, config.threshold, config.flush_every, report)
-    bar = tqdm(
-        total=len(rows),
-        initial=first,
-        unit="img",
-        disable=not config.progress,
-        file=sys.stderr,
-        dynamic_ncols=True,
-        desc="submit",
-    )
+    bar = progress_bar(len(rows), desc="submit", enabled=config.progress, initial=first)
     try:
         run([path for _, path in todo], predictor, sink, batch_size=config.batch_size,
             workers=config.workers, tick=bar.update)

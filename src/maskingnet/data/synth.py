@@ -18,7 +18,6 @@ from __future__ import annotations
 import csv
 import io
 import os
-import sys
 import time
 from collections.abc import Sequence
 from concurrent.futures import ProcessPoolExecutor
@@ -27,10 +26,10 @@ from pathlib import Path
 
 import numpy as np
 from PIL import Image
-from tqdm import tqdm
 
 from maskingnet.data.rle import rle_encode
 from maskingnet.data.synth_render import render_car
+from maskingnet.progress import progress_bar
 from maskingnet.utils import atomic_write
 from maskingnet.utils import parse_size as parse_image_size
 
@@ -206,7 +205,7 @@ def _run_jobs(jobs: list, workers: int | None, progress: bool) -> list[list[tupl
     if workers is None:
         workers = os.cpu_count() or 1
     workers = max(1, min(int(workers), len(jobs)))
-    bar = tqdm(total=len(jobs), unit="car", disable=not progress, file=sys.stderr)
+    bar = progress_bar(len(jobs), desc="synth", unit="car", enabled=progress)
     with bar:
         if workers == 1:
             return [_tick(bar, _render_car_files(job)) for job in jobs]
