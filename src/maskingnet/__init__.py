@@ -17,6 +17,8 @@ _EXPORTS = {
     "rle_encode": "maskingnet.data.rle",
     "rle_decode": "maskingnet.data.rle",
     "Predictor": "maskingnet.inference",
+    "remove": "maskingnet.remove_background",
+    "new_session": "maskingnet.remove_background",
 }
 
 __all__ = ["__version__", *_EXPORTS]
