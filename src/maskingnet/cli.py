@@ -83,6 +83,18 @@ def model_path(model: str | None) -> Path:
     return resolve_model(model)
 
 
+BUNDLED_TERMS = ("the bundled model's weights come from Kaggle's Carvana data: non-commercial use only; for "
+                 "other uses train on your own photos (README: 'Fine-tune on your own photos')")
+
+
+def say_terms(verb_name: str, model: str | None) -> None:
+    """First line of a verb that runs a bundled model: the terms its weights come with."""
+    from maskingnet.catalog import read_catalog
+
+    if model is None or model in {bundled["name"] for bundled in read_catalog()["bundled"]}:
+        typer.echo(f"{verb_name}: note: {BUNDLED_TERMS}", err=True)
+
+
 def model_names(text: str | None) -> tuple[str, ...]:
     """``--models``: the named networks, checked against ``list_models()``; None: all of them."""
     from maskingnet.models import list_models
@@ -219,21 +231,27 @@ def models(
     json_output: Annotated[bool, typer.Option("--json", help="Print JSON rows instead of a table.")] = False,
 ) -> None:
     """The six networks (switches, parameters, GFLOPs of one forward pass; FLOPs = 2 x MACs) and the
-    models bundled with the package."""
+    models bundled with the package (at 512 and full width: stored numbers, instant; else counted)."""
     import json
 
-    from maskingnet.models.bundled import list_bundled
-    from maskingnet.models.report import format_models_table, models_table
+    from maskingnet.catalog import STORED_SIZE, STORED_WIDTH, format_models_table, read_catalog
     from maskingnet.utils import parse_size
 
-    rows = models_table(size=parse_size(size), width=width)
+    size_wh = parse_size(size)
+    catalog = read_catalog()
+    if (size_wh, width) == (STORED_SIZE, STORED_WIDTH):
+        rows = catalog["networks"]
+    else:
+        from maskingnet.models.report import models_table
+
+        rows = models_table(size=size_wh, width=width)
     if json_output:
         typer.echo(json.dumps(rows, indent=2))
         return
     typer.echo(format_models_table(rows))
     typer.echo("\nBundled models (-m NAME; the first is the default):")
-    for bundled in list_bundled():
-        typer.echo(f"  {bundled.name:<20} {bundled.summary}")
+    for bundled in catalog["bundled"]:
+        typer.echo(f"  {bundled['name']:<20} {bundled['summary']}")
 
 
 # --------------------------------------------------------------------------------------------- training
@@ -447,6 +465,9 @@ def predict(
     margin: Annotated[float, typer.Option(help="Space around the framed car, a fraction of its box.")] = 0.05,
     canvas: Annotated[str | None, typer.Option(help="Framed outputs of this WxH, the car scaled to fit and "
                                                     "centred (implies --crop-to-car).")] = None,
+    watch: Annotated[bool, typer.Option(help="Keep running: cut out photos that arrive in the inputs "
+                                             "(Ctrl-C stops).")] = False,
+    watch_interval: Annotated[float, typer.Option(help="Seconds between looks at the inputs.")] = 2.0,
     model: ModelFile = None,
     size: Size = None,
     device: Device = "auto",
@@ -467,13 +488,18 @@ def predict(
     from maskingnet.predict import PredictConfig, predict_files
     from maskingnet.utils import parse_size
 
+    say_terms("predict", model)
     config = PredictConfig(
         checkpoint=model_path(model), inputs=inputs, out=out, save=parse_kinds(save), batch_size=batch_size,
         workers=workers, threshold=threshold, background=parse_color(background), soft_edges=soft_edges,
         overwrite=overwrite, recursive=recursive, progress=progress, fmt=fmt, quality=quality,
-        crop_to_car=crop_to_car or canvas is not None, margin=margin, canvas=parse_size(canvas, square=False),
+        crop_to_car=crop_to_car or canvas is not None, margin=margin,
+        canvas=parse_size(canvas, square=False, what="--canvas"),
         **model_options(size, device, precision, backend, tta, refine, clean, guided),
     )
+    if watch:
+        watch_inputs(config, watch_interval)
+        return
     summary = predict_files(config)
     typer.echo(
         f"{summary.done} done, {summary.failed} failed, {summary.skipped} skipped (outputs exist) "
@@ -482,6 +508,18 @@ def predict(
     )
     if summary.failed:
         raise typer.Exit(EXIT_FAILED)
+
+
+def watch_inputs(config: Any, interval: float) -> None:
+    """``predict --watch``: one line per round with new photos, until Ctrl-C."""
+    from maskingnet.watch import watch
+
+    typer.echo(f"predict: watching {', '.join(map(str, config.inputs))} (Ctrl-C stops)", err=True)
+
+    def said(summary: Any) -> None:
+        typer.echo(f"{summary.done} done, {summary.failed} failed in {summary.seconds:.1f} s -> {config.out}")
+
+    watch(config, interval=interval, on_round=said)
 
 
 MAX_STDIN_BYTES = 100 * 1024 * 1024
@@ -648,6 +686,7 @@ def serve(
     from maskingnet.serve import ServeConfig
     from maskingnet.serve import serve as run_server
 
+    say_terms("serve", model)
     config = ServeConfig(
         checkpoint=model_path(model), host=host, port=port, max_upload_mb=max_upload_mb, workers=workers,
         max_batch=max_batch, max_wait_ms=max_wait_ms, queue_size=queue_size, max_pixels=max_pixels,

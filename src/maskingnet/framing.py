@@ -94,6 +94,17 @@ def place_on_canvas(image: np.ndarray, canvas: tuple[int, int], fill: tuple[int,
     return out
 
 
+def canvas_scale(alpha: np.ndarray, framing: Framing) -> float | None:
+    """How much :func:`frame_image` enlarges (> 1) or shrinks the framed car to fit the canvas; None
+    without a canvas."""
+    if framing.canvas is None:
+        return None
+    box = car_box(alpha)
+    left, top, right, bottom = (0, 0, alpha.shape[1], alpha.shape[0]) if box is None else framed_box(
+        box, framing.margin)
+    return min(framing.canvas[0] / max(right - left, 1), framing.canvas[1] / max(bottom - top, 1))
+
+
 def frame_image(image: np.ndarray, alpha: np.ndarray, framing: Framing, fill: tuple[int, ...]) -> np.ndarray:
     """``image`` (H, W[, C]) cropped to the car of ``alpha`` with the margin, then placed on the canvas when
     there is one; ``fill`` (one value per channel) covers what lies outside the photo."""

@@ -3,9 +3,11 @@
 - ``manifest.csv``: one row per input photo, whichever run made its outputs: ``input`` (relative to the input
   folder), ``status`` (``done`` this run, ``skipped``: outputs of an earlier run with the same settings,
   ``failed``), ``error``, one column per output kind (paths relative to the output folder, empty when not
-  written), ``car_fraction`` (share of the photo's pixels that are car), ``seconds`` (wall time the run spent
-  on the photo: the time since the previous photo was finished) and ``settings`` (the fingerprint of the
-  model and settings that made the outputs). Quoted by the csv module, UTF-8, written atomically.
+  written), ``car_fraction`` (share of the photo's pixels that are car), ``unsure`` (share of the car the
+  network is unsure about) and ``review`` (the checks the photo failed, space-separated, empty when none;
+  :mod:`maskingnet.review`), ``seconds`` (the work spent on the photo: decoding, its share of its batch's
+  model call, full resolution, the outputs) and ``settings`` (the fingerprint of the model and settings
+  that made the outputs). Quoted by the csv module, UTF-8, written atomically.
 - ``maskingnet-settings.json``: the settings behind each fingerprint, so a re-run can say what changed.
 """
 
@@ -26,7 +28,7 @@ from maskingnet.utils import atomic_write, write_json
 MANIFEST_NAME = "manifest.csv"
 SETTINGS_NAME = "maskingnet-settings.json"
 KINDS = ("mask", "cutout", "white", "overlay")
-COLUMNS = ("input", "status", "error", *KINDS, "car_fraction", "seconds", "settings")
+COLUMNS = ("input", "status", "error", *KINDS, "car_fraction", "unsure", "review", "seconds", "settings")
 
 
 @dataclass
@@ -40,14 +42,19 @@ class ManifestRow:
     seconds: float | None = None
     settings: str = ""
     error: str = ""
+    unsure: float | None = None
+    review: str = ""
 
     def cells(self) -> list[str]:
-        numbers = [
-            "" if self.car_fraction is None else f"{self.car_fraction:.6f}",
-            "" if self.seconds is None else f"{self.seconds:.3f}",
-        ]
         kinds = [self.outputs.get(kind, "") for kind in KINDS]
-        return [self.input, self.status, self.error, *kinds, *numbers, self.settings]
+        return [
+            self.input, self.status, self.error, *kinds,
+            "" if self.car_fraction is None else f"{self.car_fraction:.6f}",
+            "" if self.unsure is None else f"{self.unsure:.4f}",
+            self.review,
+            "" if self.seconds is None else f"{self.seconds:.3f}",
+            self.settings,
+        ]
 
     @classmethod
     def from_record(cls, record: dict[str, str]) -> ManifestRow:
@@ -59,6 +66,8 @@ class ManifestRow:
             seconds=_number(record.get("seconds")),
             settings=record.get("settings") or "",
             error=record.get("error") or "",
+            unsure=_number(record.get("unsure")),
+            review=record.get("review") or "",
         )
 
 

@@ -22,14 +22,15 @@ from dataclasses import dataclass, field
 from pathlib import Path, PurePosixPath
 from typing import Any
 
+import numpy as np
 from tqdm import tqdm
 
 from maskingnet.data.io import list_images
 from maskingnet.encode import DEFAULT_QUALITY, check_format
 from maskingnet.errors import MaskingnetError
 from maskingnet.fingerprint import describe_changes, fingerprint, inference_settings
-from maskingnet.framing import DEFAULT_MARGIN, Framing
-from maskingnet.inference import FileSink, Predictor, rank_predictor, run
+from maskingnet.framing import DEFAULT_MARGIN, Framing, canvas_scale
+from maskingnet.inference import Failed, FileSink, Predictor, rank_predictor, run
 from maskingnet.inference.preprocess import Prepared
 from maskingnet.manifest import (
     ManifestRow,
@@ -50,6 +51,8 @@ from maskingnet.output_layout import (
     relative_inputs,
 )
 from maskingnet.outputs import EdgeConfig
+from maskingnet.progress import progress_bar
+from maskingnet.review import Review, review_photo, summary_lines
 from maskingnet.runtime import context_from_env
 
 __all__ = ["PredictConfig", "PredictSummary", "Predictor", "predict_files"]
@@ -102,6 +105,7 @@ class PredictSummary:
     failed: int = 0
     redone: int = 0
     problems: list[str] = field(default_factory=list)
+    review: list[str] = field(default_factory=list)
     seconds: float = 0.0
     manifest: Path | None = None
 
@@ -282,8 +286,10 @@ class ManifestBook:
 
 
 class ManifestSink(FileSink):
-    """A :class:`FileSink` that records each photo in the manifest: outputs, car fraction, seconds (the
-    wall time since the previous photo was finished) or the error."""
+    """A :class:`FileSink` that records each photo in the manifest: outputs, car fraction, the review checks
+    (:mod:`maskingnet.review`), the seconds spent on it, or the error."""
+
+    wants_network_map = True
 
     def __init__(
         self,
@@ -300,25 +306,33 @@ class ManifestSink(FileSink):
                          framing=config.framing())
         self.jobs, self.book, self.key, self.previous = jobs, book, key, previous
         self.out = Path(config.out)
-        self.clock = time.perf_counter()
+        self.flagged: list[tuple[str, list[str]]] = []
 
-    def _seconds(self) -> float:
-        now = time.perf_counter()
-        seconds, self.clock = now - self.clock, now
-        return seconds
+    def consume(self, item: Prepared, probs: np.ndarray) -> tuple[float, Review] | Failed:
+        result = super().consume(item, probs)
+        if isinstance(result, Failed):
+            return result
+        hard = probs > self.edges.threshold
+        upscale = canvas_scale(hard, self.framing) if self.framing is not None else None
+        review = review_photo(hard, item.network_map, upscale)
+        item.network_map = None
+        return result, review
 
-    def finish(self, item: Prepared, result: float) -> None:
+    def finish(self, item: Prepared, result: tuple[float, Review]) -> None:
         super().finish(item, result)
+        car_fraction, review = result
         job = self.jobs[item.index]
         earlier = self.previous.get(str(job.rel))
         outputs = dict(earlier.outputs) if earlier is not None and earlier.settings == self.key else {}
         for kind, target in zip(self.kinds, job.targets, strict=True):
             outputs[kind] = relative_output(target, self.out)
-        self.book.add(ManifestRow(str(job.rel), "done", outputs, result, self._seconds(), self.key))
+        if review.needed:
+            self.flagged.append((str(job.rel), review.flags))
+        self.book.add(ManifestRow(str(job.rel), "done", outputs, car_fraction, item.seconds, self.key,
+                                  unsure=review.unsure, review=" ".join(review.flags)))
 
     def fail(self, item: Prepared, message: str) -> None:
         super().fail(item, one_line(message))
-        self._seconds()
         self.book.add(ManifestRow(str(self.jobs[item.index].rel), "failed", error=message))
 
 
@@ -337,8 +351,11 @@ def check_config(config: PredictConfig) -> None:
     config.framing()  # checks the margin
 
 
-def predict_files(config: PredictConfig, report: Callable[[str], None] = _say) -> PredictSummary:
-    """Predict every image under ``config.inputs`` into ``config.out``; see the module docstring."""
+def predict_files(
+    config: PredictConfig, report: Callable[[str], None] = _say, predictor: Predictor | None = None
+) -> PredictSummary:
+    """Predict every image under ``config.inputs`` into ``config.out``; see the module docstring.
+    ``predictor``: a loaded model to reuse (one is loaded from ``config`` when there is work)."""
     started = time.perf_counter()
     check_config(config)
     summary = PredictSummary()
@@ -348,8 +365,10 @@ def predict_files(config: PredictConfig, report: Callable[[str], None] = _say) -
 
     files, problems = find_inputs(config)
     ctx = context_from_env()
-    if not files and not problems:
-        raise MaskingnetError("no images among the inputs")
+    if not files:  # a mistyped path: say so, and leave no output folder behind
+        for problem in problems[:-1]:
+            say(problem)
+        raise MaskingnetError(str(problems[-1]) if problems else "no images among the inputs")
     out = Path(config.out)
     root = input_root(config.inputs, files)
     jobs = plan_jobs(config, files, root)
@@ -371,7 +390,7 @@ def predict_files(config: PredictConfig, report: Callable[[str], None] = _say) -
             book.add(ManifestRow(problem_input(problem.path, root), "failed", error=str(problem)))
     remove_stale_temps(out, [target for job in todo for target in job.targets])
     try:
-        predict_into(config, todo, book, key, previous, summary, say)
+        predict_into(config, todo, book, key, previous, summary, say, predictor)
     except BaseException:
         with contextlib.suppress(OSError):
             book.flush()
@@ -410,18 +429,20 @@ def predict_into(
     previous: dict[str, ManifestRow],
     summary: PredictSummary,
     say: Callable[[str], None],
+    predictor: Predictor | None = None,
 ) -> None:
     """Run the pipeline over ``todo`` into a :class:`ManifestSink`; the counts go into ``summary``."""
     if not todo:
         return
-    predictor = rank_predictor(config)
+    predictor = predictor or rank_predictor(config)
     sink = ManifestSink(todo, book, key, config, previous, say)
-    with tqdm(
-        total=len(todo), unit="img", disable=not config.progress, file=sys.stderr, dynamic_ncols=True
-    ) as bar:
+    with progress_bar(len(todo), desc="predict", enabled=config.progress) as bar:
         try:
             run([job.path for job in todo], predictor, sink, batch_size=config.batch_size,
                 workers=config.workers, tick=bar.update)
         finally:
             summary.done, summary.failed = sink.done, summary.failed + sink.failed
             summary.problems += sink.problems
+    summary.review = summary_lines(sink.flagged)
+    for line in summary.review:
+        say(line)

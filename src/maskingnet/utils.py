@@ -136,10 +136,12 @@ def open_own_file(path: str | os.PathLike, keep: bool) -> IO[bytes]:
     return os.fdopen(fd, "r+b")
 
 
-def parse_size(value: str | int | Sequence[int] | None, *, square: bool = True) -> tuple[int, int] | None:
+def parse_size(
+    value: str | int | Sequence[int] | None, *, square: bool = True, what: str = "size"
+) -> tuple[int, int] | None:
     """An image size as ``(width, height)``: ``"1918x1280"`` or ``(1918, 1280)``; ``"512"`` or ``512`` is
     ``(512, 512)`` when ``square``; ``None`` or ``""`` is ``None``. Anything else raises a one-line
-    ``ValueError``."""
+    ``ValueError`` that calls the value ``what`` (the option it came from)."""
     if value is None or value == "":
         return None
     expected = "WxH, e.g. 1918x1280" if not square else "N or WxH, e.g. 512 or 1918x1280"
@@ -148,14 +150,14 @@ def parse_size(value: str | int | Sequence[int] | None, *, square: bool = True) 
     elif isinstance(value, str):
         parts = value.strip().lower().replace("×", "x").split("x")
         if not all(part.strip().isdigit() for part in parts):
-            raise ValueError(f"size {value!r}: expected {expected}")
+            raise ValueError(f"{what} {value!r}: expected {expected}")
         values = [int(part) for part in parts]
         if square and len(values) == 1:
             values *= 2
     else:
         values = [int(item) for item in value]
     if len(values) != 2 or min(values) < 1:
-        raise ValueError(f"size {value!r}: expected {expected}, with positive integers")
+        raise ValueError(f"{what} {value!r}: expected {expected}, with positive integers")
     return values[0], values[1]
 
 

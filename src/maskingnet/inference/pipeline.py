@@ -15,6 +15,7 @@ request at a time), so a fix to decoding, TTA, up-sampling or the edge stage lan
 
 from __future__ import annotations
 
+import time
 from collections.abc import Callable, Sequence
 from concurrent.futures import Future, ThreadPoolExecutor
 from dataclasses import dataclass
@@ -75,8 +76,7 @@ def full_resolution(
     else bilinear up-sampling. Every verb goes through here.
     """
     if region is not None:
-        left, top, width, height = region
-        probs_small = probs_small[top : top + height, left : left + width].contiguous()
+        probs_small = crop_to_region(probs_small, region).contiguous()
     if post is not None:
         return post(probs_small, photo, size)
     width, height = size
@@ -96,6 +96,8 @@ class Sink:
     thread) and may extend :meth:`finish`, :meth:`fail` and :meth:`close` (in the calling thread)."""
 
     need_photo = False
+    wants_network_map = False
+    """Whether :meth:`consume` reads ``item.network_map`` (the network's own map, cropped to the photo)."""
 
     def __init__(self, report: Callable[[str], None] | None = None) -> None:
         self.report = report or (lambda line: None)
@@ -153,7 +155,20 @@ class InOrder:
 
 
 def _finish(predictor: Predictor, sink: Sink, item: Prepared, probs_small: torch.Tensor) -> Any:
-    return sink.consume(item, predictor.full_resolution(probs_small, item))
+    started = time.perf_counter()
+    if sink.wants_network_map:
+        item.network_map = crop_to_region(probs_small, item.region).float().numpy()
+    result = sink.consume(item, predictor.full_resolution(probs_small, item))
+    item.seconds += time.perf_counter() - started
+    return result
+
+
+def crop_to_region(probs_small: torch.Tensor, region: Region | None) -> torch.Tensor:
+    """The part of the network's (h, w) map where the photo lies (all of it when it fills the input)."""
+    if region is None:
+        return probs_small
+    left, top, width, height = region
+    return probs_small[top : top + height, left : left + width]
 
 
 def run(
@@ -179,8 +194,11 @@ def run(
     ordered = InOrder(sink, tick)
     with ThreadPoolExecutor(max_workers=writers, thread_name_prefix="maskingnet-write") as pool:
         for batch in batched_good(items, batch_size, lambda item: ordered.add(item, item.error or "")):
+            started = time.perf_counter()
             probs = predictor.infer_prepared(batch)
+            share = (time.perf_counter() - started) / len(batch)
             for i, item in enumerate(batch):
+                item.seconds += share
                 item.tensor = item.coords = None
                 ordered.add(item, pool.submit(_finish, predictor, sink, item, probs[i].clone()))
             ordered.settle(2 * writers + batch_size)

@@ -22,6 +22,7 @@ sources ahead in DataLoader worker processes; a source that cannot be used becom
 from __future__ import annotations
 
 import os
+import time
 from collections.abc import Callable, Iterable, Iterator, Sequence
 from dataclasses import dataclass
 from typing import BinaryIO
@@ -45,7 +46,10 @@ class Prepared:
     """One photo ready for the model: its input tensor and coordinate maps at the model's size, its own size
     (W, H) and, when asked for, the full photo (``(H, W, 3)`` uint8 tensor). ``region``: where the photo
     lies in the input when it is letterboxed (:func:`maskingnet.coords.letterbox_region`), None when it
-    fills it. ``error``: why it is unusable."""
+    fills it. ``error``: why it is unusable. ``seconds``: the work spent on this photo so far (decoding, its
+    share of its batch's model call, the step to full resolution and the sink's work), for the manifest.
+    ``network_map``: the network's own (h, w) probabilities over the photo, kept for sinks that ask
+    (:attr:`~maskingnet.inference.Sink.wants_network_map`)."""
 
     index: int
     tensor: torch.Tensor | None = None
@@ -54,6 +58,8 @@ class Prepared:
     photo: torch.Tensor | None = None
     error: str | None = None
     region: Region | None = None
+    seconds: float = 0.0
+    network_map: np.ndarray | None = None
 
     def photo_array(self) -> np.ndarray | None:
         return self.photo.numpy() if self.photo is not None else None
@@ -200,14 +206,17 @@ class SourceDataset(torch.utils.data.Dataset):
 
     def __getitem__(self, index: int) -> Prepared:
         source = self.sources[index]
+        started = time.perf_counter()
         try:
-            return prepare(
+            item = prepare(
                 source, self.size, self.need_photo, index, spec=self.spec, trained_size=self.trained_size
             )
         except BadInputError as error:
             return Prepared(index=index, error=str(error))
         except Exception as error:  # noqa: BLE001 - any undecodable file is reported, never fatal
             return Prepared(index=index, error=f"{source}: {type(error).__name__}: {error}")
+        item.seconds = time.perf_counter() - started
+        return item
 
 
 def _as_is(item: Prepared) -> Prepared:
