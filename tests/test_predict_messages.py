@@ -26,8 +26,9 @@ def test_a_mistyped_input_path_is_one_line_and_creates_no_output_folder(tmp_path
 
 
 def test_a_bad_canvas_names_the_canvas(tmp_path, checkpoint):
-    result = predict(str(tmp_path), "--out", str(tmp_path / "out"), "--canvas", "1600by1200", "-m",
-                     str(checkpoint))
+    result = predict(
+        str(tmp_path), "--out", str(tmp_path / "out"), "--canvas", "1600by1200", "-m", str(checkpoint)
+    )
     assert result.exit_code == 1 and "--canvas '1600by1200': expected WxH" in result.output
 
 

@@ -75,8 +75,20 @@ def test_predict_writes_the_review_columns_and_says_the_flags_at_the_end(tmp_pat
     folder.mkdir()
     rng = np.random.default_rng(0)
     Image.fromarray(rng.integers(0, 255, (32, 48, 3), dtype=np.uint8)).save(folder / "car.jpg")
-    result = CliRunner().invoke(app, ["predict", str(folder), "--out", str(tmp_path / "out"), "-m",
-                                      str(tiny_checkpoint), "--workers", "0", "--no-progress"])
+    result = CliRunner().invoke(
+        app,
+        [
+            "predict",
+            str(folder),
+            "--out",
+            str(tmp_path / "out"),
+            "-m",
+            str(tiny_checkpoint),
+            "--workers",
+            "0",
+            "--no-progress",
+        ],
+    )
     assert result.exit_code == 0, result.output
     rows = list(csv.DictReader(io.StringIO((tmp_path / "out" / "manifest.csv").read_text(), newline="")))
     row = rows[0]
@@ -91,8 +103,20 @@ def test_the_bundled_model_flags_a_sideways_photo_and_not_the_upright_one(tmp_pa
     folder.mkdir()
     Image.open(photo).save(folder / "upright.jpg", quality=95)
     Image.open(photo).transpose(Image.Transpose.ROTATE_90).save(folder / "sideways.jpg", quality=95)
-    result = CliRunner().invoke(app, ["predict", str(folder), "--out", str(tmp_path / "out"), "--save", "mask",
-                                      "--workers", "0", "--no-progress"])
+    result = CliRunner().invoke(
+        app,
+        [
+            "predict",
+            str(folder),
+            "--out",
+            str(tmp_path / "out"),
+            "--save",
+            "mask",
+            "--workers",
+            "0",
+            "--no-progress",
+        ],
+    )
     assert result.exit_code == 0, result.output
     rows = {row["input"]: row for row in csv.DictReader(open(tmp_path / "out" / "manifest.csv", newline=""))}
     assert rows["sideways.jpg"]["review"] and not rows["upright.jpg"]["review"]

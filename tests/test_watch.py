@@ -27,13 +27,27 @@ def test_watch_picks_up_a_photo_written_after_it_started(tmp_path, checkpoint):
     inbox, out = tmp_path / "inbox", tmp_path / "out"
     inbox.mkdir()
     photo(inbox / "first.jpg", 0)
-    config = PredictConfig(checkpoint=checkpoint, inputs=[inbox], out=out, save=("cutout",), workers=0,
-                           progress=False, precision="fp32")
+    config = PredictConfig(
+        checkpoint=checkpoint,
+        inputs=[inbox],
+        out=out,
+        save=("cutout",),
+        workers=0,
+        progress=False,
+        precision="fp32",
+    )
     rounds, lines = [], []
     deadline = time.monotonic() + 60
-    thread = threading.Thread(target=lambda: rounds.append(watch(
-        config, lines.append, interval=0.05,
-        should_stop=lambda: (out / "second_cutout.png").exists() or time.monotonic() > deadline)))
+    thread = threading.Thread(
+        target=lambda: rounds.append(
+            watch(
+                config,
+                lines.append,
+                interval=0.05,
+                should_stop=lambda: (out / "second_cutout.png").exists() or time.monotonic() > deadline,
+            )
+        )
+    )
     thread.start()
     while not (out / "first_cutout.png").exists() and time.monotonic() < deadline:
         time.sleep(0.05)
@@ -48,8 +62,9 @@ def test_watch_picks_up_a_photo_written_after_it_started(tmp_path, checkpoint):
 def test_watch_waits_on_an_empty_folder_instead_of_failing(tmp_path, checkpoint):
     inbox = tmp_path / "inbox"
     inbox.mkdir()
-    config = PredictConfig(checkpoint=checkpoint, inputs=[inbox], out=tmp_path / "out", workers=0,
-                           progress=False)
+    config = PredictConfig(
+        checkpoint=checkpoint, inputs=[inbox], out=tmp_path / "out", workers=0, progress=False
+    )
     lines = []
     summary = watch(config, lines.append, interval=0.01, should_stop=lambda: True)
     assert summary.done == 0 and lines == [f"{inbox}: no images in this folder; watching"]
