@@ -29,3 +29,12 @@ def test_no_progress_writes_nothing():
     with progress_bar(5, enabled=False, file=log) as bar:
         bar.update(5)
     assert log.getvalue() == ""
+
+
+def test_lines_say_how_long_is_left_and_the_postfix():
+    log = io.StringIO()
+    bar = LineProgress(4, desc="epoch 1/2", unit="batch", every=2, file=log)
+    bar.set_postfix(loss="0.0412")
+    bar.update(2)
+    line = log.getvalue().strip()
+    assert line.startswith("epoch 1/2: 2/4 batch (") and " left)" in line and line.endswith(", loss 0.0412")

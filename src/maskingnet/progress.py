@@ -36,11 +36,16 @@ class LineProgress:
         self.file = file or sys.stderr
         self.started, self.initial, self.shown = time.perf_counter(), initial, initial
         self.closed = False
+        self.postfix = ""
 
     def update(self, n: int = 1) -> None:
         before, self.n = self.n, self.n + n
         if self.n // self.every > before // self.every:
             self._line()
+
+    def set_postfix(self, **values: Any) -> None:
+        """``key=value`` pairs shown at the end of the next line (tqdm's ``set_postfix``)."""
+        self.postfix = ", ".join(f"{key} {value}" for key, value in values.items())
 
     def close(self) -> None:
         if not self.closed and self.n != self.shown:
@@ -52,7 +57,11 @@ class LineProgress:
         seconds = time.perf_counter() - self.started
         rate = (self.n - self.initial) / seconds if seconds > 0 else 0.0
         head = f"{self.desc}: " if self.desc else ""
-        self.file.write(f"{head}{self.n}/{self.total} {self.unit} ({rate:.2f} {self.unit}/s)\n")
+        left = ""
+        if rate > 0 and self.n < self.total:
+            left = f", {format_duration((self.total - self.n) / rate)} left"
+        tail = f", {self.postfix}" if self.postfix else ""
+        self.file.write(f"{head}{self.n}/{self.total} {self.unit} ({rate:.2f} {self.unit}/s{left}){tail}\n")
         self.file.flush()
 
     def __enter__(self) -> LineProgress:
@@ -86,3 +95,13 @@ def progress_bar(
     if on_terminal(file):
         return tqdm(total=total, desc=desc, unit=unit, initial=initial, file=file, dynamic_ncols=True)
     return LineProgress(total, desc=desc, unit=unit, initial=initial, file=file)
+
+
+def format_duration(seconds: float) -> str:
+    """``42 s``, ``13 min 5 s``, ``2 h 05 min``: short enough for a log line."""
+    seconds = int(round(seconds))
+    if seconds < 60:
+        return f"{seconds} s"
+    if seconds < 3600:
+        return f"{seconds // 60} min {seconds % 60} s"
+    return f"{seconds // 3600} h {seconds % 3600 // 60:02d} min"

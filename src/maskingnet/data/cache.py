@@ -16,15 +16,14 @@ from __future__ import annotations
 
 import hashlib
 import os
-import sys
 from collections.abc import Callable, Iterable, Sequence
 from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 
 import numpy as np
-from tqdm import tqdm
 
 from maskingnet.data.io import BadInputError
+from maskingnet.progress import progress_bar
 from maskingnet.utils import atomic_write
 
 # Bump when the pixels an entry holds would change for the same files (decoding, resizing).
@@ -82,9 +81,8 @@ class SampleCache:
         self.folder.mkdir(parents=True, exist_ok=True)
         stale = self._entries_by_id()
         problems: list[str] = []
-        bar = tqdm(
-            total=len(todo), desc=f"caching photos at {self.size[0]}x{self.size[1]}", unit="photo",
-            disable=not progress, file=sys.stderr, dynamic_ncols=True,
+        bar = progress_bar(
+            len(todo), desc=f"caching photos at {self.size[0]}x{self.size[1]}", unit="photo", enabled=progress
         )
         with ThreadPoolExecutor(max(1, workers)) as pool:
             for problem in pool.map(lambda r: self._put(r, decode, stale.get(r.id, [])), todo):

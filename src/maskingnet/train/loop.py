@@ -7,7 +7,6 @@ becomes of them (metrics, checkpoints) is the trainer's business.
 from __future__ import annotations
 
 import contextlib
-import sys
 import time
 from collections.abc import Callable
 from dataclasses import dataclass
@@ -20,6 +19,7 @@ from tqdm import tqdm
 
 from maskingnet import distributed
 from maskingnet.metrics import batch_dice, soft_dice_loss
+from maskingnet.progress import LineProgress, progress_bar
 from maskingnet.runtime import DistContext, cpu_bf16_supported
 
 from .config import LOSSES, NonFiniteLossError, TrainConfig, TrainError
@@ -102,7 +102,7 @@ class EpochLoop:
         bar = self._progress_bar(epoch)
         batches = len(self.data.train)
         stop_after = False
-        for index, batch in enumerate(bar):
+        for index, batch in enumerate(self.data.train):
             images, coords, target = self._to_device(batch)
             closes_step = (index + 1) % c.accumulate == 0 or index + 1 == batches
             with self._maybe_no_sync(not closes_step), self._autocast():
@@ -117,6 +117,7 @@ class EpochLoop:
             loss_sum += loss.item() * images.shape[0]
             seen += images.shape[0]
             self._show(bar, loss_sum / seen, seen / max(time.perf_counter() - started, 1e-9))
+            bar.update(1)
             if closes_step and c.max_steps is not None and self.progress.steps >= c.max_steps:
                 stop_after = True
                 break
@@ -141,18 +142,15 @@ class EpochLoop:
         loss_sum, dice_sum, count = distributed.all_reduce_sum([loss_sum, dice_sum, count], self.device)
         return loss_sum / max(count, 1), dice_sum / max(count, 1)
 
-    def _progress_bar(self, epoch: int) -> tqdm:
-        return tqdm(
-            self.data.train,
+    def _progress_bar(self, epoch: int) -> tqdm | LineProgress:
+        return progress_bar(
+            len(self.data.train),
             desc=f"epoch {epoch}/{self.config.epochs}",
             unit="batch",
-            disable=not (self.config.progress and self.ctx.is_main),
-            leave=True,
-            dynamic_ncols=True,
-            file=sys.stderr,
+            enabled=self.config.progress and self.ctx.is_main,
         )
 
-    def _show(self, bar: tqdm, loss: float, images_per_s: float) -> None:
+    def _show(self, bar: tqdm | LineProgress, loss: float, images_per_s: float) -> None:
         history = self.progress.history
         bar.set_postfix(
             loss=f"{loss:.4f}",

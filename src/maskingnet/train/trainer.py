@@ -11,6 +11,7 @@ import torch
 from maskingnet import distributed
 from maskingnet.data.cache import SampleCache
 from maskingnet.data.carvana import SegmentationDataset
+from maskingnet.progress import format_duration
 from maskingnet.runtime import DistContext, resolve_device, usable_cores
 
 from .config import TrainConfig, TrainError
@@ -243,16 +244,6 @@ def epoch_line(row: dict[str, Any], epochs: int, eta: float | None = None) -> st
         f"val_loss {row['val_loss']:.4f} val_dice {row['val_dice']:.5f} "
         f"({row['images_per_s']:.1f} img/s, {format_duration(row['seconds'])}{left})"
     )
-
-
-def format_duration(seconds: float) -> str:
-    """``42 s``, ``13 min 5 s``, ``2 h 05 min``: short enough for a log line."""
-    seconds = int(round(seconds))
-    if seconds < 60:
-        return f"{seconds} s"
-    if seconds < 3600:
-        return f"{seconds // 60} min {seconds % 60} s"
-    return f"{seconds // 3600} h {seconds % 3600 // 60:02d} min"
 
 
 def training_device(requested: str, ctx: DistContext) -> torch.device:
