@@ -11,6 +11,7 @@ from maskingnet.train_refiner import (
     RefinerTrainConfig,
     RefinerTrainError,
     damaged_truth,
+    sample_across_cars,
     train_refiner,
     training_records,
 )
@@ -38,6 +39,15 @@ def test_refiner_never_trains_on_the_networks_val_cars(trained_run, synth_dir):
     val_cars = set(meta["split"]["val_cars"])
     assert records and not {record.car_id for record in records} & val_cars
     assert len(records) == len([r for r in scan(synth_dir).records if r.car_id not in val_cars])
+
+
+def test_a_sample_of_photos_covers_as_many_cars_as_it_can(synth_dir):
+    records = scan(synth_dir).records  # 3 cars x 16 angles
+    chosen = sample_across_cars(records, 5, seed=0)
+    cars = [record.car_id for record in chosen]
+    assert len(chosen) == 5 and len(set(cars)) == 3 and max(cars.count(car) for car in cars) == 2
+    assert sample_across_cars(records, 5, seed=0) == chosen
+    assert sample_across_cars(records, None, seed=0) == records
 
 
 def test_a_model_without_a_recorded_split_is_refused(synth_dir):

@@ -381,6 +381,9 @@ def train_refiner(
     band: Annotated[int, typer.Option(help="Working pixels either side of the outline it may change.")] = 12,
     seed: Annotated[int, typer.Option(help="Seed: patches, damage, initial weights.")] = 0,
     cache: Annotated[Path | None, typer.Option(help="Folder to keep decoded photos in between runs.")] = None,
+    photos: Annotated[int | None, typer.Option(
+        help="Use at most N training photos, spread over as many cars as possible (memory: ~17 MB a "
+             "1918x1280 photo) [all].")] = None,
     threads: Annotated[int | None, typer.Option(help="torch CPU threads [torch's].")] = None,
     progress: Progress = True,
 ) -> None:
@@ -396,7 +399,7 @@ def train_refiner(
     config = RefinerTrainConfig(
         data=str(data), model=str(resolve_model(model)), out=str(out), steps=steps, batch_size=batch_size,
         lr=lr, real_fraction=real_fraction, channels=channels, scale=scale, band=band, seed=seed,
-        cache=str(cache) if cache else None, progress=progress,
+        cache=str(cache) if cache else None, progress=progress, photos=photos,
     )
     summary = run_refiner(config, say=lambda line: typer.echo(line, err=True))
     seconds = summary["seconds"]

@@ -58,6 +58,7 @@ class RefinerTrainConfig:
     seed: int = 0
     cache: str | None = None
     progress: bool = True
+    photos: int | None = None
 
 
 @dataclass
@@ -79,6 +80,24 @@ def training_records(data: str, meta: dict[str, Any]) -> list:
     if not records:
         raise RefinerTrainError(f"{data}: no photos outside the model's val cars")
     return records
+
+
+def sample_across_cars(records: list, count: int | None, seed: int) -> list:
+    """At most ``count`` of ``records``, as many cars as possible: one random photo of each car in a random
+    order, then a second of each, and so on. The photos are held in memory at the refiner's working scale
+    (about 17 MB each at full scale), so a whole training set of 1918x1280 photos does not fit."""
+    if count is None or count >= len(records):
+        return records
+    rng = np.random.default_rng(seed)
+    by_car: dict[str, list] = {}
+    for record in records:
+        by_car.setdefault(record.car_id, []).append(record)
+    queues = [[group[i] for i in rng.permutation(len(group))] for group in by_car.values()]
+    queues = [queues[i] for i in rng.permutation(len(queues))]
+    chosen = []
+    for depth in range(max(len(queue) for queue in queues)):
+        chosen.extend(queue[depth] for queue in queues if depth < len(queue))
+    return sorted(chosen[:count], key=lambda record: record.id)
 
 
 @torch.inference_mode()
@@ -244,7 +263,7 @@ def train_refiner(config: RefinerTrainConfig, say=print) -> dict[str, Any]:
     input_size = tuple(int(v) for v in meta.get("input_size") or ())
     if len(input_size) != 2:
         raise RefinerTrainError(f"{config.model}: the model file records no input size")
-    records = training_records(config.data, meta)
+    records = sample_across_cars(training_records(config.data, meta), config.photos, config.seed)
     started = time.perf_counter()
     photos = [cached_photo(record, model, input_size, config) for record in records]
     say(f"{len(photos)} training photos cached in {time.perf_counter() - started:.0f} s")
