@@ -22,6 +22,7 @@ from typing import Any
 from maskingnet.coords import CONVENTION
 from maskingnet.data.transforms import IMAGENET_MEAN, IMAGENET_STD
 from maskingnet.errors import MaskingnetError
+from maskingnet.utils import parse_json
 
 SPEC_KEY = "maskingnet.spec"
 CLASS_NAMES = ("background", "car")
@@ -73,7 +74,7 @@ class InputSpec:
 
     @classmethod
     def from_json(cls, text: str) -> InputSpec:
-        return cls.from_dict(json.loads(text))
+        return cls.from_dict(parse_json(text))
 
     @classmethod
     def from_dict(cls, data: dict[str, Any]) -> InputSpec:
@@ -127,7 +128,7 @@ def read_spec(metadata: dict[str, str], meta: dict[str, Any] | None) -> InputSpe
     text = metadata.get(SPEC_KEY)
     if text:
         try:
-            data = json.loads(text)
+            data = parse_json(text)
         except ValueError:
             data = None
         if isinstance(data, dict):

@@ -136,6 +136,36 @@ def open_own_file(path: str | os.PathLike, keep: bool) -> IO[bytes]:
     return os.fdopen(fd, "r+b")
 
 
+MAX_JSON_DEPTH = 32
+"""Nesting a model file's or a settings file's JSON may have (the deepest we write is 3)."""
+
+
+def parse_json(text: str | bytes, max_depth: int = MAX_JSON_DEPTH) -> Any:
+    """``json.loads`` that raises ``ValueError`` for JSON nested deeper than ``max_depth`` (the decoder
+    itself raises ``RecursionError`` past Python's recursion limit, which no caller expects)."""
+    try:
+        value = json.loads(text)
+    except RecursionError:
+        raise ValueError(f"JSON nested more than {max_depth} deep") from None
+    if _depth_beyond(value, max_depth):
+        raise ValueError(f"JSON nested more than {max_depth} deep")
+    return value
+
+
+def _depth_beyond(value: Any, limit: int) -> bool:
+    level = [value]
+    for _ in range(limit + 1):
+        level = [
+            child
+            for item in level
+            if isinstance(item, (list, dict))
+            for child in (item.values() if isinstance(item, dict) else item)
+        ]
+        if not level:
+            return False
+    return True
+
+
 def parse_size(
     value: str | int | Sequence[int] | None, *, square: bool = True, what: str = "size"
 ) -> tuple[int, int] | None:

@@ -66,7 +66,7 @@ def test_a_wider_config_than_the_tensors_is_refused_before_the_network_is_built(
 
 def test_a_config_asking_for_a_147_gb_network_is_one_line(tiny, tmp_path):
     path = rewrite(tiny, tmp_path / "huge.safetensors", with_config(width=1000))
-    refused_in_one_line(path, "do not fit its config")
+    refused_in_one_line(path, "width 1000")
 
 
 def test_a_config_with_thousands_of_layers_is_refused_before_building_them(tiny, tmp_path):
@@ -154,7 +154,7 @@ def test_the_network_ignores_the_refiner_tensors_and_the_refiner_loads_beside_it
 
 def test_refiner_settings_wider_than_its_tensors_are_refused(with_refiner, tmp_path):
     def wider(metadata):
-        metadata[REFINER_KEY] = RefinerConfig(channels=256).to_json()
+        metadata[REFINER_KEY] = RefinerConfig(channels=32).to_json()
 
     path = rewrite(with_refiner, tmp_path / "wide.safetensors", wider)
     with pytest.raises(CheckpointError, match="refiner weights do not fit its settings"):

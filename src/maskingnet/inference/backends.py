@@ -171,9 +171,7 @@ class OnnxBackend:
         self.device = torch.device("cuda" if provider == "CUDAExecutionProvider" else "cpu")
         self.precision = "fp32"
         raw = self.session.get_modelmeta().custom_metadata_map
-        self.metadata = decode_metadata(raw)
-        self.meta: dict[str, Any] = dict(self.metadata.get("meta") or {})
-        self.config = ModelConfig.from_dict(self.metadata["config"]) if self.metadata.get("config") else None
+        self.metadata, self.meta, self.config = _onnx_fields(path, raw)
         image_shape = self.session.get_inputs()[0].shape
         self._fixed_batch = image_shape[0] if isinstance(image_shape[0], int) else None
         self._fixed_hw = (
@@ -213,6 +211,22 @@ class OnnxBackend:
 
     def __repr__(self) -> str:
         return f"OnnxBackend({str(self.path)!r}, device={self.device}, input_size={self.input_size})"
+
+
+def _onnx_fields(
+    path: Path, raw: dict[str, str]
+) -> tuple[dict[str, Any], dict[str, Any], ModelConfig | None]:
+    """(metadata, meta, config) of an export, every field checked as a checkpoint's are; a file whose
+    fields do not hold is a ``CheckpointError`` in one line."""
+    try:
+        metadata = decode_metadata(raw)
+        meta = metadata.get("meta") or {}
+        if not isinstance(meta, dict):
+            raise ValueError(f"meta is a JSON {type(meta).__name__}, not an object")
+        config = ModelConfig.from_dict(metadata["config"]) if metadata.get("config") else None
+    except (ValueError, TypeError) as error:
+        raise CheckpointError(path, f"has unusable maskingnet metadata ({error})") from None
+    return metadata, dict(meta), config
 
 
 def _onnx_spec(raw: dict[str, str], metadata: dict[str, Any], meta: dict[str, Any]) -> InputSpec:

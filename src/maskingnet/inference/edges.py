@@ -117,6 +117,7 @@ def refine_band(
     padded = cv2.copyMakeBorder(coarse.astype(np.float32, copy=False), *border, cv2.BORDER_REPLICATE)
     refined = np.zeros((grid_h, grid_w), dtype=np.float32)
     side = tile + 2 * margin
+    batch = tiles_per_call(side, config.channels, batch)
     for start in range(0, len(corners), batch):
         chunk = corners[start : start + batch]
         images = _normalised_tiles(np.stack([photo[y : y + side, x : x + side] for y, x in chunk]))
@@ -128,6 +129,12 @@ def refine_band(
     out = coarse.copy()
     out[band] = refined[:h, :w][band]
     return out
+
+
+def tiles_per_call(side: int, channels: int, most: int = 32) -> int:
+    """How many ``side`` x ``side`` tiles one refiner call takes: ``most`` at the default 96-pixel tiles of
+    8 channels, fewer for larger tiles or wider refiners, so a call's memory stays that of the default."""
+    return max(1, min(most, most * 96 * 96 * 8 // (side * side * channels)))
 
 
 def _normalised_tiles(tiles: np.ndarray) -> torch.Tensor:

@@ -28,7 +28,7 @@ from torch import nn
 
 from maskingnet.errors import MaskingnetError
 from maskingnet.spec import SPEC_KEY, InputSpec, SpecError, read_spec
-from maskingnet.utils import atomic_save
+from maskingnet.utils import atomic_save, parse_json
 
 from .encoder_decoder import EncoderDecoder, ModelConfig
 from .refiner import REFINER_KEY, TENSOR_PREFIX, Refiner, RefinerConfig, refiner_tensors
@@ -150,7 +150,7 @@ def read_config(path: str | os.PathLike) -> tuple[ModelConfig, dict[str, Any]]:
     if CONFIG_KEY not in metadata:
         raise CheckpointError(path, "has no maskingnet model config in its metadata")
     try:
-        config = ModelConfig.from_dict(json.loads(metadata[CONFIG_KEY]))
+        config = ModelConfig.from_dict(parse_json(metadata[CONFIG_KEY]))
     except (ValueError, TypeError, AttributeError) as err:
         raise CheckpointError(path, f"has an unusable model config ({err})") from err
     _check_config_size(path, config)
@@ -181,7 +181,7 @@ def load_spec(path: str | os.PathLike) -> InputSpec:
 
 def _meta_of(path: str | os.PathLike, metadata: dict[str, str]) -> dict[str, Any]:
     try:
-        meta = json.loads(metadata.get(META_KEY, "{}"))
+        meta = parse_json(metadata.get(META_KEY, "{}"))
     except ValueError as err:
         raise CheckpointError(path, f"has an unusable meta ({err})") from err
     if not isinstance(meta, dict):
@@ -282,7 +282,7 @@ def load_refiner(path: str | os.PathLike, device: str | torch.device = "cpu") ->
     if REFINER_KEY not in metadata:
         return None
     try:
-        config = RefinerConfig.from_dict(json.loads(metadata[REFINER_KEY]))
+        config = RefinerConfig.from_dict(parse_json(metadata[REFINER_KEY]))
     except (ValueError, TypeError) as err:
         raise CheckpointError(path, f"has unusable refiner settings ({err})") from err
     with torch.device("meta"):

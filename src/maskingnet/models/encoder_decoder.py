@@ -21,6 +21,7 @@ from torch import nn
 
 from maskingnet.coords import coord_maps, pad_coord_maps
 
+from . import fields
 from .blocks import ConvStack, TransposedUp, pool_with_indices, unpool_with_indices
 
 UPSAMPLE_KINDS = ("unpool", "transposed")
@@ -115,11 +116,39 @@ class ModelConfig:
 
     @classmethod
     def from_dict(cls, data: dict[str, Any]) -> ModelConfig:
-        known = {f.name for f in dataclasses.fields(cls)}
-        unknown = sorted(set(data) - known)
-        if unknown:
-            raise ValueError(f"unknown ModelConfig fields: {', '.join(unknown)}")
-        return cls(**data)
+        """The config of a model file, each field's type and range checked first (:func:`checked_config`)."""
+        return cls(**checked_config(data, {f.name for f in dataclasses.fields(cls)}))
+
+
+MAX_BASE_CHANNELS = 2048
+MAX_WIDTH = 4.0
+
+
+def checked_config(data: Any, names: set[str]) -> dict[str, Any]:
+    """``data`` (a model file's JSON) with every field's type and range checked, one-line ``ValueError``
+    otherwise: a width of 1e6 or a classifier kernel of 1e9 must fail here, not in a tensor allocation."""
+    data = fields.known_fields("ModelConfig", data, names)
+    checked: dict[str, Any] = {}
+    for name, value in data.items():
+        if name in ("encoder", "decoder"):
+            if not isinstance(value, (list, tuple)) or not 1 <= len(value) <= 8:
+                raise ValueError(f"{name}: expected a list of 1 to 8 stages")
+            checked[name] = tuple(
+                fields.wholes(f"{name}[{i}]", stage, 1, MAX_BASE_CHANNELS, most=8, fewest=1)
+                for i, stage in enumerate(value)
+            )
+        elif name in ("name", "upsample", "coords"):
+            checked[name] = fields.text(name, value)
+        elif name == "width":
+            checked[name] = fields.number(name, value, 0.0, MAX_WIDTH, above_low=True)
+        elif name in ("concat_levels", "dilation"):
+            checked[name] = fields.wholes(name, value, 0 if name == "concat_levels" else 1, 16, most=8)
+        else:
+            low, high = {"coord_level": (0, 8), "classifier_kernel": (1, 15), "in_channels": (1, 16)}.get(
+                name, (1, 256)
+            )
+            checked[name] = fields.whole(name, value, low, high)
+    return checked
 
 
 class DecoderBlock(nn.Module):

@@ -38,7 +38,7 @@ from maskingnet import __version__
 from maskingnet.coords import CONVENTION, whole_photo_coords
 from maskingnet.errors import MaskingnetError
 from maskingnet.spec import CLASS_NAMES, SPEC_KEY, InputSpec
-from maskingnet.utils import atomic_save
+from maskingnet.utils import atomic_save, parse_json
 
 from .checkpoint import model_spec
 from .refiner import REFINER_KEY, Refiner, refiner_to_bytes
@@ -256,7 +256,7 @@ def decode_metadata(raw: dict[str, str]) -> dict[str, Any]:
         name = key.removeprefix("maskingnet.")
         try:
             is_json = key.startswith("maskingnet.") or key == "class_names"
-            decoded[name] = json.loads(value) if is_json else value
-        except json.JSONDecodeError:
+            decoded[name] = parse_json(value) if is_json else value
+        except ValueError:
             decoded[name] = value
     return decoded

@@ -23,7 +23,21 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
+from maskingnet.utils import parse_json
+
+from . import fields
+from .fields import known_fields
+
 REFINER_KEY = "maskingnet.refiner"
+REFINER_RANGES = {
+    "channels": (1, 32),
+    "scale": (1 / 16, 1.0),
+    "tile": (8, 256),
+    "margin": (0, 64),
+    "band": (1, 64),
+}
+"""Allowed range of each refiner setting: a tile holds at most (256 + 2 * 64)^2 pixels, and the margin is
+at most the tile, so the context at most multiplies the work by 9 (by 2.25 at the defaults)."""
 TENSOR_PREFIX = "refiner."
 _PROB_EPS = 1e-4
 
@@ -48,15 +62,17 @@ class RefinerConfig:
 
     @classmethod
     def from_dict(cls, values: dict[str, Any]) -> RefinerConfig:
-        known = {f.name for f in dataclasses.fields(cls)}
-        unknown = sorted(set(values) - known)
-        if unknown:
-            raise ValueError(f"unknown refiner settings: {', '.join(unknown)}")
-        config = cls(**values)
-        if not (0 < config.scale <= 1 and 1 <= config.channels <= 256 and config.tile >= 8):
-            raise ValueError(f"refiner settings out of range: {config}")
-        if not (0 <= config.margin <= 256 and 1 <= config.band <= 256):
-            raise ValueError(f"refiner settings out of range: {config}")
+        """The settings of a model file, each checked against :data:`REFINER_RANGES` (one-line
+        ``ValueError``): a tile or margin past them costs memory and time out of proportion to a photo."""
+        values = known_fields("refiner settings", values, {f.name for f in dataclasses.fields(cls)})
+        checked: dict[str, Any] = {}
+        for name, (low, high) in REFINER_RANGES.items():
+            if name in values:
+                read = fields.number if name == "scale" else fields.whole
+                checked[name] = read(f"refiner {name}", values[name], low, high)
+        config = cls(**checked)
+        if config.margin > config.tile:
+            raise ValueError(f"refiner margin {config.margin}: at most the tile ({config.tile})")
         return config
 
     def to_json(self) -> str:
@@ -116,7 +132,7 @@ def refiner_from_bytes(config_json: str, data: bytes) -> Refiner:
     """
     from safetensors.torch import load
 
-    refiner = Refiner(RefinerConfig.from_dict(json.loads(config_json)))
+    refiner = Refiner(RefinerConfig.from_dict(parse_json(config_json)))
     try:
         tensors = load(data)
     except Exception as err:
