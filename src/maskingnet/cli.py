@@ -718,14 +718,22 @@ def bench(
     repeats: Annotated[int | None, typer.Option(help="Timed runs per figure (best is kept).")] = None,
     model: ModelFile = None,
     models: Models = None,
+    peer: Annotated[str | None, typer.Option(
+        help="Only the peer section: rembg against maskingnet predict on the model's held-out photos "
+        "(needs --data and 'make peer'). Without it every section runs, the peer's when rembg is "
+        "installed.")] = None,
 ) -> None:
-    """Benchmarks: the six networks' cost, the CPU fast path, conv peak, end-to-end predict, RLE."""
+    """Benchmarks: the six networks' cost, the CPU fast path, conv peak, end-to-end predict, RLE, rembg."""
     from maskingnet.bench import BenchConfig, run_bench
 
-    command = "maskingnet bench" + (" --quick" if quick else "") + f" --out {out}"
+    if peer is not None and peer != "rembg":
+        raise typer.BadParameter(f"unknown peer {peer!r}: rembg is the one compared", param_hint="--peer")
+    command = "maskingnet bench" + (" --quick" if quick else "") + (f" --peer {peer}" if peer else "")
+    command += f" --out {out}"
+    sections = {"sections": ("peer",)} if peer else {}
     config = BenchConfig(
         out=out, quick=quick, device=device, models=model_names(models), size=size, batch=batch,
-        repeats=repeats, data=data, checkpoint=model_path(model), extra={"command": command},
+        repeats=repeats, data=data, checkpoint=model_path(model), extra={"command": command}, **sections,
     )
     result = run_bench(config)
     typer.echo(f"wrote {out / 'bench.json'} and {out / 'bench.md'} in {result['seconds']} s")

