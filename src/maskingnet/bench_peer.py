@@ -300,9 +300,11 @@ def bench_peer(
     rounds: int = 2,
     venv: Path = PEER_VENV,
     records: Sequence[Record] | None = None,
+    ours: Tool | None = None,
 ) -> dict[str, Any]:
     """The section (module docstring). ``photos`` caps the held-out photos scored (None: all of them);
-    ``records`` replaces them (tests). A dict with ``skipped`` (one line) when it cannot run."""
+    ``records`` replaces them and ``ours`` the maskingnet command (tests). A dict with ``skipped`` (one
+    line) when it cannot run."""
     found = rembg_or_reason(venv)
     if isinstance(found, str):
         say(f"peer: skipped, {found}")
@@ -317,7 +319,7 @@ def bench_peer(
         return {"skipped": f"none of {model_file.name}'s held-out cars in {data}"}
     rembg, home = found
     version = rembg_version(rembg)
-    ours = maskingnet_tool(model)
+    ours = ours or maskingnet_tool(model)
     theirs = rembg_tool(rembg, home, version=version)
     matting = rembg_tool(rembg, home, alpha_matting=True, version=version)
     with tempfile.TemporaryDirectory(prefix="maskingnet-peer-") as tmp:
@@ -345,10 +347,8 @@ def bench_peer(
         "rounds": rounds,
         "u2netp_md5": U2NETP_MD5,
         **section,
-        "speedup_per_photo": _ratio(
-            speed[theirs.name]["per_extra_photo_s"], speed[ours.name]["per_extra_photo_s"]
-        ),
-        "speedup_one_photo": _ratio(speed[theirs.name]["one_photo_s"], speed[ours.name]["one_photo_s"]),
+        "speedup_per_photo": _ratio(speed[theirs.name], speed[ours.name], "per_extra_photo_s"),
+        "speedup_one_photo": _ratio(speed[theirs.name], speed[ours.name], "one_photo_s"),
         "timing": "whole processes writing RGBA cut-outs, alternating turns, best of rounds, wall clock",
     }
 
