@@ -16,7 +16,8 @@ PACKAGE = Path(maskingnet.__file__).parent
 TASKS = {"train", "train_refiner", "evaluate", "predict", "submit", "export"}
 APPS = {"cli", "serve", "serve_guard", "serve_access", "__main__"}
 TOOLS = {
-    "bench", "bench_default", "bench_outputs", "bench_outputs_reference", "bench_pipeline", "ablation", "demo"
+    "bench", "bench_default", "bench_outputs", "bench_outputs_reference", "bench_peer", "bench_pipeline",
+    "ablation", "demo",
 }
 
 
