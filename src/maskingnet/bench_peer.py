@@ -1,26 +1,31 @@
-"""``maskingnet bench``'s peer section: the bundled model against rembg on the same photos, in one run.
+"""``maskingnet bench``'s peer section: the bundled model against other background removers, same photos.
 
-A shop choosing a background remover compares us with rembg (``rembg p -m u2netp``, its small model). Both
-run as whole processes, as a shop runs them, writing RGBA cut-outs of the same real photos: the held-out
-cars of the model's training split (the val cars recorded in its metadata) at their own 1918x1280 size.
+A shop choosing a background remover compares us with rembg (``rembg p -m u2netp``, its small model), and
+where it is installed with IMG.LY's ``@imgly/background-removal-node`` (IS-Net, its default ``medium``
+model). Each runs as a whole process, as a shop runs it, writing RGBA cut-outs of the same real photos: the
+held-out cars of the model's training split (the val cars recorded in its metadata) at their own 1918x1280.
 
-- Quality: one run of each over every photo; the alpha of each cut-out, thresholded at 128, against the
-  Carvana GIF mask: mean, median and minimum Dice. rembg with its alpha matting (``-a``) runs on the first
-  few photos only (its matting takes seconds a photo).
+- Quality: one run of rembg and of ``maskingnet predict`` over every photo; the alpha of each cut-out,
+  thresholded at 128, against the Carvana GIF mask: mean, median and minimum Dice. rembg with its alpha
+  matting (``-a``) runs on the first few photos only (its matting takes seconds a photo), and so does
+  IS-Net (about ten times rembg's compute a photo): scored on its timed run's photos, beside the others'
+  Dice on the same photos.
 - Speed: whole processes in alternating turns - each tool on one photo, then each on ``timing_photos``
-  photos - best of ``rounds``; start-up is the one-photo run, the cost of each extra photo is the
-  difference over the extra photos, and ``speedup_per_photo`` is rembg's over ours. Peak RSS is the
+  photos (IS-Net: fewer) - best of ``rounds``; start-up is the one-photo run, the cost of each extra photo
+  is the difference over the extra photos, and ``speedup_per_photo`` is rembg's over ours. Peak RSS is the
   process's own (``os.wait4``).
 
-rembg is never a dependency of maskingnet: ``make peer`` installs it in its own virtual environment
+The peers are never dependencies of maskingnet: ``make peer`` installs rembg in its own virtual environment
 (``.venv-peer``) and places u2netp's weights there from a registry package that ships them (no download at
-run time; the md5 is checked before rembg starts, so rembg never fetches them itself). When rembg or its
-weights are missing the section is skipped with one line.
+run time; the md5 is checked before rembg starts, so rembg never fetches them itself), and IMG.LY's package
+(whose npm tarball carries its weights) beside it. When rembg or its weights are missing the section is
+skipped with one line; a missing IMG.LY package skips its row with one line.
 """
 
 from __future__ import annotations
 
 import hashlib
+import json
 import os
 import shutil
 import statistics
@@ -44,6 +49,9 @@ from maskingnet.models import read_config, resolve_model
 PEER_VENV = Path(".venv-peer")
 U2NETP_MD5 = "8e83ca70e441ab06c318d82300c84806"  # the u2netp.onnx rembg itself downloads
 ALPHA_THRESHOLD = 128
+IMGLY_PACKAGE = "@imgly/background-removal-node"
+IMGLY_SCRIPT = "imgly_cut.mjs"  # benchmarks/imgly_cut.mjs, copied beside the package by ``make peer``
+PEERS = ("rembg", "imgly")
 
 
 @dataclass(frozen=True)
@@ -57,6 +65,7 @@ class Tool:
     cutout: Callable[[Path, Path], Path]
     env: dict[str, str] = field(default_factory=dict)
     version: str = ""
+    max_photos: int | None = None  # scored and timed on this many photos at most (a slow tool)
 
 
 def maskingnet_tool(model: Path | None = None) -> Tool:
@@ -105,7 +114,23 @@ def rembg_tool(rembg: Path, u2net_home: Path, alpha_matting: bool = False, versi
     )
 
 
-# ------------------------------------------------------------------------------------------ finding rembg
+def imgly_tool(node: Path, folder: Path, version: str, max_photos: int, model: str = "medium") -> Tool:
+    """IMG.LY's package on every photo of a folder (``benchmarks/imgly_cut.mjs``), ``model`` its IS-Net."""
+
+    def argv(inputs: Path, out: Path) -> list[str]:
+        return [str(node), str(folder / IMGLY_SCRIPT), model, str(inputs), str(out)]
+
+    return Tool(
+        "imgly_isnet",
+        f"{IMGLY_PACKAGE} (IS-Net {model})",
+        argv,
+        lambda out, photo: out / f"{photo.stem}.png",
+        version=version,
+        max_photos=max_photos,
+    )
+
+
+# ---------------------------------------------------------------------------------------- finding peers
 
 
 def find_rembg(venv: Path = PEER_VENV) -> Path | None:
@@ -157,6 +182,18 @@ def rembg_or_reason(venv: Path = PEER_VENV) -> tuple[Path, Path] | str:
     return rembg, home
 
 
+def imgly_or_reason(venv: Path = PEER_VENV) -> tuple[Path, Path, str] | str:
+    """(node, the folder holding IMG.LY's package and the script, its version), or why it cannot run."""
+    node = shutil.which("node")
+    folder = (venv / "imgly").absolute()
+    package = folder / "node_modules" / IMGLY_PACKAGE / "package.json"
+    if node is None:
+        return "node is not installed"
+    if not package.is_file() or not (folder / IMGLY_SCRIPT).is_file():
+        return f"{IMGLY_PACKAGE} is not installed (`make peer` installs it in {folder} when npm is there)"
+    return Path(node), folder, json.loads(package.read_text())["version"]
+
+
 # ------------------------------------------------------------------------------------------- the photos
 
 
@@ -178,11 +215,12 @@ def link_photos(records: Sequence[Record], folder: Path) -> Path:
 
 
 def alpha_dice(cutout: Path, truth: np.ndarray) -> float:
-    """Dice of a cut-out's alpha (>= 128 is car) against the true mask."""
+    """Dice of a cut-out's alpha (>= 128 is car) against the true mask. The cut-out is RGBA, or a palette
+    PNG with transparency (what a quantizing encoder writes)."""
     with Image.open(cutout) as image:
-        if image.mode != "RGBA":
-            raise ValueError(f"{cutout}: a cut-out should be RGBA, not {image.mode}")
-        alpha = np.asarray(image.getchannel("A"))
+        if image.mode not in ("RGBA", "LA", "P") or (image.mode == "P" and "transparency" not in image.info):
+            raise ValueError(f"{cutout}: a cut-out should have an alpha channel ({image.mode} has none)")
+        alpha = np.asarray(image.convert("RGBA").getchannel("A"))
     return float(dice(alpha >= ALPHA_THRESHOLD, truth))
 
 
@@ -235,6 +273,14 @@ def quality(tool: Tool, records: Sequence[Record], work: Path) -> dict[str, Any]
     out, seconds, rss = cut_out(tool, records, work)
     scores = dice_scores(tool, records, out)
     shutil.rmtree(out, ignore_errors=True)
+    return {
+        **dice_summary(tool, records, scores),
+        "quality_run_seconds": round(seconds, 2),
+        "quality_run_peak_rss_mb": round(rss),
+    }
+
+
+def dice_summary(tool: Tool, records: Sequence[Record], scores: list[float]) -> dict[str, Any]:
     worst = int(np.argmin(scores))
     return {
         "command": tool.label,
@@ -245,36 +291,47 @@ def quality(tool: Tool, records: Sequence[Record], work: Path) -> dict[str, Any]
         "min_dice": round(min(scores), 5),
         "worst_photo": records[worst].image_path.name,
         "dice_per_photo": {r.image_path.name: round(s, 5) for r, s in zip(records, scores, strict=True)},
-        "quality_run_seconds": round(seconds, 2),
-        "quality_run_peak_rss_mb": round(rss),
     }
 
 
 def timings(
-    tools: Sequence[Tool], records: Sequence[Record], work: Path, rounds: int, say: Callable[[str], None]
-) -> dict[str, dict[str, float]]:
-    """Each tool as a whole process on the first photo and on all ``records``, in alternating turns, best
-    of ``rounds``: start-up (one photo), seconds per extra photo, peak RSS."""
-    best: dict[tuple[str, int], float] = {}
+    tools: Sequence[Tool],
+    records: Sequence[Record],
+    work: Path,
+    rounds: int,
+    say: Callable[[str], None],
+    scored: Sequence[str] = (),
+) -> dict[str, dict[str, Any]]:
+    """Each tool as a whole process on the first photo and on all ``records`` (at most its
+    ``max_photos``), in alternating turns, best of ``rounds``: start-up (one photo), seconds per extra
+    photo, peak RSS. The tools named in ``scored`` also get the Dice of their first many-photo run."""
+    best: dict[tuple[str, str], float] = {}
     rss: dict[str, float] = {}
+    result: dict[str, dict[str, Any]] = {tool.name: {} for tool in tools}
     for round_ in range(rounds):
-        for count in (1, len(records)):
+        for which in ("one", "many"):
             for tool in tools:
-                say(f"peer: {tool.label}, {count} photo(s), round {round_ + 1}/{rounds}")
-                out, seconds, peak = cut_out(tool, records[:count], work)
+                photos = records[:1] if which == "one" else records[: tool.max_photos or len(records)]
+                say(f"peer: {tool.label}, {len(photos)} photo(s), round {round_ + 1}/{rounds}")
+                out, seconds, peak = cut_out(tool, photos, work)
+                if which == "many" and round_ == 0 and tool.name in scored:
+                    result[tool.name].update(dice_summary(tool, photos, dice_scores(tool, photos, out)))
                 shutil.rmtree(out, ignore_errors=True)
-                best[tool.name, count] = min(best.get((tool.name, count), float("inf")), seconds)
+                best[tool.name, which] = min(best.get((tool.name, which), float("inf")), seconds)
                 rss[tool.name] = max(rss.get(tool.name, 0.0), peak)
-    result = {}
     for tool in tools:
-        one, many = best[tool.name, 1], best[tool.name, len(records)]
-        per_extra = (many - one) / (len(records) - 1) if len(records) > 1 else None
-        result[tool.name] = {
-            "one_photo_s": round(one, 3),
-            f"{len(records)}_photos_s": round(many, 3),
-            "per_extra_photo_s": round(per_extra, 3) if per_extra is not None else None,
-            "peak_rss_mb": round(rss[tool.name]),
-        }
+        count = len(records[: tool.max_photos or len(records)])
+        one, many = best[tool.name, "one"], best[tool.name, "many"]
+        per_extra = (many - one) / (count - 1) if count > 1 else None
+        result[tool.name].update(
+            {
+                "timing_photos": count,
+                "one_photo_s": round(one, 3),
+                "many_photos_s": round(many, 3),
+                "per_extra_photo_s": round(per_extra, 3) if per_extra is not None else None,
+                "peak_rss_mb": round(rss[tool.name]),
+            }
+        )
     return result
 
 
@@ -294,37 +351,43 @@ def bench_peer(
     model: Path | None = None,
     say: Callable[[str], None] = print,
     *,
+    peers: Sequence[str] = PEERS,
     photos: int | None = None,
     timing_photos: int = 16,
     matting_photos: int = 4,
+    slow_photos: int = 8,
     rounds: int = 2,
     venv: Path = PEER_VENV,
     records: Sequence[Record] | None = None,
     ours: Tool | None = None,
 ) -> dict[str, Any]:
-    """The section (module docstring). ``photos`` caps the held-out photos scored (None: all of them);
-    ``records`` replaces them and ``ours`` the maskingnet command (tests). A dict with ``skipped`` (one
-    line) when it cannot run."""
+    """The section (module docstring). ``photos`` caps the held-out photos scored (None: all of them),
+    ``slow_photos`` those IS-Net runs on; ``records`` replaces the photos and ``ours`` the maskingnet
+    command (tests). A dict with ``skipped`` (one line) when it cannot run."""
     found = rembg_or_reason(venv)
     if isinstance(found, str):
-        say(f"peer: skipped, {found}")
-        return {"skipped": found}
+        return _skipped(found, say)
     if records is None and data is None:
-        say("peer: skipped, no real photos given (--data)")
-        return {"skipped": "no real photos given (--data)"}
+        return _skipped("no real photos given (--data)", say)
     model_file = resolve_model(model)
     chosen = list(records) if records is not None else held_out_records(data, model_file)[:photos]
     if not chosen:
-        say(f"peer: skipped, none of {model_file.name}'s held-out cars in {data}")
-        return {"skipped": f"none of {model_file.name}'s held-out cars in {data}"}
+        return _skipped(f"none of {model_file.name}'s held-out cars in {data}", say)
     rembg, home = found
     version = rembg_version(rembg)
     ours = ours or maskingnet_tool(model)
     theirs = rembg_tool(rembg, home, version=version)
     matting = rembg_tool(rembg, home, alpha_matting=True, version=version)
+    timed_tools, section = [theirs, ours], {}
+    if "imgly" in peers:
+        imgly = imgly_or_reason(venv)
+        if isinstance(imgly, str):
+            say(f"peer: IS-Net row skipped, {imgly}")
+            section["imgly_isnet"] = {"skipped": imgly}
+        else:
+            timed_tools.append(imgly_tool(*imgly, max_photos=slow_photos))
     with tempfile.TemporaryDirectory(prefix="maskingnet-peer-") as tmp:
         work = Path(tmp)
-        section: dict[str, Any] = {}
         for tool in (theirs, ours):
             say(f"peer: {tool.label} on {len(chosen)} held-out photos (Dice)")
             section[tool.name] = quality(tool, chosen, work)
@@ -332,12 +395,18 @@ def bench_peer(
         if few:
             say(f"peer: {matting.label} on {len(few)} photos (Dice)")
             section[matting.name] = quality(matting, few, work)
-            section[matting.name]["rembg_u2netp_same_photos"] = _mean_of(section[theirs.name], few)
-            section[matting.name]["maskingnet_same_photos"] = _mean_of(section[ours.name], few)
         timed = chosen[: max(2, min(timing_photos, len(chosen)))]
-        speed = timings((theirs, ours), timed, work, rounds, say)
-    for tool in (theirs, ours):
-        section[tool.name].update(speed[tool.name])
+        slow = [tool.name for tool in timed_tools[2:]]
+        speed = timings(timed_tools, timed, work, rounds, say, scored=slow)
+    for tool in timed_tools:
+        section.setdefault(tool.name, {}).update(speed[tool.name])
+    for name in [matting.name, *slow]:
+        if name in section and "dice_per_photo" in section[name]:
+            _beside(section, name)
+    for name in slow:
+        section[name]["maskingnet_speedup_per_photo"] = _ratio(
+            speed[name], speed[ours.name], "per_extra_photo_s"
+        )
     return {
         "photos": len(chosen),
         "photo_size": _photo_size(chosen[0]),
@@ -353,9 +422,17 @@ def bench_peer(
     }
 
 
-def _mean_of(quality_section: dict[str, Any], records: Sequence[Record]) -> float:
-    scores = quality_section["dice_per_photo"]
-    return round(statistics.fmean(scores[r.image_path.name] for r in records), 5)
+def _skipped(reason: str, say: Callable[[str], None]) -> dict[str, str]:
+    say(f"peer: skipped, {reason}")
+    return {"skipped": reason}
+
+
+def _beside(section: dict[str, Any], name: str) -> None:
+    """rembg's and maskingnet's mean Dice on the photos that row ``name`` was scored on."""
+    photos = section[name]["dice_per_photo"]
+    for other in ("rembg_u2netp", "maskingnet"):
+        scores = section[other]["dice_per_photo"]
+        section[name][f"{other}_same_photos"] = round(statistics.fmean(scores[photo] for photo in photos), 5)
 
 
 def _ratio(slow: dict[str, Any], fast: dict[str, Any], key: str) -> float | None:
@@ -375,38 +452,53 @@ def peer_markdown(section: dict[str, Any] | None) -> list[str]:
     if not section:
         return []
     if "skipped" in section:
-        return ["## Peer: rembg", "", f"Skipped: {section['skipped']}.", ""]
-    theirs, ours = section["rembg_u2netp"], section["maskingnet"]
-    count = section["timing_photos"]
+        return ["## Peers: rembg", "", f"Skipped: {section['skipped']}.", ""]
+    rows = [section[name] for name in ("rembg_u2netp", "maskingnet", "imgly_isnet") if name in section]
     lines = [
-        f"## Peer: rembg u2netp against maskingnet ({section['photos']} held-out photos at "
+        f"## Peers: rembg and others against maskingnet ({section['photos']} held-out photos at "
         f"{section['photo_size']}, cars {', '.join(section['cars'])})",
         "",
         f"Model: {section['model']}. Whole processes writing RGBA cut-outs; Dice of the alpha (>= 128) "
-        f"against the GIF mask; times best of {section['rounds']} alternating rounds on {count} photos.",
+        f"against the GIF mask; times best of {section['rounds']} alternating rounds (one photo, then "
+        f"{section['timing_photos']} or the row's photos).",
         "",
-        "| tool | mean Dice | median | min | one photo, s | per extra photo, s | peak RSS, MB |",
-        "|---|---:|---:|---:|---:|---:|---:|",
+        "| tool | photos | mean Dice | median | min | one photo, s | per extra photo, s | peak RSS, MB |",
+        "|---|---:|---:|---:|---:|---:|---:|---:|",
     ]
-    for row in (theirs, ours):
+    for row in rows:
+        if "skipped" in row:
+            continue
         lines.append(
-            f"| `{row['command']}` | {row['mean_dice']:.4f} | {row['median_dice']:.4f} "
+            f"| `{row['command']}` | {row['photos']} | {row['mean_dice']:.4f} | {row['median_dice']:.4f} "
             f"| {row['min_dice']:.4f} | {row['one_photo_s']:.2f} | {_seconds(row['per_extra_photo_s'])} "
             f"| {row['peak_rss_mb']} |"
         )
-    matting = section.get("rembg_u2netp_alpha_matting")
     lines += [
         "",
         f"Per extra photo maskingnet is {_times(section['speedup_per_photo'])} as fast as rembg "
         f"(one photo, start-up included: {_times(section['speedup_one_photo'])}).",
     ]
+    matting = section.get("rembg_u2netp_alpha_matting")
     if matting:
         lines.append(
-            f"rembg with alpha matting (`-a`) on {matting['photos']} photos: mean Dice "
-            f"{matting['mean_dice']:.4f} (rembg plain {matting['rembg_u2netp_same_photos']:.4f}, maskingnet "
-            f"{matting['maskingnet_same_photos']:.4f} on the same photos)."
+            f"rembg with alpha matting (`-a`): mean Dice {matting['mean_dice']:.4f}{_same(matting)}."
+        )
+    isnet = section.get("imgly_isnet")
+    if isnet and "skipped" in isnet:
+        lines.append(f"IS-Net row skipped: {isnet['skipped']}.")
+    elif isnet:
+        lines.append(
+            f"IS-Net{_same(isnet)}; per extra photo maskingnet is "
+            f"{_times(isnet['maskingnet_speedup_per_photo'])} as fast."
         )
     return lines + [""]
+
+
+def _same(row: dict[str, Any]) -> str:
+    return (
+        f" on {row['photos']} photos, where rembg plain has {row['rembg_u2netp_same_photos']:.4f} and "
+        f"maskingnet {row['maskingnet_same_photos']:.4f}"
+    )
 
 
 def _seconds(value: float | None) -> str:

@@ -719,18 +719,18 @@ def bench(
     model: ModelFile = None,
     models: Models = None,
     peer: Annotated[str | None, typer.Option(
-        help="Only the peer section: rembg against maskingnet predict on the model's held-out photos "
-        "(needs --data and 'make peer'). Without it every section runs, the peer's when rembg is "
-        "installed.")] = None,
+        help="Only the peer section, against these tools: rembg, or rembg,imgly (needs --data and 'make "
+        "peer'). Without it every section runs, the peers' where they are installed.")] = None,
 ) -> None:
-    """Benchmarks: the six networks' cost, the CPU fast path, conv peak, end-to-end predict, RLE, rembg."""
+    """Benchmarks: the six networks' cost, the CPU fast path, conv peak, end-to-end predict, RLE, peers."""
     from maskingnet.bench import BenchConfig, run_bench
 
-    if peer is not None and peer != "rembg":
-        raise typer.BadParameter(f"unknown peer {peer!r}: rembg is the one compared", param_hint="--peer")
+    peers = tuple(name.strip() for name in (peer or "").split(",") if name.strip())
+    if peer is not None and (not peers or peers[0] != "rembg" or not set(peers) <= {"rembg", "imgly"}):
+        raise typer.BadParameter(f"{peer!r}: rembg, or rembg,imgly", param_hint="--peer")
     command = "maskingnet bench" + (" --quick" if quick else "") + (f" --peer {peer}" if peer else "")
     command += f" --out {out}"
-    sections = {"sections": ("peer",)} if peer else {}
+    sections = {"sections": ("peer",), "peers": peers} if peer else {}
     config = BenchConfig(
         out=out, quick=quick, device=device, models=model_names(models), size=size, batch=batch,
         repeats=repeats, data=data, checkpoint=model_path(model), extra={"command": command}, **sections,

