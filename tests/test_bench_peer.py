@@ -202,3 +202,13 @@ def test_the_is_net_row_is_scored_on_its_own_photos_beside_the_others(
     assert isnet["rembg_u2netp_same_photos"] == round((1.0 + expected) / 2, 5)
     assert isnet["maskingnet_same_photos"] == 1.0 and isnet["per_extra_photo_s"] is not None
     assert "IS-Net on 2 photos" in "\n".join(peer_markdown(section))
+
+
+def test_bench_refuses_a_peer_it_does_not_know(tmp_path):
+    from typer.testing import CliRunner
+
+    from maskingnet.cli import app
+
+    result = CliRunner().invoke(app, ["bench", "--peer", "photoshop", "--out", str(tmp_path)])
+    assert result.exit_code != 0 and "rembg, or rembg,imgly" in result.output
+    assert not (tmp_path / "bench.json").exists()
