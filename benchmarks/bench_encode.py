@@ -1,6 +1,6 @@
 """What writing one output costs: PIL's ``Image.save`` (how ``predict`` wrote files before) against
-``maskingnet.encode`` (OpenCV's ``cv2.imencode``) on a soft-edged 1918x1280 cut-out of a real Carvana photo
-and its on-white JPEG.
+``maskingnet.outputs.encode`` (OpenCV's ``cv2.imencode``) on a soft-edged 1918x1280 cut-out of a real Carvana
+photo and its on-white JPEG.
 
 Prints, per case, the encoding's CPU time (``time.thread_time``: what the encoding itself costs, little
 disturbed by other processes on a shared machine) and the wall time of the whole atomic file write, best and
@@ -23,8 +23,8 @@ import numpy as np
 from PIL import Image
 
 from maskingnet.data.io import read_image, read_mask
-from maskingnet.encode import encode, write_image
 from maskingnet.outputs import EdgeConfig, background_image, cutout_image
+from maskingnet.outputs.encode import encode, write_image
 from maskingnet.utils import atomic_save
 
 SAMPLE = Path(__file__).resolve().parents[2] / "shared" / "data" / "carvana-sample"
@@ -50,11 +50,11 @@ def main() -> None:
     folder = Path(tempfile.mkdtemp(prefix="maskingnet-bench-encode-"))
     cpu = {
         "RGBA png: PIL level 3 (before)": lambda: pil_bytes(cut, "PNG", compress_level=3),
-        "RGBA png: maskingnet.encode": lambda: encode(rgba, "png"),
+        "RGBA png: maskingnet.outputs.encode": lambda: encode(rgba, "png"),
         "RGB jpg q95: PIL (before)": lambda: pil_bytes(white, "JPEG", quality=95),
-        "RGB jpg q95: maskingnet.encode": lambda: encode(rgb, "jpg"),
+        "RGB jpg q95: maskingnet.outputs.encode": lambda: encode(rgb, "jpg"),
         "RGBA webp q90: PIL": lambda: pil_bytes(cut, "WEBP", quality=90),
-        "RGBA webp q90: maskingnet.encode": lambda: encode(rgba, "webp"),
+        "RGBA webp q90: maskingnet.outputs.encode": lambda: encode(rgba, "webp"),
     }
     wall = {
         "RGBA png file: PIL save (before)": lambda: atomic_save(

@@ -13,7 +13,8 @@ from pathlib import Path
 
 import numpy as np
 
-from maskingnet.bench import best_ms, load_masks
+from maskingnet.bench.rle import load_masks
+from maskingnet.bench.timing import best_ms
 from maskingnet.data.rle import rle_decode, rle_encode
 
 REAL_SAMPLE = Path(__file__).resolve().parents[1].parent / "shared" / "data" / "carvana-sample"

@@ -251,7 +251,8 @@ def bench_table(device: str, quick: bool) -> dict[str, Any]:
     """The six networks at 512x512 batch 4, fp32, train and test ms/image, with the thesis's figures."""
     import torch
 
-    from maskingnet.bench import BenchConfig, bench_models, make_plan
+    from maskingnet.bench.networks import bench_models
+    from maskingnet.bench.timing import BenchConfig, make_plan
 
     config = BenchConfig(device=device, size=512, batch=4, repeats=3 if quick else 10, progress=False)
     plan = make_plan(config)

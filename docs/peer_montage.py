@@ -20,7 +20,7 @@ from pathlib import Path
 import numpy as np
 from PIL import Image, ImageDraw, ImageFont
 
-from maskingnet.bench_peer import (
+from maskingnet.bench.peer import (
     ALPHA_THRESHOLD,
     Tool,
     cut_out,
@@ -30,7 +30,7 @@ from maskingnet.bench_peer import (
 )
 from maskingnet.data.carvana import Record, scan
 from maskingnet.data.io import read_mask
-from maskingnet.metrics import dice
+from maskingnet.data.metrics import dice
 from maskingnet.utils import atomic_save
 
 CELL_WIDTH = 420

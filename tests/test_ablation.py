@@ -1,4 +1,5 @@
-"""maskingnet.ablation: a tiny run writes the thesis's table, JSON and chart; re-runs reuse finished rows."""
+"""maskingnet.bench.ablation: a tiny run writes the thesis's table, JSON and chart; re-runs reuse finished
+rows."""
 
 from __future__ import annotations
 
@@ -6,7 +7,7 @@ import json
 
 import pytest
 
-from maskingnet.ablation import AblationConfig, ordering, run_ablation
+from maskingnet.bench.ablation import AblationConfig, ordering, run_ablation
 
 
 @pytest.fixture(scope="module")

@@ -8,11 +8,11 @@ import torch
 from helpers import make_half_car_checkpoint
 from PIL import Image
 
-from maskingnet.coords import letterbox_coord_maps, letterbox_region, resized_coord_maps
+from maskingnet.data.coords import letterbox_coord_maps, letterbox_region, resized_coord_maps
 from maskingnet.data.transforms import to_tensor
 from maskingnet.inference import Predictor, full_resolution, upsample_probs
 from maskingnet.inference.preprocess import prepare
-from maskingnet.spec import InputSpec
+from maskingnet.models.spec import InputSpec
 
 MODEL_SIZE = (96, 64)
 SHAPES = {"portrait": (120, 240), "square": (200, 200), "panorama": (320, 90)}

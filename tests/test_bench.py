@@ -6,8 +6,10 @@ import json
 
 import pytest
 
-from maskingnet.bench import BenchConfig, add_thesis_ratios, make_plan, run_bench
-from maskingnet.bench_pipeline import overlap_bound
+from maskingnet.bench.networks import add_thesis_ratios
+from maskingnet.bench.pipeline import overlap_bound
+from maskingnet.bench.report import run_bench
+from maskingnet.bench.timing import BenchConfig, make_plan
 
 
 @pytest.fixture(scope="module")
@@ -131,7 +133,7 @@ def test_quick_plan_on_cpu_is_smaller_than_the_full_one():
 
 
 def test_find_trained_maskingnet_picks_the_best_validation_dice(tmp_path):
-    from maskingnet.bench import find_trained_maskingnet
+    from maskingnet.bench.fastpath import find_trained_maskingnet
     from maskingnet.models import create_model, save_model
 
     for run, name, dice in [("a", "maskingnet", 0.91), ("b", "maskingnet", 0.97), ("c", "unet", 0.99)]:
@@ -144,7 +146,7 @@ def test_find_trained_maskingnet_picks_the_best_validation_dice(tmp_path):
 
 
 def test_default_model_section_times_the_four_pipelines_on_real_photos(real_sample):
-    from maskingnet.bench_default import bench_default_model, default_model_markdown
+    from maskingnet.bench.default_model import bench_default_model, default_model_markdown
 
     paths = sorted((real_sample / "train").glob("*.jpg"))[:1]
     section = bench_default_model(paths, say=lambda line: None, rounds=1)
@@ -159,8 +161,8 @@ def test_the_naive_script_writes_the_masks_the_plain_pipeline_writes(real_sample
     import numpy as np
     from PIL import Image
 
-    from maskingnet.bench_default import naive_masks
-    from maskingnet.metrics import dice
+    from maskingnet.bench.default_model import naive_masks
+    from maskingnet.data.metrics import dice
     from maskingnet.predict import PredictConfig, predict_files
 
     paths = sorted((real_sample / "train").glob("*.jpg"))[:1]

@@ -1,4 +1,4 @@
-"""maskingnet.bench_peer: skipped with one line without rembg; the Dice of stand-ins against known masks."""
+"""maskingnet.bench.peer: skipped with one line without rembg; the Dice of stand-ins against known masks."""
 
 from __future__ import annotations
 
@@ -9,8 +9,8 @@ from pathlib import Path
 import numpy as np
 import pytest
 
-from maskingnet import bench_peer
-from maskingnet.bench_peer import (
+from maskingnet.bench import peer as bench_peer
+from maskingnet.bench.peer import (
     Tool,
     alpha_dice,
     held_out_records,
@@ -18,10 +18,10 @@ from maskingnet.bench_peer import (
     peer_markdown,
     run_process,
 )
-from maskingnet.bench_peer import bench_peer as run_peer
+from maskingnet.bench.peer import bench_peer as run_peer
 from maskingnet.data.carvana import scan
 from maskingnet.data.io import read_mask
-from maskingnet.metrics import dice
+from maskingnet.data.metrics import dice
 
 # Stands in for `rembg p -m u2netp IN OUT` (and for `maskingnet predict`): an RGBA cut-out of each photo in
 # IN whose alpha is the photo's true mask, less its top half on photos named *_02 when DAMAGE is set - so the

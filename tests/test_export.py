@@ -234,7 +234,7 @@ def test_dynamic_export_falls_back_to_the_checkpoint_size_when_the_graph_cannot_
 
 def test_the_fixed_size_fallback_is_the_input_specs_size(tmp_path, static_only_exporter):
     from maskingnet.models.onnx import export_model
-    from maskingnet.spec import InputSpec
+    from maskingnet.models.spec import InputSpec
 
     model = create_model("unet", width=0.125)
     model.meta, model.spec = {}, InputSpec(size=(64, 48))

@@ -1,4 +1,5 @@
-"""maskingnet.framing: crop to the car with a margin, fit a canvas; and maskingnet.encode round trips."""
+"""maskingnet.outputs.framing: crop to the car with a margin, fit a canvas; and maskingnet.outputs.encode
+round trips."""
 
 import io
 
@@ -6,8 +7,8 @@ import numpy as np
 import pytest
 from PIL import Image, features
 
-from maskingnet.encode import encode
-from maskingnet.framing import Framing, car_box, frame_image
+from maskingnet.outputs.encode import encode
+from maskingnet.outputs.framing import Framing, car_box, frame_image
 
 
 def car_alpha(shape=(40, 60), box=(10, 5, 30, 25)) -> np.ndarray:

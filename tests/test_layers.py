@@ -1,8 +1,7 @@
 """The package's shape: no import cycles, layers that point one way, no paths into a checkout.
 
-Layers: core (models, data, inference and the leaf modules) <- tasks (train, evaluate, predict, submit,
-export) <- apps (cli, serve, serve_guard) and tools (bench, ablation, demo). Every import counts, also one
-inside a function, except those under ``if TYPE_CHECKING:``.
+A module's layer is the layer of its top-level folder (or top-level module): core <- tasks <- apps and
+tools. Every import counts, also one inside a function, except those under ``if TYPE_CHECKING:``.
 """
 
 from __future__ import annotations
@@ -13,12 +12,12 @@ from pathlib import Path
 import maskingnet
 
 PACKAGE = Path(maskingnet.__file__).parent
-TASKS = {"train", "train_refiner", "evaluate", "predict", "submit", "export"}
-APPS = {"cli", "serve", "serve_guard", "serve_access", "__main__"}
-TOOLS = {
-    "bench", "bench_default", "bench_outputs", "bench_outputs_reference", "bench_peer", "bench_pipeline",
-    "ablation", "demo",
+LAYERS = {
+    "core": {"data", "models", "inference", "outputs", "errors", "runtime", "utils", "catalog"},
+    "tasks": {"train", "evaluate", "predict", "submit", "export", "watch"},
+    "apps": {"cli", "__main__", "serve", "bench", "demo"},
 }
+RANK = {"core": 0, "tasks": 1, "apps": 2}
 
 
 def module_name(path: Path) -> str:
@@ -36,7 +35,8 @@ def is_type_checking(node: ast.If) -> bool:
 
 
 def imported_modules(path: Path, modules: set[str]) -> set[str]:
-    """The package modules ``path`` imports (``from x import name`` counts ``x.name`` when it is a module)."""
+    """The package modules ``path`` imports (``from x import name`` counts ``x.name`` when it is a module,
+    and ``x`` itself when one of the names is not)."""
     name = module_name(path)
     package = name if path.name == "__init__.py" else name.rpartition(".")[0]
     found: set[str] = set()
@@ -53,8 +53,10 @@ def imported_modules(path: Path, modules: set[str]) -> set[str]:
             if node.level:
                 anchor = package.split(".")[: len(package.split(".")) - node.level + 1]
                 base = ".".join(anchor + ([base] if base else []))
-            found.add(base)
-            found.update(f"{base}.{alias.name}" for alias in node.names)
+            submodules = {f"{base}.{alias.name}" for alias in node.names} & modules
+            if len(submodules) < len(node.names):  # a name defined by the package itself
+                found.add(base)
+            found.update(submodules)
         for child in ast.iter_child_nodes(node):
             visit(child)
 
@@ -90,11 +92,23 @@ def find_cycle(graph: dict[str, set[str]]) -> list[str] | None:
     return None
 
 
+def top_level(module: str) -> str:
+    return module.split(".")[1] if "." in module else ""
+
+
 def layer(module: str) -> int:
-    top = module.split(".")[1] if "." in module else ""
-    if top in APPS or top in TOOLS:
-        return 2
-    return 1 if top in TASKS else 0
+    top = top_level(module)
+    return next((RANK[name] for name, tops in LAYERS.items() if top in tops), 0)
+
+
+def test_every_top_level_module_and_folder_has_one_layer():
+    tops = {
+        path.stem if path.is_file() else path.name
+        for path in PACKAGE.iterdir()
+        if (path.suffix == ".py" and path.stem != "__init__") or (path / "__init__.py").is_file()
+    }
+    placed = [top for tops_of_layer in LAYERS.values() for top in tops_of_layer]
+    assert sorted(placed) == sorted(tops)
 
 
 def test_find_cycle_finds_a_cycle():

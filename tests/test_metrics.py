@@ -5,7 +5,7 @@ from hypothesis import given, settings
 from hypothesis import strategies as st
 from hypothesis.extra.numpy import arrays
 
-from maskingnet.metrics import batch_dice, compare_masks, dice, one_minus_dice_pixels, soft_dice_loss
+from maskingnet.data.metrics import batch_dice, compare_masks, dice, one_minus_dice_pixels, soft_dice_loss
 
 
 def test_dice_is_one_when_both_masks_are_empty():

@@ -1,8 +1,8 @@
 import numpy as np
 import pytest
 
-from maskingnet.output_layout import output_suffix
-from maskingnet.outputs import (
+from maskingnet.outputs.layout import output_suffix
+from maskingnet.outputs.pictures import (
     EDGE_TILE,
     OUTPUT_KINDS,
     CellColours,
@@ -153,7 +153,9 @@ def studio_scene(height: int = 90, width: int = 140) -> tuple[np.ndarray, np.nda
 
 @pytest.mark.parametrize("soft", [False, True])
 def test_render_gives_the_pixels_of_the_reference_render_path(soft):
-    from maskingnet import bench_outputs_reference as reference
+    from maskingnet.bench.outputs import load_reference
+
+    reference = load_reference()
 
     photo, probs = studio_scene()
     edges = EdgeConfig(soft=soft, band_px=2)

@@ -19,7 +19,7 @@ from maskingnet.inference import (
     upsample_probs,
 )
 from maskingnet.models import load_model, load_spec
-from maskingnet.spec import InputSpec
+from maskingnet.models.spec import InputSpec
 
 
 @pytest.fixture(scope="module")

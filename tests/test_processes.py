@@ -6,7 +6,7 @@ import time
 
 import pytest
 
-from maskingnet.processes import child_pids, kill_children
+from maskingnet.utils.processes import child_pids, kill_children
 
 pytestmark = pytest.mark.skipif(not sys.platform.startswith("linux"), reason="reads /proc")
 

@@ -2,7 +2,7 @@
 
 import io
 
-from maskingnet.progress import LineProgress, progress_bar
+from maskingnet.utils.progress import LineProgress, progress_bar
 
 
 def test_off_a_terminal_the_progress_is_one_line_per_tenth_and_one_at_the_end():

@@ -9,9 +9,9 @@ import pytest
 import torch
 
 from maskingnet import runtime
+from maskingnet.data.metrics import dice
 from maskingnet.inference import TorchBackend, resolve_precision
 from maskingnet.inference.quantize import Int8Stack, is_int8, quantize_model, synthetic_calibration
-from maskingnet.metrics import dice
 
 pytestmark = pytest.mark.skipif(
     runtime.int8_unavailable_reason(torch.device("cpu")) is not None, reason="no x86 quantized engine"
@@ -86,7 +86,7 @@ def test_predict_accepts_precision_int8(tmp_path):
 
 
 def test_bench_int8_reports_speedups_and_agreement_on_real_photos(real_sample):
-    from maskingnet.bench_default import bench_int8, int8_markdown
+    from maskingnet.bench.default_model import bench_int8, int8_markdown
 
     photo = sorted((real_sample / "train").glob("*.jpg"))[0]
     section = bench_int8([photo], rounds=1, quick=True, say=lambda line: None)

@@ -59,7 +59,7 @@ def test_jpg_bytes_come_on_white_and_a_canvas_frames_the_car(session, pixels):
 
 
 def test_the_default_session_is_loaded_once(monkeypatch, session, pixels):
-    import maskingnet.remove_background as module
+    import maskingnet.inference.remove_background as module
 
     made = []
     monkeypatch.setattr(module, "_DEFAULT_SESSION", None)

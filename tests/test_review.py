@@ -1,4 +1,5 @@
-"""Review flags: which cut-outs a person should look at (maskingnet.review and the manifest's columns)."""
+"""Review flags: which cut-outs a person should look at (maskingnet.outputs.review and the manifest's
+columns)."""
 
 import csv
 import io
@@ -10,7 +11,7 @@ from PIL import Image
 from typer.testing import CliRunner
 
 from maskingnet.cli import app
-from maskingnet.review import review_photo, shape_flags, summary_lines, unsure_share
+from maskingnet.outputs.review import review_photo, shape_flags, summary_lines, unsure_share
 
 
 @pytest.fixture(scope="module")

@@ -18,7 +18,8 @@ from helpers import http_request, multipart_body, png_claiming_size
 from PIL import Image
 
 from maskingnet.models import create_model, save_model
-from maskingnet.serve import MicroBatcher, Overloaded, status_for_bad_image
+from maskingnet.serve.batcher import MicroBatcher, Overloaded
+from maskingnet.serve.uploads import status_for_bad_image
 
 INPUT_SIZE = [64, 48]
 MAX_UPLOAD_MB = 1

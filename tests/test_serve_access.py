@@ -5,7 +5,7 @@ from __future__ import annotations
 import pytest
 
 from maskingnet.serve import ServeConfig
-from maskingnet.serve_access import AccessOptions, HostAllowList, access_line, host_name, key_matches
+from maskingnet.serve.access import AccessOptions, HostAllowList, access_line, host_name, key_matches
 
 
 @pytest.mark.parametrize(

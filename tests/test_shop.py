@@ -14,7 +14,7 @@ from typer.testing import CliRunner
 
 import maskingnet.inference.sinks as sinks
 from maskingnet.cli import app
-from maskingnet.framing import car_box, framed_box
+from maskingnet.outputs.framing import car_box, framed_box
 
 ODD_NAME = "a,b\nc.jpg"
 

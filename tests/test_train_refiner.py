@@ -7,7 +7,7 @@ import pytest
 from maskingnet.data.carvana import scan
 from maskingnet.models import load_model, read_config
 from maskingnet.models.checkpoint import load_refiner
-from maskingnet.train_refiner import (
+from maskingnet.train.refiner import (
     RefinerTrainConfig,
     RefinerTrainError,
     damaged_truth,

@@ -8,11 +8,11 @@ import pytest
 import torch
 
 from maskingnet.models import load_model
-from maskingnet.progress import format_duration
 from maskingnet.train import TrainConfig, train
 from maskingnet.train.config import TrainError
 from maskingnet.train.split import read_car_list
 from maskingnet.train.trainer import epoch_line
+from maskingnet.utils.progress import format_duration
 
 
 def synth_cars(synth_dir) -> list[str]:

@@ -17,8 +17,8 @@ _EXPORTS = {
     "rle_encode": "maskingnet.data.rle",
     "rle_decode": "maskingnet.data.rle",
     "Predictor": "maskingnet.inference",
-    "remove": "maskingnet.remove_background",
-    "new_session": "maskingnet.remove_background",
+    "remove": "maskingnet.inference.remove_background",
+    "new_session": "maskingnet.inference.remove_background",
 }
 
 __all__ = ["__version__", *_EXPORTS]

@@ -37,7 +37,8 @@ def read_catalog() -> dict[str, Any]:
 
 def live_catalog() -> dict[str, Any]:
     """The catalog as counted now (builds the six networks on the meta device; seconds)."""
-    from maskingnet.models import list_bundled, models_table
+    from maskingnet.models.bundled import list_bundled
+    from maskingnet.models.report import models_table
 
     rows = models_table(size=STORED_SIZE, width=STORED_WIDTH)
     networks = [{key: row[key] for key in TABLE_KEYS} for row in rows]

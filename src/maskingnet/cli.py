@@ -21,8 +21,8 @@ import typer
 
 from maskingnet import __version__
 from maskingnet.errors import EXIT_FAILED, MaskingnetError
-from maskingnet.processes import kill_children
 from maskingnet.train.config import LOSSES, PRECISIONS, TrainConfig
+from maskingnet.utils.processes import kill_children
 
 ABOUT = "Cut cars out of photographs: MaskingNet, U-Net, SegNet and Arc. #1-#3 on Carvana-format data."
 
@@ -391,8 +391,8 @@ def train_refiner(
     import torch
 
     from maskingnet.models.bundled import resolve_model
-    from maskingnet.train_refiner import RefinerTrainConfig
-    from maskingnet.train_refiner import train_refiner as run_refiner
+    from maskingnet.train.refiner import RefinerTrainConfig
+    from maskingnet.train.refiner import train_refiner as run_refiner
 
     if threads:
         torch.set_num_threads(threads)
@@ -723,7 +723,8 @@ def bench(
         "peer'). Without it every section runs, the peers' where they are installed.")] = None,
 ) -> None:
     """Benchmarks: the six networks' cost, the CPU fast path, conv peak, end-to-end predict, RLE, peers."""
-    from maskingnet.bench import BenchConfig, run_bench
+    from maskingnet.bench.report import run_bench
+    from maskingnet.bench.timing import BenchConfig
 
     peers = tuple(name.strip() for name in (peer or "").split(",") if name.strip())
     if peer is not None and (not peers or peers[0] != "rembg" or not set(peers) <= {"rembg", "imgly"}):
@@ -756,7 +757,7 @@ def ablation(
     progress: Annotated[bool, typer.Option(help="Show progress bars.")] = True,
 ) -> None:
     """Train the six networks on one split and budget, evaluate at full resolution, write the table."""
-    from maskingnet.ablation import AblationConfig, run_ablation
+    from maskingnet.bench.ablation import AblationConfig, run_ablation
     from maskingnet.utils import parse_size
 
     names = model_names(models)

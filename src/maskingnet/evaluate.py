@@ -25,14 +25,14 @@ import numpy as np
 
 from maskingnet.data.carvana import load_mask
 from maskingnet.data.io import read_image
+from maskingnet.data.metrics import MaskComparison, one_minus_dice_pixels
 from maskingnet.errors import MaskingnetError
 from maskingnet.inference import DiceSink, PostProcess, Predictor, Scored, run
-from maskingnet.metrics import MaskComparison, one_minus_dice_pixels
 from maskingnet.models import count_params
-from maskingnet.plots import GalleryRow, shrink_masks, worst_cases_picture
-from maskingnet.progress import progress_bar
 from maskingnet.train import scan_records
+from maskingnet.train.plots import GalleryRow, shrink_masks, worst_cases_picture
 from maskingnet.utils import atomic_write, write_json
+from maskingnet.utils.progress import progress_bar
 
 SPLITS = ("val", "all")
 PER_IMAGE_FIELDS = (

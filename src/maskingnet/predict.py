@@ -3,11 +3,11 @@
 Each photo goes through :func:`maskingnet.inference.run` (decoding ahead where the cores allow, the model on
 batches, full resolution and the edge stage in a writer pool) into a :class:`~maskingnet.inference.FileSink`
 that frames, encodes and writes every requested output atomically. The input tree is mirrored under the
-output folder (:mod:`maskingnet.output_layout`) and ``manifest.csv`` there describes every photo
-(:mod:`maskingnet.manifest`). A re-run skips photos whose outputs exist and were made by the same model and
-settings (their fingerprint is in the manifest), and says in one line what changed for those it redoes. Bad
-inputs get one line each and the run goes on; an output folder that cannot take files (disk full, read-only)
-stops the run with one line. Under ``torchrun`` the inputs are split across ranks.
+output folder (:mod:`maskingnet.outputs.layout`) and ``manifest.csv`` there describes every photo
+(:mod:`maskingnet.outputs.manifest`). A re-run skips photos whose outputs exist and were made by the same
+model and settings (their fingerprint is in the manifest), and says in one line what changed for those it
+redoes. Bad inputs get one line each and the run goes on; an output folder that cannot take files (disk full,
+read-only) stops the run with one line. Under ``torchrun`` the inputs are split across ranks.
 """
 
 from __future__ import annotations
@@ -26,13 +26,22 @@ import numpy as np
 from tqdm import tqdm
 
 from maskingnet.data.io import list_images
-from maskingnet.encode import DEFAULT_QUALITY, check_format
 from maskingnet.errors import MaskingnetError
-from maskingnet.fingerprint import describe_changes, fingerprint, inference_settings
-from maskingnet.framing import DEFAULT_MARGIN, Framing, canvas_scale
 from maskingnet.inference import Failed, FileSink, Predictor, rank_predictor, run
+from maskingnet.inference.fingerprint import describe_changes, fingerprint, inference_settings
 from maskingnet.inference.preprocess import Prepared
-from maskingnet.manifest import (
+from maskingnet.outputs import EdgeConfig
+from maskingnet.outputs.encode import DEFAULT_QUALITY, check_format
+from maskingnet.outputs.framing import DEFAULT_MARGIN, Framing, canvas_scale
+from maskingnet.outputs.layout import (
+    input_root,
+    is_output_name,
+    kind_format,
+    output_stems,
+    output_suffix,
+    relative_inputs,
+)
+from maskingnet.outputs.manifest import (
     ManifestRow,
     manifest_name,
     read_manifests,
@@ -41,19 +50,10 @@ from maskingnet.manifest import (
     relative_output,
     write_manifest,
 )
-from maskingnet.messages import one_line
-from maskingnet.output_layout import (
-    input_root,
-    is_output_name,
-    kind_format,
-    output_stems,
-    output_suffix,
-    relative_inputs,
-)
-from maskingnet.outputs import EdgeConfig
-from maskingnet.progress import progress_bar
-from maskingnet.review import Review, review_photo, summary_lines
+from maskingnet.outputs.review import Review, review_photo, summary_lines
 from maskingnet.runtime import context_from_env
+from maskingnet.utils.messages import one_line
+from maskingnet.utils.progress import progress_bar
 
 __all__ = ["PredictConfig", "PredictSummary", "Predictor", "predict_files"]
 
@@ -287,7 +287,7 @@ class ManifestBook:
 
 class ManifestSink(FileSink):
     """A :class:`FileSink` that records each photo in the manifest: outputs, car fraction, the review checks
-    (:mod:`maskingnet.review`), the seconds spent on it, or the error."""
+    (:mod:`maskingnet.outputs.review`), the seconds spent on it, or the error."""
 
     wants_network_map = True
 

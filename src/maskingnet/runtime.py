@@ -1,7 +1,8 @@
 """Where and how this process runs: its torchrun rank, its device, its precision, its threads and workers.
 
 Everything that reads the machine or the torchrun environment is here, so that the tasks (train, evaluate,
-predict, submit) agree on it. Process-group operations for training live in :mod:`maskingnet.distributed`.
+predict, submit) agree on it. Process-group operations for training live in
+:mod:`maskingnet.train.distributed`.
 """
 
 from __future__ import annotations

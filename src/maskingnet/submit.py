@@ -9,8 +9,8 @@ probability map at the image's own resolution, thresholded and run-length encode
 the rows in order.
 
 Re-running a finished submission: a hidden ``.<name>.done.json`` beside it records the fingerprint of the
-model and settings that made it (:mod:`maskingnet.fingerprint`); the same job again is not recomputed, a
-changed one is redone with one line saying what changed.
+model and settings that made it (:mod:`maskingnet.inference.fingerprint`); the same job again is not
+recomputed, a changed one is redone with one line saying what changed.
 
 Resuming: rows are appended to a hidden part file in chunks of ``flush_every`` rows; after each chunk is on
 disk (fsync) a small progress file records how many rows and bytes are good. A killed run restarts from
@@ -37,13 +37,13 @@ from typing import Any
 
 from tqdm import tqdm
 
-from maskingnet.fingerprint import describe_changes, fingerprint, inference_settings
 from maskingnet.inference import Predictor, RleSink, rank_predictor, run
+from maskingnet.inference.fingerprint import describe_changes, fingerprint, inference_settings
 from maskingnet.inference.sinks import csv_row
-from maskingnet.messages import one_line
-from maskingnet.progress import progress_bar
 from maskingnet.runtime import context_from_env
 from maskingnet.utils import atomic_write, open_own_file
+from maskingnet.utils.messages import one_line
+from maskingnet.utils.progress import progress_bar
 
 HEADER = csv_row("img", "rle_mask")
 KAGGLE_TEST_IMAGES = 100_064

@@ -10,8 +10,8 @@ import time
 import pytest
 from helpers import http_request, make_half_car_checkpoint
 
-from maskingnet.messages import one_line
-from maskingnet.serve_access import HostAllowList, access_line
+from maskingnet.serve.access import HostAllowList, access_line
+from maskingnet.utils.messages import one_line
 
 FORGED = '1.2.3.4 - - [05/Dec/2026:10:00:00 +0000] "GET /admin HTTP/1.1" 200 0 1ms'
 

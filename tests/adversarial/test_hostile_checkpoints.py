@@ -15,7 +15,7 @@ from safetensors.torch import save_file
 from maskingnet.models import CheckpointError, create_model, load_model, save_model
 from maskingnet.models.checkpoint import CONFIG_KEY, META_KEY, attach_refiner, load_refiner, read_header
 from maskingnet.models.refiner import REFINER_KEY, Refiner, RefinerConfig
-from maskingnet.spec import SPEC_KEY
+from maskingnet.models.spec import SPEC_KEY
 
 
 @pytest.fixture(scope="module")

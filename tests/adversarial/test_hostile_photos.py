@@ -7,7 +7,7 @@ import numpy as np
 import pytest
 from helpers import peak_rss_growth_mb
 
-from maskingnet.outputs import EdgeConfig, cutout_image, decontaminate, make_matte
+from maskingnet.outputs.pictures import EdgeConfig, cutout_image, decontaminate, make_matte
 
 SIDE = 3000
 

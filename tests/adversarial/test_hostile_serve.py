@@ -20,8 +20,8 @@ from helpers import http_request, multipart_body, png_with_exif_after_pixels, ra
 from PIL import Image
 
 from maskingnet.models import create_model, save_model
-from maskingnet.serve import Overloaded, PixelBudget
-from maskingnet.serve_guard import json_errors
+from maskingnet.serve.batcher import Overloaded, PixelBudget
+from maskingnet.serve.guard import json_errors
 
 IDLE = 130  # the count: more than the default 128 connections
 WAIT_S = 30  # the longest any bounded loop here waits for the server

@@ -102,8 +102,8 @@ def test_json_nested_200000_deep_is_one_line(refined, tmp_path, key):
 def test_the_refiner_inside_an_onnx_export_is_checked_the_same(refined, tmp_path):
     onnx = pytest.importorskip("onnx")
     pytest.importorskip("onnxruntime")
-    from maskingnet.inference.backends import OnnxBackend
     from maskingnet.export import export_onnx
+    from maskingnet.inference.backends import OnnxBackend
 
     exported = export_onnx(refined, tmp_path / "refined.onnx").path
     proto = onnx.load(str(exported))

@@ -11,7 +11,6 @@ import pytest
 import torch
 from PIL import Image, ImageFile
 
-from maskingnet.coords import coord_maps, resized_coord_maps
 from maskingnet.data.carvana import (
     Record,
     SegmentationDataset,
@@ -22,6 +21,7 @@ from maskingnet.data.carvana import (
     split_by_car,
     thesis_split,
 )
+from maskingnet.data.coords import coord_maps, resized_coord_maps
 from maskingnet.data.io import BadInputError, read_mask
 
 SYNTH_IMAGES = 48  # 3 cars x 16 angles

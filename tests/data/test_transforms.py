@@ -9,7 +9,7 @@ from hypothesis import given, settings
 from hypothesis import strategies as st
 from PIL import Image
 
-from maskingnet.coords import coord_maps, resized_coord_maps
+from maskingnet.data.coords import coord_maps, resized_coord_maps
 from maskingnet.data.transforms import (
     IMAGENET_MEAN,
     AugmentConfig,

@@ -9,7 +9,7 @@ import torch.nn.functional as F
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from maskingnet.coords import coord_maps, pad_coord_maps
+from maskingnet.data.coords import coord_maps, pad_coord_maps
 from maskingnet.models import ModelConfig, create_model
 
 COORD_MODELS = ["arc2", "arc3", "maskingnet"]

@@ -23,8 +23,8 @@ from pathlib import Path
 import numpy as np
 
 from maskingnet.data.io import BadInputError
-from maskingnet.progress import progress_bar
 from maskingnet.utils import atomic_write
+from maskingnet.utils.progress import progress_bar
 
 # Bump when the pixels an entry holds would change for the same files (decoding, resizing).
 CACHE_VERSION = 1

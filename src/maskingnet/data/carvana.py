@@ -28,8 +28,8 @@ import numpy as np
 import torch
 from PIL import Image
 
-from maskingnet.coords import resized_coord_maps
 from maskingnet.data.cache import SampleCache
+from maskingnet.data.coords import resized_coord_maps
 from maskingnet.data.io import BadInputError, image_size, read_image, read_mask
 from maskingnet.data.rle import rle_decode, rle_runs
 from maskingnet.data.transforms import (

@@ -29,9 +29,9 @@ from PIL import Image
 
 from maskingnet.data.rle import rle_encode
 from maskingnet.data.synth_render import render_car
-from maskingnet.progress import progress_bar
 from maskingnet.utils import atomic_write
 from maskingnet.utils import parse_size as parse_image_size
+from maskingnet.utils.progress import progress_bar
 
 MAX_SIDE = 8192  # the renderer holds a few full-size layers at twice the size in memory
 KAGGLE_PLACEHOLDER_RLE = "1 1"  # what every row of Kaggle's Carvana sample_submission.csv held

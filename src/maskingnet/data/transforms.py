@@ -1,9 +1,9 @@
 """Transforms that keep a photo, its coordinate maps and its mask in register.
 
-The coordinate maps of a photo (:mod:`maskingnet.coords` defines and builds them: ``X[i, j] = j / W - 0.5``,
-``Y[i, j] = i / H - 0.5``, channels ``[X, Y]``) are defined once on the *original* photo. Every geometric
-transform here moves the three together, so after any resize, crop, flip or shift/scale/rotate each pixel's
-coordinates still say where in the original photo it came from:
+The coordinate maps of a photo (:mod:`maskingnet.data.coords` defines and builds them: ``X[i, j] = j / W -
+0.5``, ``Y[i, j] = i / H - 0.5``, channels ``[X, Y]``) are defined once on the *original* photo. Every
+geometric transform here moves the three together, so after any resize, crop, flip or shift/scale/rotate each
+pixel's coordinates still say where in the original photo it came from:
 
 - the image is resampled with PIL (bilinear, antialiased when shrinking),
 - the coordinate maps bilinearly, extrapolating linearly past the edge (the maps are ramps, so this is exact
@@ -23,7 +23,7 @@ import numpy as np
 import torch
 from PIL import Image, ImageEnhance
 
-from maskingnet.coords import resized_coord_maps  # noqa: F401 - still importable from here
+from maskingnet.data.coords import resized_coord_maps  # noqa: F401 - still importable from here
 
 IMAGENET_MEAN = (0.485, 0.456, 0.406)
 IMAGENET_STD = (0.229, 0.224, 0.225)

@@ -12,7 +12,7 @@ Device and precision choice live in :mod:`maskingnet.runtime` and are re-exporte
 
 from __future__ import annotations
 
-from maskingnet.coords import whole_photo_coords
+from maskingnet.data.coords import whole_photo_coords
 from maskingnet.runtime import (
     DTYPES,
     PRECISIONS,

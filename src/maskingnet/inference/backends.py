@@ -2,8 +2,8 @@
 
 A backend takes a batch of normalised photos ``(B, 3, H, W)`` float32 and their coordinate maps
 ``(B, 2, H, W)`` (None: the whole input's maps) and returns ``(B, H, W)`` float32 car probabilities on the
-CPU. It also says what it is: ``.spec`` (the :class:`~maskingnet.spec.InputSpec` stored with the weights),
-``.config`` (the :class:`~maskingnet.models.ModelConfig`, when known), ``.meta``, ``.device``,
+CPU. It also says what it is: ``.spec`` (the :class:`~maskingnet.models.spec.InputSpec` stored with the
+weights), ``.config`` (the :class:`~maskingnet.models.ModelConfig`, when known), ``.meta``, ``.device``,
 ``.precision``. :class:`TorchBackend` runs PyTorch (the CPU fast path of :mod:`.fastpath` by default),
 :class:`OnnxBackend` ONNX Runtime; :func:`load_backend` picks one for a file.
 """
@@ -22,7 +22,7 @@ import numpy as np
 import torch
 from torch import nn
 
-from maskingnet.coords import whole_photo_coords
+from maskingnet.data.coords import whole_photo_coords
 from maskingnet.models import CheckpointError, ModelConfig, load_model, model_spec, resolve_model
 from maskingnet.models.checkpoint import load_refiner
 from maskingnet.models.onnx import (
@@ -36,8 +36,8 @@ from maskingnet.models.onnx import (
     export_model,
 )
 from maskingnet.models.refiner import REFINER_KEY, Refiner, refiner_from_bytes
+from maskingnet.models.spec import SPEC_KEY, InputSpec, read_spec
 from maskingnet.runtime import DTYPES, resolve_device, resolve_precision
-from maskingnet.spec import SPEC_KEY, InputSpec, read_spec
 
 from .fastpath import input_dtype, prepare_model
 from .quantize import Batch, int8_model

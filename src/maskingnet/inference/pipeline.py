@@ -25,7 +25,7 @@ import numpy as np
 import torch
 import torch.nn.functional as F
 
-from maskingnet.coords import Region
+from maskingnet.data.coords import Region
 from maskingnet.runtime import decode_workers, writer_threads
 
 from .preprocess import Prepared, Source, batched_good, iterate_prepared

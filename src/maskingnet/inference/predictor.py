@@ -17,11 +17,11 @@ import numpy as np
 import torch
 from PIL import Image
 
-from maskingnet.coords import whole_photo_coords
+from maskingnet.data.coords import whole_photo_coords
 from maskingnet.data.io import DEFAULT_MAX_PIXELS
+from maskingnet.models.spec import InputSpec
 from maskingnet.outputs import EdgeConfig, render
 from maskingnet.runtime import rank_device, share_cpu_threads
-from maskingnet.spec import InputSpec
 from maskingnet.utils import parse_size
 
 from .backends import Backend, make_backend

@@ -5,7 +5,7 @@ a :class:`Prepared` item: the whole photo resized to the model's input size and 
 the original photo's coordinate maps at that size (``(2, h, w)``), the photo's own size (W, H) and, when
 asked, the full photo itself (``(H, W, 3)`` uint8) for cut-outs and the edge stage.
 
-A photo of another aspect than the training photos' (3:2, :data:`maskingnet.coords.TRAINING_FRAME`; a
+A photo of another aspect than the training photos' (3:2, :data:`maskingnet.data.coords.TRAINING_FRAME`; a
 portrait phone photo, a square studio shot) is not squashed: it is scaled to fit inside the input keeping
 its aspect, centred, and the rest is padded (:func:`letterbox`); ``Prepared.region`` says where it lies,
 and :func:`~maskingnet.inference.pipeline.full_resolution` crops the network's map to it. A photo of that
@@ -31,11 +31,11 @@ import numpy as np
 import torch
 from PIL import Image
 
-from maskingnet.coords import Region, letterbox_coord_maps, letterbox_region, resized_coord_maps
+from maskingnet.data.coords import Region, letterbox_coord_maps, letterbox_region, resized_coord_maps
 from maskingnet.data.io import DEFAULT_MAX_PIXELS, BadInputError, image_size, read_image
 from maskingnet.data.transforms import to_tensor
+from maskingnet.models.spec import InputSpec
 from maskingnet.runtime import decode_workers
-from maskingnet.spec import InputSpec
 
 Source = str | os.PathLike | bytes | BinaryIO | Image.Image | np.ndarray
 """A photo: a file path, the file's bytes or an open binary stream, a PIL image or an array."""
@@ -45,7 +45,7 @@ Source = str | os.PathLike | bytes | BinaryIO | Image.Image | np.ndarray
 class Prepared:
     """One photo ready for the model: its input tensor and coordinate maps at the model's size, its own size
     (W, H) and, when asked for, the full photo (``(H, W, 3)`` uint8 tensor). ``region``: where the photo
-    lies in the input when it is letterboxed (:func:`maskingnet.coords.letterbox_region`), None when it
+    lies in the input when it is letterboxed (:func:`maskingnet.data.coords.letterbox_region`), None when it
     fills it. ``error``: why it is unusable. ``seconds``: the work spent on this photo so far (decoding, its
     share of its batch's model call, the step to full resolution and the sink's work), for the manifest.
     ``network_map``: the network's own (h, w) probabilities over the photo, kept for sinks that ask
@@ -114,7 +114,7 @@ def prepare(
 ) -> Prepared:
     """One source ready for the model (see the module docstring); raises ``BadInputError`` for unusable
     files. In-memory images always keep their photo (it is there anyway). ``trained_size``: the input size
-    the model was trained at, when ``size`` overrides it (:func:`maskingnet.coords.letterbox_region`)."""
+    the model was trained at, when ``size`` overrides it (:func:`maskingnet.data.coords.letterbox_region`)."""
     if isinstance(source, (Image.Image, np.ndarray)):
         return prepare_image(source, size, index, spec=spec, trained_size=trained_size)
     return prepare_encoded(

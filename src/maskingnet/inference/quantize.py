@@ -29,8 +29,8 @@ from collections.abc import Iterable, Iterator
 import torch
 from torch import nn
 
+from maskingnet.models.spec import InputSpec
 from maskingnet.runtime import INT8_ENGINE
-from maskingnet.spec import InputSpec
 
 from .fastpath import fold_batchnorm, fuse_conv_relu, onednn_fusion_available
 

@@ -1,7 +1,7 @@
 """Where the pipeline's masks go: the one place that says how a mask is written.
 
 - :class:`FileSink`: image files per photo (mask, cut-out, on-a-colour, overlay), framed, encoded with
-  OpenCV (``maskingnet.encode``) and written atomically (``maskingnet predict``);
+  OpenCV (``maskingnet.outputs.encode``) and written atomically (``maskingnet predict``);
 - :class:`RleSink`: Kaggle ``img,rle_mask`` rows in input order, in chunks (``maskingnet submit``);
 - :class:`DiceSink`: the thresholded mask compared with the true one (``maskingnet evaluate``).
 """
@@ -20,15 +20,15 @@ import cv2
 import numpy as np
 
 from maskingnet.data.io import BadInputError
+from maskingnet.data.metrics import MaskComparison, compare_masks
 from maskingnet.data.rle import rle_encode
-from maskingnet.encode import as_array, encode
 from maskingnet.errors import MaskingnetError
-from maskingnet.framing import Framing, frame_image
-from maskingnet.messages import one_line
-from maskingnet.metrics import MaskComparison, compare_masks
-from maskingnet.output_layout import kind_format
 from maskingnet.outputs import EdgeConfig, render_all
+from maskingnet.outputs.encode import as_array, encode
+from maskingnet.outputs.framing import Framing, frame_image
+from maskingnet.outputs.layout import kind_format
 from maskingnet.utils import atomic_save
+from maskingnet.utils.messages import one_line
 
 from .pipeline import Failed, Sink
 from .preprocess import Prepared
@@ -53,8 +53,8 @@ class FileSink(Sink):
 
     ``fmt`` is the format of the cut-out and the photo on a colour (``auto``: PNG and JPEG; masks and
     overlays are always PNG; a JPEG cut-out is the car on ``background``), ``quality`` that of JPEG and WebP;
-    ``framing`` crops those two to the car (``maskingnet.framing``). ``consume`` returns the photo's car
-    fraction. A write that fails for a reason every photo would share raises :class:`OutputError`.
+    ``framing`` crops those two to the car (``maskingnet.outputs.framing``). ``consume`` returns the photo's
+    car fraction. A write that fails for a reason every photo would share raises :class:`OutputError`.
     """
 
     def __init__(

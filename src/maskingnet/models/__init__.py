@@ -10,7 +10,7 @@ from .bundled import DEFAULT_MODEL, list_bundled, load_model, resolve_model
 from .checkpoint import CheckpointError, load_spec, model_spec, read_config, save_model
 from .encoder_decoder import EncoderDecoder, ModelConfig
 from .registry import MODEL_CONFIGS, PAPER_PARAMS, build_model, create_model, list_models, model_config
-from .report import count_params, format_models_table, model_report, models_table
+from .report import count_params, model_report, models_table
 from .vgg import load_vgg_weights
 
 __all__ = [
@@ -21,7 +21,6 @@ __all__ = [
     "list_bundled",
     "resolve_model",
     "EncoderDecoder",
-    "format_models_table",
     "ModelConfig",
     "build_model",
     "count_params",

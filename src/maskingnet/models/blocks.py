@@ -1,5 +1,5 @@
 """Building blocks of the encoder-decoder: conv-BN-ReLU stages, index-keeping pooling and the two kinds of
-up-sampling (the coordinate maps live in :mod:`maskingnet.coords`).
+up-sampling (the coordinate maps live in :mod:`maskingnet.data.coords`).
 
 Everything here is traceable for ``torch.onnx.export(..., dynamo=True)``: no Python branching on tensor
 values, and shape arithmetic only with sizes.

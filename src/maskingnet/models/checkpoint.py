@@ -1,5 +1,5 @@
 """Model files: safetensors weights with the model's config, a meta dict and the input spec
-(:class:`maskingnet.spec.InputSpec`) as JSON in the file's metadata.
+(:class:`maskingnet.models.spec.InputSpec`) as JSON in the file's metadata.
 
 The file alone rebuilds its model, and loading never unpickles: anything that is not a well-formed
 safetensors file (a ``torch.save`` pickle or zip renamed ``.safetensors``, a truncated file) is refused
@@ -8,7 +8,7 @@ with :class:`CheckpointError` before any tensor is read.
 Loading checks before it allocates: the header's config is bounded (levels, convolutions per stage), the
 network is built on the ``meta`` device (no memory, whatever widths the config asks for), every tensor's
 shape and dtype in the file is compared with it from the header alone, the input spec is checked
-(:mod:`maskingnet.spec`), and only then are the tensors read, straight into the model (no second copy).
+(:mod:`maskingnet.models.spec`), and only then are the tensors read, straight into the model (no second copy).
 A file whose config asks for a network its tensors do not hold costs milliseconds and one line.
 """
 
@@ -27,7 +27,7 @@ from safetensors.torch import save_file
 from torch import nn
 
 from maskingnet.errors import MaskingnetError
-from maskingnet.spec import SPEC_KEY, InputSpec, SpecError, read_spec
+from maskingnet.models.spec import SPEC_KEY, InputSpec, SpecError, read_spec
 from maskingnet.utils import atomic_save, parse_json
 
 from .encoder_decoder import EncoderDecoder, ModelConfig
@@ -171,7 +171,7 @@ def _check_config_size(path: str | os.PathLike, config: ModelConfig) -> None:
 
 def load_spec(path: str | os.PathLike) -> InputSpec:
     """The input spec stored in a model file (or implied by its meta, for files older than the spec);
-    out-of-range values (an input size past :data:`maskingnet.spec.MAX_INPUT_SIDE`) are refused."""
+    out-of-range values (an input size past :data:`maskingnet.models.spec.MAX_INPUT_SIDE`) are refused."""
     metadata = read_header(path)
     try:
         return read_spec(metadata, _meta_of(path, metadata))

@@ -19,7 +19,7 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
-from maskingnet.coords import coord_maps, pad_coord_maps
+from maskingnet.data.coords import coord_maps, pad_coord_maps
 
 from . import fields
 from .blocks import ConvStack, TransposedUp, pool_with_indices, unpool_with_indices

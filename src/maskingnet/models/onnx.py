@@ -3,8 +3,8 @@
 The graph wraps the network so that it needs nothing from maskingnet at run time:
 
 - inputs ``image`` ``(B, 3, H, W)`` float32, normalised RGB (``spec.mean``/``spec.std``), and ``coords``
-  ``(B, 2, H, W)`` float32, the photo's ``[X, Y]`` maps (:mod:`maskingnet.coords`). Both are always inputs
-  so every architecture has the same signature; networks without coordinate maps ignore ``coords``.
+  ``(B, 2, H, W)`` float32, the photo's ``[X, Y]`` maps (:mod:`maskingnet.data.coords`). Both are always
+  inputs so every architecture has the same signature; networks without coordinate maps ignore ``coords``.
 - output ``probability`` ``(B, H, W)`` float32: the softmax probability of class 1 ("car"), not logits.
 
 Batch, height and width are dynamic by default (the network pads to its stride and crops back inside the
@@ -35,9 +35,9 @@ import torch
 from torch import nn
 
 from maskingnet import __version__
-from maskingnet.coords import CONVENTION, whole_photo_coords
+from maskingnet.data.coords import CONVENTION, whole_photo_coords
 from maskingnet.errors import MaskingnetError
-from maskingnet.spec import CLASS_NAMES, SPEC_KEY, InputSpec
+from maskingnet.models.spec import CLASS_NAMES, SPEC_KEY, InputSpec
 from maskingnet.utils import atomic_save, parse_json
 
 from .checkpoint import model_spec

@@ -13,8 +13,6 @@ import torch
 from torch import nn
 from torch.utils.flop_counter import FlopCounterMode
 
-from maskingnet.catalog import format_models_table  # noqa: F401 - re-exported
-
 from .encoder_decoder import EncoderDecoder, ModelConfig
 from .registry import PAPER_PARAMS, create_model, list_models
 

@@ -17,10 +17,10 @@ import torch.nn.functional as F
 from torch import nn
 from tqdm import tqdm
 
-from maskingnet import distributed
-from maskingnet.metrics import batch_dice, soft_dice_loss
-from maskingnet.progress import LineProgress, progress_bar
+from maskingnet.data.metrics import batch_dice, soft_dice_loss
 from maskingnet.runtime import DistContext, cpu_bf16_supported
+from maskingnet.train import distributed
+from maskingnet.utils.progress import LineProgress, progress_bar
 
 from .config import LOSSES, NonFiniteLossError, TrainConfig, TrainError
 from .loaders import EpochData

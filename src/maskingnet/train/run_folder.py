@@ -16,8 +16,8 @@ from torch import nn
 from maskingnet import __version__
 from maskingnet.models import CheckpointError, read_config, save_model
 from maskingnet.models.refiner import Refiner
-from maskingnet.plots import plot_curves
 from maskingnet.runtime import DistContext
+from maskingnet.train.plots import plot_curves
 from maskingnet.utils import atomic_write, write_json
 
 from .config import TrainConfig, TrainError, read_run_config

@@ -8,11 +8,11 @@ from typing import Any
 
 import torch
 
-from maskingnet import distributed
 from maskingnet.data.cache import SampleCache
 from maskingnet.data.carvana import SegmentationDataset
-from maskingnet.progress import format_duration
 from maskingnet.runtime import DistContext, resolve_device, usable_cores
+from maskingnet.train import distributed
+from maskingnet.utils.progress import format_duration
 
 from .config import TrainConfig, TrainError
 from .loaders import EpochData

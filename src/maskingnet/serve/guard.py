@@ -17,7 +17,8 @@ runs uvicorn's h11 protocol (:class:`GuardedH11Protocol`) with three additions:
   requests, or halfway through a head). Only when every connection is busy with a request is a newcomer
   refused, with a JSON 503 (``GET /healthz`` is still answered).
 
-Gaps within a body are bounded by the application (:func:`maskingnet.serve.bounded_stream`: a JSON 408).
+Gaps within a body are bounded by the application (:func:`maskingnet.serve.uploads.bounded_stream`: a JSON
+408).
 """
 
 from __future__ import annotations

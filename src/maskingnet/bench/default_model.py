@@ -34,6 +34,7 @@ import torch
 import torch.nn.functional as F
 from PIL import Image
 
+from maskingnet.data.metrics import dice
 from maskingnet.inference import (
     TorchBackend,
     cpu_bf16_supported,
@@ -41,13 +42,12 @@ from maskingnet.inference import (
     prepare,
     resolve_precision,
 )
-from maskingnet.metrics import dice
 from maskingnet.models import create_model, load_model, model_spec, resolve_model
 from maskingnet.predict import PredictConfig, predict_files
 
 PREVIOUS_SIZE = (240, 160)
 INT8_BATCH = 4
-INT8_TARGET_SPEEDUP = 1.6  # issue 16: int8 against the fast path, with mask agreement >= 0.999
+INT8_TARGET_SPEEDUP = 1.6  # the int8 target against the fast path, with mask agreement >= 0.999
 INT8_TARGET_DICE = 0.999
 
 

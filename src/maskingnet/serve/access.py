@@ -28,7 +28,7 @@ from collections.abc import Iterable
 from dataclasses import dataclass
 from typing import Any, TextIO
 
-from maskingnet.messages import log_field
+from maskingnet.utils.messages import log_field
 
 HEALTH_PATH = "/healthz"
 API_KEY_ENV = "MASKINGNET_API_KEY"
@@ -200,7 +200,8 @@ def access_line(scope: dict, status: int, sent: int, seconds: float) -> str:
     """``client - - [time] "METHOD /path?query HTTP/1.1" status bytes duration`` (status 0: no answer).
 
     Every field a client chose (the path is percent-decoded: ``%0a`` is a newline) is escaped by
-    :func:`maskingnet.messages.log_field`, so a request writes one line that cannot pass for another's."""
+    :func:`maskingnet.utils.messages.log_field`, so a request writes one line that cannot pass for
+    another's."""
     client = log_field(str((scope.get("client") or ("-",))[0]))
     query = scope.get("query_string", b"").decode("latin-1")
     target = scope.get("path", "") + (f"?{query}" if query else "")

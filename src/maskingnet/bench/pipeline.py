@@ -21,10 +21,10 @@ from collections.abc import Callable, Sequence
 from pathlib import Path
 from typing import Any
 
-from maskingnet.encode import encode
 from maskingnet.inference import Predictor
 from maskingnet.models import resolve_model
 from maskingnet.outputs import mask_image
+from maskingnet.outputs.encode import encode
 from maskingnet.predict import PredictConfig, predict_files
 from maskingnet.runtime import usable_cores
 

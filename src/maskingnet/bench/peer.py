@@ -43,7 +43,7 @@ from PIL import Image
 
 from maskingnet.data.carvana import Record, scan
 from maskingnet.data.io import read_mask
-from maskingnet.metrics import dice
+from maskingnet.data.metrics import dice
 from maskingnet.models import read_config, resolve_model
 
 PEER_VENV = Path(".venv-peer")

@@ -15,7 +15,7 @@ from collections import Counter
 from collections.abc import Sequence
 from pathlib import Path, PurePosixPath
 
-from maskingnet.encode import SUFFIXES
+from maskingnet.outputs.encode import SUFFIXES
 
 OUTPUT_NAMES = ("mask", "cutout", "white", "bg", "overlay")
 """The name part of every output file: ``<stem>_<name>.<png|webp|jpg>``."""

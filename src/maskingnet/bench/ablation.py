@@ -30,7 +30,8 @@ import torch
 from matplotlib.figure import Figure
 
 import maskingnet.train as training
-from maskingnet.bench import Plan, round_robin_ms, test_pass, training_step
+from maskingnet.bench.networks import round_robin_ms, test_pass, training_step
+from maskingnet.bench.timing import Plan
 from maskingnet.evaluate import evaluate
 from maskingnet.inference import resolve_device
 from maskingnet.models import create_model, list_models, model_report

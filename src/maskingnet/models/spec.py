@@ -2,9 +2,9 @@
 
 One :class:`InputSpec` says at which size (W, H) the network sees a whole photo (and at which photo scale it
 was trained, when it was given as a scale), how pixels are normalised (``mean``, ``std`` on 0..1 RGB), the
-names of the output classes and the coordinate-map convention (:mod:`maskingnet.coords`). It is written into
-the safetensors metadata of a checkpoint (``maskingnet.spec``) and the ONNX metadata of an export, and every
-backend exposes it as ``backend.spec``. Files written before it existed get it from their ``meta``.
+names of the output classes and the coordinate-map convention (:mod:`maskingnet.data.coords`). It is written
+into the safetensors metadata of a checkpoint (key ``maskingnet.spec``) and the ONNX metadata of an export,
+and every backend exposes it as ``backend.spec``. Files written before it existed get it from their ``meta``.
 
 A spec comes from a file, so its values are checked when it is built (:class:`SpecError`, one line): an
 input size is at most :data:`MAX_INPUT_SIDE` a side and :data:`MAX_INPUT_PIXELS` in all, since every photo
@@ -19,12 +19,12 @@ import math
 from dataclasses import asdict, dataclass, replace
 from typing import Any
 
-from maskingnet.coords import CONVENTION
+from maskingnet.data.coords import CONVENTION
 from maskingnet.data.transforms import IMAGENET_MEAN, IMAGENET_STD
 from maskingnet.errors import MaskingnetError
 from maskingnet.utils import parse_json
 
-SPEC_KEY = "maskingnet.spec"
+SPEC_KEY = "maskingnet.spec"  # the metadata key in files already written: never rename
 CLASS_NAMES = ("background", "car")
 MAX_INPUT_SIDE = 8192
 MAX_INPUT_PIXELS = 8192 * 4096

@@ -5,9 +5,9 @@
   ``failed``), ``error``, one column per output kind (paths relative to the output folder, empty when not
   written), ``car_fraction`` (share of the photo's pixels that are car), ``unsure`` (share of the car the
   network is unsure about) and ``review`` (the checks the photo failed, space-separated, empty when none;
-  :mod:`maskingnet.review`), ``seconds`` (the work spent on the photo: decoding, its share of its batch's
-  model call, full resolution, the outputs) and ``settings`` (the fingerprint of the model and settings
-  that made the outputs). Quoted by the csv module, UTF-8, written atomically.
+  :mod:`maskingnet.outputs.review`), ``seconds`` (the work spent on the photo: decoding, its share of its
+  batch's model call, full resolution, the outputs) and ``settings`` (the fingerprint of the model and
+  settings that made the outputs). Quoted by the csv module, UTF-8, written atomically.
 - ``maskingnet-settings.json``: the settings behind each fingerprint, so a re-run can say what changed.
 """
 

@@ -1,11 +1,12 @@
-"""``maskingnet bench``'s output stage (issue 14, item 5): what turning a probability map into files costs.
+"""``maskingnet bench``'s output stage: what turning a probability map into files costs.
 
 On real 1918x1280 photos, with the probabilities the bundled model gives them (edge stage included), the
 outputs ``predict`` writes by default (mask and cut-out) are made four ways, in turns, with and without
 soft edges:
 
 - ``render``: :func:`maskingnet.outputs.render_all` (the matte, the mask and cut-out pictures), against
-  the same step as it was before (:mod:`maskingnet.bench_outputs_reference`, frozen at commit 174ee64);
+  the same step as it was before (``benchmarks/outputs_reference.py``, frozen at commit
+  174ee64; in the checkout, not in the wheel);
 - ``write``: render and write the files, end to end: a :class:`maskingnet.inference.FileSink` as
   ``predict`` uses it, against the old render with the old writer (PIL, zlib level 3), each file atomic.
 
@@ -15,6 +16,9 @@ come from the same run. ``max_pixel_difference`` checks that both renders give t
 
 from __future__ import annotations
 
+import functools
+import importlib.util
+import sys
 import tempfile
 import time
 from collections.abc import Callable, Sequence
@@ -25,18 +29,30 @@ from typing import Any
 import numpy as np
 import torch
 
-from maskingnet import bench_outputs_reference as reference
 from maskingnet.data.io import read_image
 from maskingnet.inference import Failed, FileSink, Predictor, Prepared
-from maskingnet.output_layout import output_suffix
 from maskingnet.outputs import EdgeConfig, render_all
+from maskingnet.outputs.layout import output_suffix
 from maskingnet.utils import atomic_save
 
 KINDS = ("mask", "cutout")
 MODES = {"hard": EdgeConfig(), "soft": EdgeConfig(soft=True)}
+REFERENCE = Path(__file__).resolve().parents[3] / "benchmarks" / "outputs_reference.py"
 CLOCKS = {"wall": time.perf_counter, "cpu": time.process_time}
 """Wall-clock time, and this process's CPU time (all its threads): on a machine shared with other work the
 CPU time is the steadier measure of the work done, the wall-clock time what a user waits."""
+
+
+@functools.cache
+def load_reference(path: Path = REFERENCE) -> Any:
+    """The frozen render path as a module, from the checkout (None where maskingnet runs from a wheel)."""
+    if not path.is_file():
+        return None
+    spec = importlib.util.spec_from_file_location("maskingnet_outputs_reference", path)
+    module = importlib.util.module_from_spec(spec)
+    sys.modules[spec.name] = module  # dataclasses look their module up while the class is made
+    spec.loader.exec_module(module)
+    return module
 
 
 @dataclass
@@ -58,7 +74,7 @@ def render_after(photo: Photo, edges: EdgeConfig) -> dict:
 
 
 def render_before(photo: Photo, edges: EdgeConfig) -> dict:
-    return reference.render_all(KINDS, photo.rgb, photo.probs, edges)
+    return load_reference().render_all(KINDS, photo.rgb, photo.probs, edges)
 
 
 def write_after(photo: Photo, edges: EdgeConfig, folder: Path) -> None:
@@ -75,7 +91,7 @@ def write_before(photo: Photo, edges: EdgeConfig, folder: Path) -> None:
     """Render and write as ``predict`` did before: the frozen render, PIL's writer, atomic files."""
     for kind, image in render_before(photo, edges).items():
         target = folder / f"{photo.name}{output_suffix(kind)}"
-        atomic_save(target, lambda tmp, image=image: reference.save(image, Path(tmp)))
+        atomic_save(target, lambda tmp, image=image: load_reference().save(image, Path(tmp)))
 
 
 def max_pixel_difference(photos: Sequence[Photo]) -> int:
@@ -126,6 +142,8 @@ def bench_output_stage(
     model (None: the bundled default)."""
     if not paths:
         return {"images": 0, "note": "no real photos given (--data)"}
+    if load_reference() is None:
+        return {"images": 0, "note": f"the frozen reference render path is not here ({REFERENCE})"}
     say(f"output stage: probabilities of {len(paths)} real photos")
     photos = load_photos(paths, Predictor(model, device="cpu"))
     say(f"output stage: render and write {'/'.join(KINDS)}, before and after, {rounds} round(s)")
@@ -170,7 +188,7 @@ def output_stage_markdown(section: dict[str, Any] | None) -> list[str]:
     lines += [
         f"{section['images']} real photos at {section['size'][0]}x{section['size'][1]}, "
         f"{' + '.join(section['kinds'])}, best of {section['rounds']} round(s) in turns; before = the "
-        "render path of commit 174ee64 with PIL's PNG writer (`maskingnet.bench_outputs_reference`).",
+        "render path of commit 174ee64 with PIL's PNG writer (`benchmarks/outputs_reference.py`).",
         "",
         "| edges | render before, ms | render after, ms | speed-up | write before, ms | write after, ms "
         "| speed-up | cut-outs/s before | cut-outs/s after |",

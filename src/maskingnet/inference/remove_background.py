@@ -1,5 +1,4 @@
-"""``maskingnet.remove(data)``: rembg's one-liner, with rembg's type contract. (Not ``remove.py``: a module of
-that name would hide the function ``maskingnet.remove``.)
+"""``maskingnet.remove(data)``: rembg's one-liner, with rembg's type contract.
 
 >>> from maskingnet import remove, new_session
 >>> png_bytes = remove(open("car.jpg", "rb").read())          # bytes in, PNG bytes out
@@ -19,9 +18,9 @@ from typing import Any
 import numpy as np
 from PIL import Image
 
-from maskingnet.encode import as_array, check_format, encode
-from maskingnet.framing import Framing, frame_image
 from maskingnet.outputs import EdgeConfig, mask_image, parse_color, render
+from maskingnet.outputs.encode import as_array, check_format, encode
+from maskingnet.outputs.framing import Framing, frame_image
 
 _DEFAULT_SESSION: Any = None
 _SESSION_LOCK = threading.Lock()

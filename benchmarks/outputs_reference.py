@@ -1,6 +1,6 @@
-"""Today's render path, frozen: ``maskingnet.outputs`` as of commit 174ee64, before issue 14 item 5.
+"""The render path of commit 174ee64, frozen: ``maskingnet.outputs`` before its faster rewrite.
 
-**Kept for the benchmark's ratio only** (``maskingnet.bench_outputs`` times it beside the current
+**Kept for the benchmark's ratio only** (``maskingnet.bench.outputs`` times it beside the current
 ``maskingnet.outputs`` on the same photos in the same run, and a test checks that both give the same
 pixels); nothing else may import it. Do not optimise or restyle it: it is the baseline. Its PNG and JPEG
 writer (:func:`save`) is the one ``FileSink`` used at that commit (PIL, zlib level 3, JPEG quality 95).

@@ -1,0 +1,222 @@
+"""The web application: the endpoints, each request's way through upload, batcher and picture."""
+
+import asyncio
+import concurrent.futures
+import contextlib
+import dataclasses
+import io
+import os
+import time
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+
+from maskingnet.runtime import writer_threads
+from maskingnet.serve.batcher import MicroBatcher, Overloaded, PixelBudget
+from maskingnet.serve.config import CONFIG_ENV, SERVE_EXTRA_HINT, ServeConfig, ServeError
+from maskingnet.serve.page import PAGE
+from maskingnet.serve.uploads import (
+    RequestError,
+    decode_for_model,
+    read_upload,
+    request_options,
+    upload_pixels,
+)
+
+
+def model_summary(predictor, config: ServeConfig) -> dict[str, Any]:
+    """What ``GET /v1/model`` reports about the loaded model."""
+    from maskingnet.inference import OnnxBackend
+    from maskingnet.models import count_params
+
+    backend = predictor.backend
+    model_config = getattr(backend, "config", None)
+    return {
+        "name": getattr(model_config, "name", None) or Path(config.checkpoint).stem,
+        "params": count_params(model_config),
+        "size": list(predictor.size),
+        "checkpoint": Path(config.checkpoint).name,  # the server's folders are none of a client's business
+        "backend": "onnxruntime" if isinstance(backend, OnnxBackend) else "torch",
+        "device": str(backend.device),
+        "precision": backend.precision,
+        "class_names": list(backend.spec.class_names),
+        "meta": getattr(backend, "meta", {}) or {},
+        "max_upload_mb": config.max_upload_mb,
+        "limits": config.limits(),
+        "batching": {
+            "max_batch": config.max_batch,
+            "max_wait_ms": config.max_wait_ms,
+            "queue_size": config.queue_size,
+        },
+    }
+
+
+def rss_mb() -> float | None:
+    """This process's resident memory in MB (Linux), for /healthz."""
+    try:
+        for line in Path("/proc/self/status").read_text().splitlines():
+            if line.startswith("VmRSS:"):
+                return int(line.split()[1]) / 1024
+    except OSError:
+        return None
+    return None
+
+
+def png_bytes(image) -> bytes:
+    buffer = io.BytesIO()
+    image.save(buffer, format="PNG", compress_level=3)
+    return buffer.getvalue()
+
+
+def render_png(kind: str, photo, probs: np.ndarray, options: dict[str, Any]) -> bytes:
+    """The PNG answer: the mask (``L``), the transparent cut-out (``RGBA``) or the car on a colour (RGB)."""
+    from PIL import Image
+
+    from maskingnet.outputs import EdgeConfig, alpha_from_probs, render
+
+    edges = EdgeConfig(threshold=options["threshold"], soft=options["soft_edges"])
+    if kind == "mask":
+        return png_bytes(Image.fromarray(alpha_from_probs(probs, edges), mode="L"))
+    background = options.get("background")
+    if background is None:
+        return png_bytes(render("cutout", np.asarray(photo), probs, edges))
+    return png_bytes(render("white", np.asarray(photo), probs, edges, background=background))
+
+
+def run_model(predictor, items: list) -> list:
+    """One model call for a batch of prepared uploads -> one low-resolution probability map each."""
+    return list(predictor.infer_prepared(items))
+
+
+def finish_answer(kind: str, item, small, predictor, options: dict[str, Any]) -> bytes:
+    """The photo's full-resolution probabilities (the pipeline's one up-sampling and edge stage); the PNG."""
+    probs = predictor.full_resolution(small, item)
+    return render_png(kind, item.photo_array(), probs, options)
+
+
+def load_predictor(config: ServeConfig):
+    from maskingnet.inference import Predictor
+
+    return Predictor(
+        config.checkpoint,
+        device=config.device,
+        precision=config.precision,
+        size=config.size,
+        tta=config.tta,
+        backend=config.backend,
+        refine=config.refine,
+        clean=config.clean,
+        guided=config.guided,
+    )
+
+
+def create_app(config: ServeConfig, predictor=None):
+    """The FastAPI application for ``config`` (``predictor``: an already loaded one, e.g. in tests)."""
+    try:
+        from fastapi import FastAPI, Request
+        from fastapi.responses import HTMLResponse, JSONResponse, Response
+
+        from maskingnet.serve.access import protect
+    except ImportError as error:
+        raise ServeError(f"{SERVE_EXTRA_HINT} ({error})") from error
+    predictor = predictor or load_predictor(config)
+    summary = model_summary(predictor, config)
+    batcher_box: dict[str, MicroBatcher] = {}
+    started = time.time()
+
+    cpu_pool = concurrent.futures.ThreadPoolExecutor(
+        max_workers=config.cpu_threads or writer_threads(), thread_name_prefix="images"
+    )
+
+    @contextlib.asynccontextmanager
+    async def lifespan(_app):
+        batcher = MicroBatcher(
+            lambda inputs: run_model(predictor, inputs),
+            config.max_batch,
+            config.max_wait_ms / 1000,
+            config.queue_size,
+        )
+        batcher.start()
+        batcher_box["batcher"] = batcher
+        yield
+        await batcher.stop()
+        cpu_pool.shutdown(wait=True)
+
+    app = FastAPI(title="maskingnet", summary="Cut cars out of photographs.", lifespan=lifespan)
+    protect(app, config.access_options())
+    counters = {"ok": 0, "client_errors": 0}
+    budget = PixelBudget(config.pixel_budget)
+
+    def stats() -> dict[str, Any]:
+        batcher = batcher_box.get("batcher")
+        data = dataclasses.asdict(batcher.stats) if batcher else {}
+        data["queue_depth"] = batcher.queue.qsize() if batcher else 0
+        data["pixels_in_flight"] = budget.used
+        return {**data, **counters}
+
+    @app.exception_handler(RequestError)
+    async def refuse(_request, error: RequestError):
+        counters["client_errors"] += 1
+        closing = {"Connection": "close"} if error.status == 408 else None
+        body = {"error": error.code, "detail": error.detail}
+        return JSONResponse(body, status_code=error.status, headers=closing)
+
+    async def answer(kind: str, request: Request) -> Response:
+        data, fields = await read_upload(request, config.max_upload_bytes, config.read_timeout_s)
+        options = request_options(kind, request.query_params, fields)
+        loop = asyncio.get_running_loop()
+        pixels = await loop.run_in_executor(cpu_pool, upload_pixels, data, config.max_pixels)
+        try:
+            async with budget.hold(pixels):
+                png, batch_size = await work(kind, data, options)
+        except Overloaded:
+            raise RequestError(503, "busy", "too many requests waiting; retry shortly") from None
+        counters["ok"] += 1
+        return Response(png, media_type="image/png", headers={"X-Batch-Size": str(batch_size)})
+
+    async def work(kind: str, data: bytes, options: dict[str, Any]) -> tuple[bytes, int]:
+        """Decode, model (batched with other requests), full resolution and PNG: the PNG and batch size."""
+        loop = asyncio.get_running_loop()
+        decode = (decode_for_model, kind, data, config.max_pixels, predictor)
+        item = await loop.run_in_executor(cpu_pool, *decode)
+        small, batch_size = await batcher_box["batcher"].submit(item)
+        png = await loop.run_in_executor(cpu_pool, finish_answer, kind, item, small, predictor, options)
+        return png, batch_size
+
+    @app.post("/v1/mask", summary="Car mask of an uploaded photo (PNG, car 255).")
+    async def mask(request: Request) -> Response:
+        return await answer("mask", request)
+
+    @app.post("/v1/cutout", summary="The car cut out of an uploaded photo (PNG, transparent or on a colour).")
+    async def cutout(request: Request) -> Response:
+        return await answer("cutout", request)
+
+    @app.get("/healthz")
+    async def healthz() -> dict[str, Any]:
+        from maskingnet.serve.guard import current_guard
+
+        guard = current_guard()
+        return {
+            "status": "ok",
+            "pid": os.getpid(),
+            "uptime_s": round(time.time() - started, 1),
+            "rss_mb": rss_mb(),
+            "stats": stats(),
+            "connections": guard.summary() if guard else None,
+        }
+
+    @app.get("/v1/model")
+    async def model_info() -> dict[str, Any]:
+        return {**summary, "stats": stats()}
+
+    @app.get("/", response_class=HTMLResponse, include_in_schema=False)
+    async def page() -> HTMLResponse:
+        return HTMLResponse(PAGE.read_text(encoding="utf-8"))
+
+    return app
+
+
+def app_from_env():
+    """Application factory for ``uvicorn --factory`` worker processes (config passed in the environment)."""
+    return create_app(ServeConfig.from_json(os.environ[CONFIG_ENV]))
