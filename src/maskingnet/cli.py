@@ -468,6 +468,8 @@ def predict(
     margin: Annotated[float, typer.Option(help="Space around the framed car, a fraction of its box.")] = 0.05,
     canvas: Annotated[str | None, typer.Option(help="Framed outputs of this WxH, the car scaled to fit and "
                                                     "centred (implies --crop-to-car).")] = None,
+    listing: Annotated[bool, typer.Option(help="One scale and one baseline for all photos of a folder on "
+                                               "--canvas (one car's listing).")] = False,
     watch: Annotated[bool, typer.Option(help="Keep running: cut out photos that arrive in the inputs "
                                              "(Ctrl-C stops).")] = False,
     watch_interval: Annotated[float, typer.Option(help="Seconds between looks at the inputs.")] = 2.0,
@@ -498,6 +500,7 @@ def predict(
         overwrite=overwrite, recursive=recursive, progress=progress, fmt=fmt, quality=quality,
         crop_to_car=crop_to_car or canvas is not None, margin=margin,
         canvas=parse_size(canvas, square=False, what="--canvas"),
+        listing=listing,
         **model_options(size, device, precision, backend, tta, refine, clean, guided),
     )
     if watch:

@@ -25,7 +25,7 @@ from typing import Any
 import numpy as np
 from tqdm import tqdm
 
-from maskingnet.data.io import list_images
+from maskingnet.data.io import BadInputError, list_images
 from maskingnet.errors import MaskingnetError
 from maskingnet.inference import Failed, FileSink, Predictor, rank_predictor, run
 from maskingnet.inference.fingerprint import describe_changes, fingerprint, inference_settings
@@ -50,7 +50,7 @@ from maskingnet.outputs.manifest import (
     relative_output,
     write_manifest,
 )
-from maskingnet.outputs.review import Review, review_photo, summary_lines
+from maskingnet.outputs.review import Review, review_photo, summary_lines, turned_flag
 from maskingnet.runtime import context_from_env
 from maskingnet.utils.messages import one_line
 from maskingnet.utils.progress import progress_bar
@@ -90,6 +90,7 @@ class PredictConfig:
     crop_to_car: bool = False
     margin: float = DEFAULT_MARGIN
     canvas: tuple[int, int] | None = None
+    listing: bool = False
 
     def framing(self) -> Framing | None:
         return Framing(self.margin, self.canvas) if self.crop_to_car else None
@@ -137,6 +138,8 @@ def pixel_settings(config: PredictConfig) -> dict[str, Any]:
         settings[f"{fmt}_quality"] = config.quality or DEFAULT_QUALITY[fmt]
     if config.crop_to_car:
         settings["crop_to_car"] = {"margin": config.margin, "canvas": list(config.canvas or []) or None}
+        if config.listing:
+            settings["crop_to_car"]["listing"] = True
     return settings
 
 
@@ -276,6 +279,10 @@ class ManifestBook:
 
     def add(self, row: ManifestRow) -> None:
         self.rows[row.input] = row
+        self.changed()
+
+    def changed(self) -> None:
+        """A row was added or changed: rewrite the file when the last write is old enough."""
         if time.monotonic() - self.last > MANIFEST_EVERY_S:
             self.flush()
 
@@ -301,12 +308,18 @@ class ManifestSink(FileSink):
         report: Callable[[str], None],
     ) -> None:
         edges = EdgeConfig(threshold=config.threshold, soft=config.soft_edges)
-        super().__init__([job.path for job in jobs], [job.targets for job in jobs], config.save, edges,
-                         config.background, report, fmt=config.fmt, quality=config.quality,
-                         framing=config.framing())
+        targets, fmt, framing = self.file_plan(jobs, config)
+        super().__init__([job.path for job in jobs], targets, config.save, edges, config.background, report,
+                         fmt=fmt, quality=config.quality, framing=framing)
         self.jobs, self.book, self.key, self.previous = jobs, book, key, previous
         self.out = Path(config.out)
-        self.flagged: list[tuple[str, list[str]]] = []
+        self.flagged: list[tuple[Job, Review]] = []
+
+    def file_plan(
+        self, jobs: list[Job], config: PredictConfig
+    ) -> tuple[list[list[Path]], str, Framing | None]:
+        """Where :class:`FileSink` writes each photo's outputs, in which format, framed how."""
+        return [job.targets for job in jobs], config.fmt, config.framing()
 
     def consume(self, item: Prepared, probs: np.ndarray) -> tuple[float, Review] | Failed:
         result = super().consume(item, probs)
@@ -320,20 +333,45 @@ class ManifestSink(FileSink):
 
     def finish(self, item: Prepared, result: tuple[float, Review]) -> None:
         super().finish(item, result)
-        car_fraction, review = result
+        self.book.add(self.done_row(item, *result))
+
+    def done_row(self, item: Prepared, car_fraction: float, review: Review) -> ManifestRow:
+        """The manifest row of a finished photo (its review flags kept for the end of the run)."""
         job = self.jobs[item.index]
         earlier = self.previous.get(str(job.rel))
         outputs = dict(earlier.outputs) if earlier is not None and earlier.settings == self.key else {}
         for kind, target in zip(self.kinds, job.targets, strict=True):
             outputs[kind] = relative_output(target, self.out)
         if review.needed:
-            self.flagged.append((str(job.rel), review.flags))
-        self.book.add(ManifestRow(str(job.rel), "done", outputs, car_fraction, item.seconds, self.key,
-                                  unsure=review.unsure, review=" ".join(review.flags)))
+            self.flagged.append((job, review))
+        return ManifestRow(str(job.rel), "done", outputs, car_fraction, item.seconds, self.key,
+                           unsure=review.unsure, review=" ".join(review.flags))
+
+    def check_turned(self, predictor: Predictor) -> None:
+        """Ask the network again, with the photo turned, about each photo it was unsure of: a sideways or
+        upside-down photo gets that flag in its row."""
+        for job, review in self.flagged:
+            if "unsure" not in review.flags:
+                continue
+            with contextlib.suppress(BadInputError, OSError):
+                turned = turned_flag(predictor, job.path)
+                if turned is not None:
+                    review.flags.insert(1, turned)
+                    self.book.rows[str(job.rel)].review = " ".join(review.flags)
+                    self.book.changed()
 
     def fail(self, item: Prepared, message: str) -> None:
         super().fail(item, one_line(message))
         self.book.add(ManifestRow(str(self.jobs[item.index].rel), "failed", error=message))
+
+    def cleanup(self) -> None:
+        """After the run, finished or not: nothing to remove here (a listing's staging folder, there)."""
+
+
+def whole_folders(jobs: list[Job], todo: list[Job]) -> list[Job]:
+    """Every photo of each folder with a photo to do: a listing is framed together or not at all."""
+    folders = {job.rel.parent for job in todo}
+    return [job for job in jobs if job.rel.parent in folders]
 
 
 def find_inputs(config: PredictConfig) -> tuple[list[Path], list[str]]:
@@ -349,6 +387,8 @@ def check_config(config: PredictConfig) -> None:
     elif config.quality is not None:
         check_format("jpg", config.quality)
     config.framing()  # checks the margin
+    if config.listing and config.canvas is None:
+        raise ValueError("--listing places each folder's photos on one canvas: give --canvas WxH too")
 
 
 def predict_files(
@@ -378,6 +418,8 @@ def predict_files(
     out.mkdir(parents=True, exist_ok=True)
     previous = read_manifests(out)
     todo, summary.redone = choose_work(config, mine, previous, key, settings, say)
+    if config.listing:
+        todo = whole_folders(mine, todo)
     summary.skipped = len(mine) - len(todo)
     record_settings(out, key, settings)
     book = start_manifest(out, mine, jobs, previous, ctx.rank, ctx.world_size)
@@ -435,14 +477,21 @@ def predict_into(
     if not todo:
         return
     predictor = predictor or rank_predictor(config)
-    sink = ManifestSink(todo, book, key, config, previous, say)
+    sink_class = ManifestSink
+    if config.listing:
+        from maskingnet.predict_listing import ListingSink
+
+        sink_class = ListingSink
+    sink = sink_class(todo, book, key, config, previous, say)
     with progress_bar(len(todo), desc="predict", enabled=config.progress) as bar:
         try:
             run([job.path for job in todo], predictor, sink, batch_size=config.batch_size,
                 workers=config.workers, tick=bar.update)
         finally:
+            sink.cleanup()
             summary.done, summary.failed = sink.done, summary.failed + sink.failed
             summary.problems += sink.problems
-    summary.review = summary_lines(sink.flagged)
+    sink.check_turned(predictor)
+    summary.review = summary_lines((str(job.rel), review.flags) for job, review in sink.flagged)
     for line in summary.review:
         say(line)

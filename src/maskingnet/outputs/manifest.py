@@ -3,8 +3,9 @@
 - ``manifest.csv``: one row per input photo, whichever run made its outputs: ``input`` (relative to the input
   folder), ``status`` (``done`` this run, ``skipped``: outputs of an earlier run with the same settings,
   ``failed``), ``error``, one column per output kind (paths relative to the output folder, empty when not
-  written), ``car_fraction`` (share of the photo's pixels that are car), ``unsure`` (share of the car the
-  network is unsure about) and ``review`` (the checks the photo failed, space-separated, empty when none;
+  written), ``car_fraction`` (share of the photo's pixels that are car), ``unsure_px`` (how wide, in the
+  network's own pixels, the band is along the car's outline where it cannot tell car from background) and
+  ``review`` (the checks the photo failed, space-separated, empty when none;
   :mod:`maskingnet.outputs.review`), ``seconds`` (the work spent on the photo: decoding, its share of its
   batch's model call, full resolution, the outputs) and ``settings`` (the fingerprint of the model and
   settings that made the outputs). Quoted by the csv module, UTF-8, written atomically.
@@ -28,7 +29,7 @@ from maskingnet.utils import atomic_write, write_json
 MANIFEST_NAME = "manifest.csv"
 SETTINGS_NAME = "maskingnet-settings.json"
 KINDS = ("mask", "cutout", "white", "overlay")
-COLUMNS = ("input", "status", "error", *KINDS, "car_fraction", "unsure", "review", "seconds", "settings")
+COLUMNS = ("input", "status", "error", *KINDS, "car_fraction", "unsure_px", "review", "seconds", "settings")
 
 
 @dataclass
@@ -50,7 +51,7 @@ class ManifestRow:
         return [
             self.input, self.status, self.error, *kinds,
             "" if self.car_fraction is None else f"{self.car_fraction:.6f}",
-            "" if self.unsure is None else f"{self.unsure:.4f}",
+            "" if self.unsure is None else f"{self.unsure:.2f}",
             self.review,
             "" if self.seconds is None else f"{self.seconds:.3f}",
             self.settings,
@@ -66,7 +67,7 @@ class ManifestRow:
             seconds=_number(record.get("seconds")),
             settings=record.get("settings") or "",
             error=record.get("error") or "",
-            unsure=_number(record.get("unsure")),
+            unsure=_number(record.get("unsure_px")),
             review=record.get("review") or "",
         )
 

@@ -1,19 +1,19 @@
-"""Which cut-outs a person should look at: cheap checks on each photo's masks, a column in the manifest.
+"""Which cut-outs a person should look at: cheap checks on each photo's masks, columns in the manifest.
 
-Every check compares the photo with what the bundled model was trained on (Carvana's studio: the car whole,
-upright, filling a good part of a 3:2 frame) or with the network's own certainty, so its threshold keeps its
-meaning for any model of that kind:
+Every check compares the photo with what the network can be sure of, or with what the bundled model was
+trained on (Carvana's studio: the car whole, upright, filling a good part of a 3:2 frame), so its threshold
+keeps its meaning for another model of that kind:
 
-- ``unsure``: the share of the car that the network is unsure about: pixels of its own map (at its input
-  size, before the edge stage, so the photo's resolution does not matter) with a car probability between
-  :data:`UNSURE_LOW` and :data:`UNSURE_HIGH`, over the pixels it calls car. A sure mask has such pixels
-  only along the outline (a band one or two pixels wide at the network's scale); a photo it does not
-  understand has whole unsure regions. Flagged above :data:`UNSURE_SHARE`.
+- ``unsure``: how wide, in the network's own pixels, the band is where it cannot tell car from background:
+  the pixels of its map (at its input size, before the edge stage) with a car probability between
+  :data:`UNSURE_LOW` and :data:`UNSURE_HIGH`, over the pixels of the car's outline there. A sure network
+  goes from background to car within one or two of its pixels; above :data:`MAX_UNSURE_PX` it hesitates
+  along the whole outline (a photo unlike anything it was trained on, or a wrong one: turned, no car).
+  A map with no car counts as unsure.
+- ``sideways`` / ``upside-down``: for an unsure photo, the network is asked again with the photo turned by
+  90, 180 and 270 degrees; when a turned photo gives a sure outline, the photo was taken turned and no EXIF
+  tag said so.
 - ``frame``: the car touches the photo's edge, so it is probably cut off (or a floor piece runs out of it).
-- ``sideways``: the car's box is much taller than wide, as a car photographed upright never is (below
-  :data:`MIN_UPRIGHT_ASPECT`): a photo turned by 90 degrees without an EXIF tag saying so.
-- ``upside-down``: the car is wider at the top of its box than at the bottom (:data:`UPSIDE_DOWN_RATIO`):
-  a standing car is widest at its body, with the narrower cabin above.
 - ``small``: the car's box spans less than :data:`SMALL_SHARE` of the photo both ways (the network then sees
   it with few pixels).
 - ``upscale``: ``--canvas`` enlarges the framed car more than :data:`MAX_UPSCALE` times (soft pixels).
@@ -23,30 +23,27 @@ from __future__ import annotations
 
 from collections.abc import Iterable
 from dataclasses import dataclass, field
+from typing import Any
 
+import cv2
 import numpy as np
 
 UNSURE_LOW, UNSURE_HIGH = 0.1, 0.9
-UNSURE_SHARE = 0.05
-"""Flag a photo when more than this share of its car is unsure (a sure car's outline band is ~1-3 %)."""
-MIN_UPRIGHT_ASPECT = 0.8
-"""Box width over height below which a car is taken for sideways (upright cars in Carvana's photos, seen
-from 16 angles: 0.92 and more)."""
-UPSIDE_DOWN_RATIO = 2.0
-"""Mean width of the box's top third over its bottom third above which a car is taken for upside-down
-(upright cars in Carvana's photos: at most 1.95)."""
+MAX_UNSURE_PX = 2.0
+"""Flag a photo whose unsure band is on average wider than this many of the network's pixels."""
 SMALL_SHARE = 0.2
 """Box share of the photo's width and height below which a car is small (Carvana's: at least 0.28 of the
 width and 0.37 of the height)."""
 MAX_UPSCALE = 2.0
 """Largest enlargement onto ``--canvas`` that keeps a photo's own detail (each pixel on four or fewer)."""
+TURNS = {90: "sideways", 180: "upside-down", 270: "sideways"}
 
-FLAGS = ("unsure", "frame", "sideways", "upside-down", "small", "upscale")
+FLAGS = ("unsure", "sideways", "upside-down", "frame", "small", "upscale")
 EXPLAIN = {
-    "unsure": f"the network is unsure about over {UNSURE_SHARE:.0%} of the car",
+    "unsure": f"the network hesitates along the outline (over {MAX_UNSURE_PX:g} of its pixels)",
+    "sideways": "the network sees a car only with the photo turned by 90 degrees",
+    "upside-down": "the network sees a car only with the photo turned upside down",
     "frame": "the car touches the photo's edge (cut off?)",
-    "sideways": "the car is taller than wide (a photo turned sideways?)",
-    "upside-down": "the car is wider at the top than at the bottom (a photo upside down?)",
     "small": f"the car spans under {SMALL_SHARE:.0%} of the photo",
     "upscale": f"the car is enlarged over {MAX_UPSCALE:g}x onto the canvas",
 }
@@ -54,7 +51,8 @@ EXPLAIN = {
 
 @dataclass
 class Review:
-    """One photo's checks: ``unsure`` (share of the car, None without the network's map) and the flags."""
+    """One photo's checks: ``unsure`` (the unsure band's width in the network's pixels, None without its map)
+    and the flags."""
 
     unsure: float | None = None
     flags: list[str] = field(default_factory=list)
@@ -64,17 +62,20 @@ class Review:
         return bool(self.flags)
 
 
-def unsure_share(network_map: np.ndarray) -> float:
-    """Share of the car (probability > 0.5) in the network's map with a probability between
-    :data:`UNSURE_LOW` and :data:`UNSURE_HIGH`; 1.0 when the map holds no car at all."""
+def unsure_width(network_map: np.ndarray) -> float:
+    """The mean width, in the map's pixels, of the band where the probability lies between
+    :data:`UNSURE_LOW` and :data:`UNSURE_HIGH`: those pixels over the car's outline pixels (car pixels with a
+    background neighbour). Infinite when the map holds no car."""
     probs = np.asarray(network_map, dtype=np.float32)
-    car = np.count_nonzero(probs > 0.5)
-    unsure = np.count_nonzero((probs > UNSURE_LOW) & (probs < UNSURE_HIGH))
-    return min(1.0, unsure / car) if car else 1.0
+    car = (probs > 0.5).astype(np.uint8)
+    outline = int(np.count_nonzero(car)) - int(np.count_nonzero(cv2.erode(car, np.ones((3, 3), np.uint8))))
+    if outline <= 0:
+        return float("inf")
+    return float(np.count_nonzero((probs > UNSURE_LOW) & (probs < UNSURE_HIGH))) / outline
 
 
 def shape_flags(hard: np.ndarray) -> list[str]:
-    """The checks on the full-resolution mask: frame, sideways, upside-down, small (none without a car)."""
+    """The checks on the full-resolution mask: frame and small (none without a car)."""
     rows = np.flatnonzero(hard.any(axis=1))
     if rows.size == 0:
         return []
@@ -84,32 +85,36 @@ def shape_flags(hard: np.ndarray) -> list[str]:
     flags = []
     if top == 0 or left == 0 or bottom == height or right == width:
         flags.append("frame")
-    box_width, box_height = right - left, bottom - top
-    if box_width < MIN_UPRIGHT_ASPECT * box_height:
-        flags.append("sideways")
-    elif upside_down(hard[top:bottom, left:right]):
-        flags.append("upside-down")
-    if box_width < SMALL_SHARE * width and box_height < SMALL_SHARE * height:
+    if right - left < SMALL_SHARE * width and bottom - top < SMALL_SHARE * height:
         flags.append("small")
     return flags
 
 
-def upside_down(box: np.ndarray) -> bool:
-    """Whether the car in ``box`` (its bounding box of the mask) is much wider in its top third."""
-    third = max(1, box.shape[0] // 3)
-    widths = np.count_nonzero(box, axis=1)
-    return float(widths[:third].mean()) > UPSIDE_DOWN_RATIO * max(float(widths[-third:].mean()), 1.0)
-
-
 def review_photo(hard: np.ndarray, network_map: np.ndarray | None, upscale: float | None = None) -> Review:
-    """Every check on one photo: ``hard`` its (H, W) bool mask, ``network_map`` the network's own map,
-    ``upscale`` the enlargement onto the canvas (None without one)."""
-    share = None if network_map is None else unsure_share(network_map)
-    flags = ["unsure"] if share is not None and share > UNSURE_SHARE else []
+    """The checks of one photo that need no second look by the network: ``hard`` its (H, W) bool mask,
+    ``network_map`` the network's own map, ``upscale`` the enlargement onto the canvas (None without one)."""
+    width = None if network_map is None else unsure_width(network_map)
+    flags = ["unsure"] if width is not None and width > MAX_UNSURE_PX else []
     flags += shape_flags(hard)
     if upscale is not None and upscale > MAX_UPSCALE:
         flags.append("upscale")
-    return Review(share, flags)
+    return Review(width, flags)
+
+
+def turned_flag(predictor: Any, source: Any) -> str | None:
+    """``sideways`` or ``upside-down`` when the network is sure of the outline only with the photo turned
+    (three more runs of the network at its input size), else None."""
+    from maskingnet.data.io import read_image
+    from maskingnet.inference.pipeline import crop_to_region
+
+    photo = read_image(source, target_size=predictor.size)
+    widths = {}
+    for degrees in TURNS:
+        item = predictor.prepare(photo.rotate(degrees, expand=True), need_photo=False)
+        network_map = crop_to_region(predictor.infer_prepared([item])[0], item.region)
+        widths[degrees] = unsure_width(network_map.numpy())
+    best = min(widths, key=widths.get)
+    return TURNS[best] if widths[best] <= MAX_UNSURE_PX else None
 
 
 def summary_lines(flagged: Iterable[tuple[str, list[str]]], shown: int = 3) -> list[str]:
