@@ -18,7 +18,7 @@ endif
 STAMP := $(VENV)/.installed$(if $(filter cuda,$(TORCH)),-cuda)
 HAS_CUDA := $(PY) -c "import sys, torch; sys.exit(not torch.backends.cuda.is_built())"
 
-.PHONY: install browser demo test bench peer gpu-check lint clean
+.PHONY: install browser demo test test-fast bench peer gpu-check lint clean
 
 install: $(STAMP)
 
@@ -49,6 +49,11 @@ browser:
 
 test: $(STAMP) browser
 	$(PY) -m pytest
+
+# The loop a contributor runs on every change (under 3 minutes on 2 cores): all but the tests marked slow
+# (training, servers, the browser, wheels, exports, benchmarks, hostile inputs; tests/conftest.py lists them).
+test-fast: $(STAMP)
+	$(PY) -m pytest -m "not slow"
 
 bench: $(STAMP)
 	$(PY) -m maskingnet bench --out runs/bench --data ../shared/data/carvana-sample

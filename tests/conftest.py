@@ -10,6 +10,25 @@ REPO = Path(__file__).resolve().parents[1]
 REAL_SAMPLE = REPO.parent / "shared" / "data" / "carvana-sample"
 
 
+SLOW_MODULES = {
+    # whole-program runs: training, servers, a browser, wheels, exports, benchmarks, hostile inputs
+    "test_train.py", "test_train_split.py", "test_train_refiner.py", "test_evaluate.py", "test_ablation.py",
+    "test_demo.py", "test_bench.py", "test_serve.py", "test_web.py", "test_wheel.py", "test_export.py",
+    "test_quantize.py", "test_gpu_check.py", "test_submit.py", "test_synth.py", "test_carvana.py",
+    "test_cache.py",
+}
+SLOW_FOLDERS = {"adversarial"}
+
+
+def pytest_collection_modifyitems(config, items):
+    """``slow``: the modules above (and any test marked so); ``make test-fast`` runs the rest, the loop a
+    contributor runs on every change. ``make test`` runs everything."""
+    for item in items:
+        path = Path(str(item.fspath))
+        if path.name in SLOW_MODULES or SLOW_FOLDERS & set(path.parts):
+            item.add_marker(pytest.mark.slow)
+
+
 @pytest.fixture(scope="session", autouse=True)
 def one_torch_thread():
     """The suite's models are tiny: one torch thread runs them fastest, and on a 2-core machine shared with
