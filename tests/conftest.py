@@ -13,9 +13,9 @@ REAL_SAMPLE = REPO.parent / "shared" / "data" / "carvana-sample"
 SLOW_MODULES = {
     # whole-program runs: training, servers, a browser, wheels, exports, benchmarks, hostile inputs
     "test_train.py", "test_train_split.py", "test_train_refiner.py", "test_evaluate.py", "test_ablation.py",
-    "test_demo.py", "test_bench.py", "test_serve.py", "test_web.py", "test_wheel.py", "test_export.py",
-    "test_quantize.py", "test_gpu_check.py", "test_submit.py", "test_synth.py", "test_carvana.py",
-    "test_cache.py",
+    "test_demo.py", "test_bench.py", "test_bench_peer.py", "test_serve.py", "test_web.py", "test_wheel.py",
+    "test_export.py", "test_quantize.py", "test_gpu_check.py", "test_submit.py", "test_synth.py",
+    "test_carvana.py", "test_cache.py",
 }
 SLOW_FOLDERS = {"adversarial"}
 
