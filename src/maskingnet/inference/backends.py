@@ -259,11 +259,17 @@ def _require_onnxruntime():
 
 
 def _open_session(path: Path, options, providers: list[str]):
-    """An ONNX Runtime session for a maskingnet export; anything else is a ``CheckpointError``."""
+    """An ONNX Runtime session for a maskingnet export, its graph checked first
+    (:func:`maskingnet.inference.onnx_graph.graph_problem`); anything else is a ``CheckpointError``."""
     import onnxruntime as ort
+
+    from maskingnet.inference.onnx_graph import graph_problem
 
     if not path.is_file():
         raise CheckpointError(path, "no such file")
+    problem = graph_problem(path)
+    if problem:
+        raise CheckpointError(path, problem)
     try:
         session = ort.InferenceSession(str(path), options, providers=providers)
     except Exception as error:  # noqa: BLE001 - onnxruntime raises several unrelated exception types

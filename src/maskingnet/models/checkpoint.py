@@ -226,11 +226,27 @@ def read_checked_tensors(
             mismatch = _describe_mismatch(expected, found)
             if mismatch:
                 raise CheckpointError(path, f"{misfit} ({mismatch})")
-            return {name: handle.get_tensor(key) for name, key in names.items()}
+            tensors = {name: handle.get_tensor(key) for name, key in names.items()}
     except CheckpointError:
         raise
     except Exception as err:
         raise CheckpointError(path, f"cannot read its tensors ({err})") from err
+    _refuse_non_finite(path, tensors, prefix)
+    return tensors
+
+
+def _refuse_non_finite(path: str | os.PathLike, tensors: dict[str, torch.Tensor], prefix: str) -> None:
+    """NaN or infinite weights make every answer NaN: an empty mask or a fully transparent cut-out that
+    looks like a result. One pass over the weights (a few milliseconds for the bundled model)."""
+    bad = [
+        name
+        for name, tensor in tensors.items()
+        if tensor.is_floating_point() and not bool(torch.isfinite(tensor).all())
+    ]
+    if bad:
+        more = f" and {len(bad) - 3} more" if len(bad) > 3 else ""
+        names = ", ".join(prefix + name for name in bad[:3])
+        raise CheckpointError(path, f"has NaN or infinite weights ({names}{more})")
 
 
 def _header_entry(handle: Any, key: str) -> tuple[tuple[int, ...], str]:
