@@ -432,7 +432,9 @@ def evaluate(
 ) -> None:
     """Mean Dice at the original resolution, per-image CSV and the worst cases as a picture."""
     from maskingnet.evaluate import evaluate as run_evaluate
+    from maskingnet.outputs import check_threshold
 
+    check_threshold(threshold)
     summary = run_evaluate(
         model_path(model), data, split=split, out=out, batch_size=batch_size, workers=workers,
         threshold=threshold, worst=worst, progress=progress,
@@ -552,9 +554,11 @@ def cutout(
 ) -> None:
     """One photo, one cut-out, for scripts and pipes: maskingnet cutout car.jpg -o car.png."""
     from maskingnet.inference import Predictor
-    from maskingnet.outputs import mask_image, parse_color
+    from maskingnet.outputs import check_threshold, mask_image, parse_color
     from maskingnet.utils import atomic_save
 
+    check_threshold(threshold)
+    check_standard_streams(photo == "-", output == "-")
     if kind not in CUTOUT_KINDS:
         raise ValueError(f"--kind must be one of {', '.join(CUTOUT_KINDS)} (got {kind!r})")
     suffix = ".png" if output == "-" else Path(output).suffix.lower()
@@ -577,6 +581,15 @@ def cutout(
 
 
 _PIL_FORMATS = {".png": "PNG", ".webp": "WEBP", ".jpg": "JPEG", ".jpeg": "JPEG"}
+
+
+def check_standard_streams(reads_stdin: bool, writes_stdout: bool) -> None:
+    """Refuse ``-`` for a stream the shell closed (``<&-``, ``>&-``) before the model is loaded: Python
+    then has no ``sys.stdin`` or ``sys.stdout`` at all."""
+    if reads_stdin and getattr(sys.stdin, "buffer", None) is None:
+        raise ValueError("stdin is closed: pipe a photo in, or give its path instead of -")
+    if writes_stdout and getattr(sys.stdout, "buffer", None) is None:
+        raise ValueError("stdout is closed: give -o a file instead of -")
 
 
 def _read_stdin() -> bytes:
@@ -611,9 +624,11 @@ def submit(
     progress: Progress = True,
 ) -> None:
     """Write a Kaggle Carvana submission (img,rle_mask), streaming and resumable; torchrun splits the work."""
+    from maskingnet.outputs import check_threshold
     from maskingnet.submit import SubmitConfig, kaggle_estimate
     from maskingnet.submit import submit as run_submit
 
+    check_threshold(threshold)
     config = SubmitConfig(
         checkpoint=model_path(model), test_dir=test_dir, out=out, threshold=threshold, batch_size=batch_size,
         workers=workers, sample=sample, flush_every=flush_every, progress=progress,

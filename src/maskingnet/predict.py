@@ -30,7 +30,7 @@ from maskingnet.errors import MaskingnetError
 from maskingnet.inference import Failed, FileSink, Predictor, rank_predictor, run
 from maskingnet.inference.fingerprint import describe_changes, fingerprint, inference_settings
 from maskingnet.inference.preprocess import Prepared
-from maskingnet.outputs import EdgeConfig
+from maskingnet.outputs import EdgeConfig, check_threshold
 from maskingnet.outputs.encode import DEFAULT_QUALITY, check_format
 from maskingnet.outputs.framing import DEFAULT_MARGIN, Framing, canvas_scale
 from maskingnet.outputs.layout import (
@@ -382,6 +382,7 @@ def find_inputs(config: PredictConfig) -> tuple[list[Path], list[str]]:
 
 def check_config(config: PredictConfig) -> None:
     """Refuse settings that cannot work before any photo is read."""
+    check_threshold(config.threshold)
     if config.fmt != "auto":
         config.fmt = check_format(config.fmt, config.quality)
     elif config.quality is not None:

@@ -41,7 +41,7 @@ from maskingnet.inference import Predictor, RleSink, rank_predictor, run
 from maskingnet.inference.fingerprint import describe_changes, fingerprint, inference_settings
 from maskingnet.inference.sinks import csv_row
 from maskingnet.runtime import context_from_env
-from maskingnet.utils import atomic_write, open_own_file
+from maskingnet.utils import atomic_write, open_own_file, parse_json
 from maskingnet.utils.messages import one_line
 from maskingnet.utils.progress import progress_bar
 
@@ -191,9 +191,10 @@ def is_gzip(path: Path) -> bool:
 
 def read_progress(progress: Path) -> dict[str, Any]:
     try:
-        return json.loads(progress.read_text())
+        state = parse_json(progress.read_text())
     except (OSError, ValueError):
         return {}
+    return state if isinstance(state, dict) else {}
 
 
 class PartWriter:

@@ -19,6 +19,7 @@ _PICTURES = (
     "background_image",
     "binary_mask",
     "car_box",
+    "check_threshold",
     "cutout_image",
     "make_matte",
     "mask_image",

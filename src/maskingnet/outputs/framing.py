@@ -28,6 +28,24 @@ class Framing:
     def __post_init__(self) -> None:
         if not 0 <= self.margin <= 10:
             raise ValueError(f"margin {self.margin}: expected a fraction of the car box between 0 and 10")
+        if self.canvas is not None:
+            check_canvas(self.canvas)
+
+
+MAX_CANVAS_SIDE = 20_000
+MAX_CANVAS_PIXELS = 100_000_000
+"""Largest framed output: 400 MB as RGBA. Checked before any photo runs (a 100000x100000 canvas ran the
+model on every photo, then failed allocating 94 GB for each)."""
+
+
+def check_canvas(canvas: tuple[int, int]) -> None:
+    """Refuse a canvas past :data:`MAX_CANVAS_SIDE` a side or :data:`MAX_CANVAS_PIXELS` in all."""
+    width, height = canvas
+    if max(width, height) > MAX_CANVAS_SIDE or width * height > MAX_CANVAS_PIXELS:
+        raise ValueError(
+            f"--canvas {width}x{height}: at most {MAX_CANVAS_SIDE} pixels a side and "
+            f"{MAX_CANVAS_PIXELS // 1_000_000} megapixels"
+        )
 
 
 Box = tuple[int, int, int, int]

@@ -17,14 +17,13 @@ from __future__ import annotations
 import contextlib
 import csv
 import io
-import json
 import os
 from collections.abc import Iterable
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-from maskingnet.utils import atomic_write, write_json
+from maskingnet.utils import atomic_write, parse_json, write_json
 
 MANIFEST_NAME = "manifest.csv"
 SETTINGS_NAME = "maskingnet-settings.json"
@@ -114,7 +113,7 @@ def write_manifest(path: Path, rows: Iterable[ManifestRow], unless: bytes | None
 def read_settings(out: Path) -> dict[str, dict[str, Any]]:
     """Settings by fingerprint, as earlier runs recorded them (none when the file is missing or damaged)."""
     try:
-        known = json.loads((Path(out) / SETTINGS_NAME).read_text(encoding="utf-8"))
+        known = parse_json((Path(out) / SETTINGS_NAME).read_text(encoding="utf-8"))
     except (OSError, ValueError):
         return {}
     return known if isinstance(known, dict) else {}

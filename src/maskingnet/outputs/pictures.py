@@ -40,6 +40,14 @@ class EdgeConfig:
     softness: float = 0.25
 
 
+def check_threshold(value: float, what: str = "--threshold") -> float:
+    """``value`` when it is a number from 0 to 1; otherwise one line (NaN, 5, -1 or inf made empty or
+    all-car masks that looked like results)."""
+    if not (isinstance(value, (int, float)) and math.isfinite(value) and 0 <= value <= 1):
+        raise ValueError(f"{what} {value!r}: expected a number from 0 to 1")
+    return float(value)
+
+
 def parse_kinds(text: str) -> tuple[str, ...]:
     """``"mask,cutout"`` -> ``("mask", "cutout")``; unknown names raise ``ValueError``."""
     kinds = tuple(dict.fromkeys(part.strip().lower() for part in text.split(",") if part.strip()))
