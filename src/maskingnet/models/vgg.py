@@ -12,6 +12,7 @@ zeros on X/Y.
 from __future__ import annotations
 
 import os
+import pickle
 import re
 from dataclasses import dataclass
 from pathlib import Path
@@ -48,13 +49,27 @@ def read_vgg_state(path: str | os.PathLike) -> dict[str, torch.Tensor]:
             state = torch.load(path, map_location="cpu", weights_only=True)
     except FileNotFoundError as err:
         raise CheckpointError(path, "no such file") from err
+    except pickle.UnpicklingError as err:
+        raise CheckpointError(path, refused_pickle_reason(str(err))) from None
     except Exception as err:
-        raise CheckpointError(path, f"cannot read VGG weights ({err})") from err
+        reason = str(err).strip().splitlines()[0] if str(err).strip() else type(err).__name__
+        raise CheckpointError(path, f"cannot read VGG weights ({reason[:200]})") from None
     if isinstance(state, dict) and isinstance(state.get("state_dict"), dict):
         state = state["state_dict"]
     if not isinstance(state, dict):
         raise CheckpointError(path, "does not hold a state dict")
     return {_strip_prefix(key): value for key, value in state.items() if isinstance(value, torch.Tensor)}
+
+
+def refused_pickle_reason(message: str) -> str:
+    """What a pickle that ``torch.load(weights_only=True)`` refused holds, in our words: torch's own text
+    advises ``weights_only=False``, which would run whatever the file carries."""
+    found = re.search(r"GLOBAL ([\w.]+)", message)
+    what = f" (it calls {found.group(1)})" if found else ""
+    return (
+        f"holds pickled objects other than tensors{what}: not a VGG-16 state dict, and never loaded "
+        "(a torchvision vgg16 or vgg16_bn file holds tensors only)"
+    )
 
 
 def _strip_prefix(key: str) -> str:
