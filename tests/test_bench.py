@@ -10,6 +10,7 @@ from maskingnet.bench.networks import add_thesis_ratios
 from maskingnet.bench.pipeline import overlap_bound
 from maskingnet.bench.report import run_bench
 from maskingnet.bench.timing import BenchConfig, make_plan
+from maskingnet.inference import ModelSettings
 
 
 @pytest.fixture(scope="module")
@@ -167,9 +168,13 @@ def test_the_naive_script_writes_the_masks_the_plain_pipeline_writes(real_sample
 
     paths = sorted((real_sample / "train").glob("*.jpg"))[:1]
     naive_masks("maskingnet-carvana", paths, tmp_path)
-    config = PredictConfig(checkpoint="maskingnet-carvana", inputs=[str(p) for p in paths],
-                           out=tmp_path / "plain", save=("mask",), refine=False, clean=False, progress=False,
-                           precision="fp32")
+    config = PredictConfig(
+        model=ModelSettings("maskingnet-carvana", refine=False, clean=False, precision="fp32"),
+        inputs=[str(p) for p in paths],
+        out=tmp_path / "plain",
+        save=("mask",),
+        progress=False,
+    )
     predict_files(config, lambda line: None)
     naive = np.asarray(Image.open(tmp_path / f"{paths[0].stem}_mask.png")) > 0
     plain = np.asarray(Image.open(tmp_path / "plain" / f"{paths[0].stem}_mask.png")) > 0

@@ -265,11 +265,14 @@ def test_metadata_and_backend_carry_the_input_spec(exported):
 @pytest.mark.parametrize("exported", ["maskingnet"], indirect=True)
 def test_evaluate_scores_an_onnx_model_like_its_checkpoint(exported, synth_dir, tmp_path):
     from maskingnet.evaluate import evaluate
+    from maskingnet.inference import ModelSettings
 
     _, checkpoint, path, _ = exported
-    options = {"split": "all", "workers": 0, "worst": 2, "progress": False, "precision": "fp32"}
-    from_onnx = evaluate(path, synth_dir, out=tmp_path / "onnx", **options)
-    from_torch = evaluate(checkpoint, synth_dir, out=tmp_path / "torch", **options)
+    options = {"split": "all", "workers": 0, "worst": 2, "progress": False}
+    from_onnx = evaluate(ModelSettings(path, precision="fp32"), synth_dir, out=tmp_path / "onnx", **options)
+    from_torch = evaluate(
+        ModelSettings(checkpoint, precision="fp32"), synth_dir, out=tmp_path / "torch", **options
+    )
     assert from_onnx["images"] == from_torch["images"] == 48
     assert from_onnx["model"] == "maskingnet" and from_onnx["params"] == from_torch["params"]
     assert from_onnx["mean_dice"] == pytest.approx(from_torch["mean_dice"], abs=1e-4)

@@ -11,6 +11,7 @@ import pytest
 from helpers import make_half_car_checkpoint, png_claiming_size
 from PIL import Image, features
 
+from maskingnet.inference import ModelSettings
 from maskingnet.predict import PredictConfig, Predictor, output_stems, predict_files
 
 ALL_KINDS = ("mask", "cutout", "white", "overlay")
@@ -104,7 +105,12 @@ def mixed_run(tmp_path_factory, checkpoint):
     stats = {path.name: (path.stat().st_mtime_ns, path.stat().st_ino) for path in out.iterdir()}
     lines = []
     again = PredictConfig(
-        checkpoint, [root / "in"], out, save=ALL_KINDS, workers=0, progress=False, precision="fp32"
+        ModelSettings(checkpoint, precision="fp32"),
+        [root / "in"],
+        out,
+        save=ALL_KINDS,
+        workers=0,
+        progress=False,
     )
     second = predict_files(again, report=lines.append)
     return {
@@ -164,13 +170,12 @@ def test_second_run_rewrites_nothing(mixed_run):
 def test_overwrite_rewrites_the_outputs(tmp_path, checkpoint):
     photo(40, 30).save(tmp_path / "car.jpg")
     config = PredictConfig(
-        checkpoint,
+        ModelSettings(checkpoint, precision="fp32"),
         [tmp_path / "car.jpg"],
         tmp_path / "out",
         save=("mask",),
         workers=0,
         progress=False,
-        precision="fp32",
     )
     predict_files(config)
     before = (tmp_path / "out" / "car_mask.png").stat().st_ino
@@ -185,7 +190,7 @@ def test_switching_to_the_guided_filter_redoes_the_outputs(tmp_path, checkpoint)
         checkpoint, [tmp_path / "car.jpg"], tmp_path / "out", save=("mask",), workers=0, progress=False
     )
     predict_files(config)
-    config.guided = True
+    config.model = config.model.replace(guided=True)
     assert predict_files(config).done == 1
 
 
@@ -194,13 +199,12 @@ def test_same_stem_in_two_folders_gets_the_input_tree(tmp_path, checkpoint):
         (tmp_path / folder).mkdir()
         photo(40, 30).save(tmp_path / folder / "car.jpg")
     config = PredictConfig(
-        checkpoint,
+        ModelSettings(checkpoint, precision="fp32"),
         [tmp_path / "a", tmp_path / "b"],
         tmp_path / "out",
         save=("mask",),
         workers=0,
         progress=False,
-        precision="fp32",
     )
     summary = predict_files(config)
     out = tmp_path / "out"
@@ -211,13 +215,12 @@ def test_same_stem_in_two_folders_gets_the_input_tree(tmp_path, checkpoint):
 def test_outputs_inside_an_input_folder_are_not_taken_as_inputs(tmp_path, checkpoint):
     photo(40, 30).save(tmp_path / "car.jpg")
     config = PredictConfig(
-        checkpoint,
+        ModelSettings(checkpoint, precision="fp32"),
         [tmp_path],
         tmp_path / "out",
         save=("cutout",),
         workers=0,
         progress=False,
-        precision="fp32",
     )
     predict_files(config)
     config.overwrite = True
@@ -323,7 +326,12 @@ def test_kill_9_leaves_no_partial_output_and_the_rerun_finishes(tmp_path, checkp
     for path in out.glob("car_*"):
         Image.open(path).load()  # a half-written file would fail to decode
     again = PredictConfig(
-        checkpoint, [source], out, save=("cutout", "white"), workers=0, progress=False, precision="fp32"
+        ModelSettings(checkpoint, precision="fp32"),
+        [source],
+        out,
+        save=("cutout", "white"),
+        workers=0,
+        progress=False,
     )
     rerun = predict_files(again)
     assert (
@@ -355,7 +363,7 @@ import sys
 from pathlib import Path
 from maskingnet.predict import PredictConfig, predict_files
 summary = predict_files(
-    PredictConfig(checkpoint="maskingnet-carvana", inputs=[sys.argv[1]], out=Path(sys.argv[2]),
+    PredictConfig(model="maskingnet-carvana", inputs=[sys.argv[1]], out=Path(sys.argv[2]),
                   save=("mask", "cutout"), progress=False),
     lambda line: None,
 )
@@ -369,7 +377,10 @@ def test_predicting_with_the_bundled_model_does_not_load_torchs_compiler_stack(t
     photo(240, 160).save(tmp_path / "car.jpg")
     result = subprocess.run(
         [sys.executable, "-c", STARTUP_SCRIPT, str(tmp_path / "car.jpg"), str(tmp_path / "out")],
-        capture_output=True, text=True, timeout=120, env=one_thread_env(),
+        capture_output=True,
+        text=True,
+        timeout=120,
+        env=one_thread_env(),
     )
     assert result.returncode == 0, result.stderr
     assert result.stdout.split() == ["1"]

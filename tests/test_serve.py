@@ -336,7 +336,7 @@ def test_without_the_serve_extra_the_message_says_how_to_install_it(monkeypatch,
 
     monkeypatch.setitem(sys.modules, "fastapi", None)
     with pytest.raises(RuntimeError, match=r"pip install 'maskingnet\[serve\]'"):
-        create_app(ServeConfig(checkpoint=tmp_path / "never-loaded.safetensors"))
+        create_app(ServeConfig(model=tmp_path / "never-loaded.safetensors"))
 
 
 # --- access: the Host allow-list, the API key, CORS, the access log --------------------------------------

@@ -57,13 +57,13 @@ def test_key_matches_only_the_exact_key():
 
 
 def test_the_key_stays_out_of_the_configs_repr():
-    config = ServeConfig(checkpoint="m.safetensors", api_key="hunter2")
+    config = ServeConfig(model="m.safetensors", api_key="hunter2")
     assert "hunter2" not in repr(config) and "hunter2" not in repr(config.access_options())
 
 
 def test_access_options_survive_the_json_that_worker_processes_read():
     config = ServeConfig(
-        checkpoint="m.safetensors",
+        model="m.safetensors",
         allowed_hosts=("a.example",),
         cors_origins=("https://b",),
         api_key="k",

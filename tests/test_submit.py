@@ -18,6 +18,7 @@ from PIL import Image
 import maskingnet.inference.sinks as sinks
 import maskingnet.submit as submit_module
 from maskingnet.data.rle import rle_decode
+from maskingnet.inference import ModelSettings
 from maskingnet.predict import Predictor
 from maskingnet.submit import SubmitConfig, SubmitSummary, part_files, submit
 
@@ -57,7 +58,9 @@ def sample_names(root: Path) -> list[str]:
 
 
 def config(checkpoint: Path, test_dir: Path, out: Path, **options) -> SubmitConfig:
-    return SubmitConfig(checkpoint, test_dir, out, workers=0, progress=False, precision="fp32", **options)
+    return SubmitConfig(
+        ModelSettings(checkpoint, precision="fp32"), test_dir, out, workers=0, progress=False, **options
+    )
 
 
 @pytest.fixture(scope="module")
@@ -247,8 +250,20 @@ def invoke_submit(checkpoint: Path, test_dir: Path, out: Path, *options: str):
 
     from maskingnet.cli import app
 
-    args = ["submit", "-m", str(checkpoint), str(test_dir), "--out", str(out), "--workers", "0",
-            "--no-progress", "--precision", "fp32", *options]
+    args = [
+        "submit",
+        "-m",
+        str(checkpoint),
+        str(test_dir),
+        "--out",
+        str(out),
+        "--workers",
+        "0",
+        "--no-progress",
+        "--precision",
+        "fp32",
+        *options,
+    ]
     return CliRunner().invoke(app, args)
 
 

@@ -9,6 +9,7 @@ import pytest
 from helpers import make_half_car_checkpoint
 from PIL import Image
 
+from maskingnet.inference import ModelSettings
 from maskingnet.predict import PredictConfig
 from maskingnet.watch import watch
 
@@ -28,13 +29,12 @@ def test_watch_picks_up_a_photo_written_after_it_started(tmp_path, checkpoint):
     inbox.mkdir()
     photo(inbox / "first.jpg", 0)
     config = PredictConfig(
-        checkpoint=checkpoint,
+        model=ModelSettings(checkpoint, precision="fp32"),
         inputs=[inbox],
         out=out,
         save=("cutout",),
         workers=0,
         progress=False,
-        precision="fp32",
     )
     rounds, lines = [], []
     deadline = time.monotonic() + 60
@@ -62,9 +62,7 @@ def test_watch_picks_up_a_photo_written_after_it_started(tmp_path, checkpoint):
 def test_watch_waits_on_an_empty_folder_instead_of_failing(tmp_path, checkpoint):
     inbox = tmp_path / "inbox"
     inbox.mkdir()
-    config = PredictConfig(
-        checkpoint=checkpoint, inputs=[inbox], out=tmp_path / "out", workers=0, progress=False
-    )
+    config = PredictConfig(model=checkpoint, inputs=[inbox], out=tmp_path / "out", workers=0, progress=False)
     lines = []
     summary = watch(config, lines.append, interval=0.01, should_stop=lambda: True)
     assert summary.done == 0 and lines == [f"{inbox}: no images in this folder; watching"]

@@ -17,6 +17,7 @@ _EXPORTS = {
     "rle_encode": "maskingnet.data.rle",
     "rle_decode": "maskingnet.data.rle",
     "Predictor": "maskingnet.inference",
+    "ModelSettings": "maskingnet.inference",
     "remove": "maskingnet.inference.remove_background",
     "new_session": "maskingnet.inference.remove_background",
 }

@@ -9,6 +9,7 @@ and exit status 1; a command line that cannot be parsed exits 2.
 from __future__ import annotations
 
 import functools
+import inspect
 import os
 import signal
 import sys
@@ -64,16 +65,61 @@ Models = Annotated[str | None, typer.Option(help="Comma-separated networks (defa
                                                  "'maskingnet models').")]
 
 
-def model_options(
-    size: str | None, device: str, precision: str, backend: str, tta: bool, refine: bool = True,
-    clean: bool = True, guided: bool = False,
-) -> dict[str, Any]:
-    """The model-running group as keyword arguments of the library's configs."""
-    from maskingnet.utils import parse_size
+MODEL_GROUP: dict[str, tuple[Any, Any]] = {
+    "model": (ModelFile, None),
+    "size": (Size, None),
+    "device": (Device, "auto"),
+    "precision": (Precision, "auto"),
+    "backend": (Backend, "auto"),
+    "tta": (Tta, False),
+    "refine": (Refine, True),
+    "guided": (Guided, False),
+    "clean": (Clean, True),
+}
+"""The model-running group: option name -> (its type and help, its default). Each becomes the field of the
+same name of :class:`~maskingnet.inference.settings.ModelSettings` (``model`` its ``checkpoint``)."""
 
-    size_wh = parse_size(size)
-    return {"size": size_wh, "device": device, "precision": precision, "backend": backend, "tta": tta,
-            "refine": refine, "clean": clean, "guided": guided}
+ModelGroup = Any
+"""The type of a verb's ``settings`` parameter: :func:`model_settings` puts the group's options in its
+place and hands the verb one ``ModelSettings``."""
+
+
+def settings_from_options(values: dict[str, Any]) -> Any:
+    """The group's option values as one ``ModelSettings`` (the model name resolved to its file)."""
+    from maskingnet.inference.settings import ModelSettings
+
+    values = dict(values)
+    return ModelSettings(checkpoint=model_path(values.pop("model")), **values)
+
+
+def model_settings(without: tuple[str, ...] = ()) -> Callable[[F], F]:
+    """Give a verb the model-running group: its ``settings`` parameter becomes the group's options on the
+    command line (those in ``without`` left out, at their defaults) and arrives as one ``ModelSettings``."""
+    group = {name: spec for name, spec in MODEL_GROUP.items() if name not in without}
+
+    def decorate(function: F) -> F:
+        signature = inspect.signature(function)
+        parameters = []
+        for parameter in signature.parameters.values():
+            if parameter.name != "settings":
+                annotation = eval(parameter.annotation, function.__globals__)  # noqa: S307 - our own source
+                parameters.append(parameter.replace(annotation=annotation))
+                continue
+            parameters += [
+                inspect.Parameter(name, parameter.kind, default=default, annotation=kind)
+                for name, (kind, default) in group.items()
+            ]
+
+        @functools.wraps(function)
+        def wrapper(*args: Any, **kwargs: Any) -> Any:
+            values = {name: kwargs.pop(name) for name in group}
+            return function(*args, settings=settings_from_options(values), **kwargs)
+
+        wrapper.__signature__ = signature.replace(parameters=parameters)  # type: ignore[attr-defined]
+        wrapper.__annotations__ = {parameter.name: parameter.annotation for parameter in parameters}
+        return wrapper  # type: ignore[return-value]
+
+    return decorate
 
 
 def model_path(model: str | None) -> Path:
@@ -87,11 +133,11 @@ BUNDLED_TERMS = ("the bundled model's weights come from Kaggle's Carvana data: n
                  "other uses train on your own photos (README: 'Fine-tune on your own photos')")
 
 
-def say_terms(verb_name: str, model: str | None) -> None:
+def say_terms(verb_name: str, checkpoint: Any) -> None:
     """First line of a verb that runs a bundled model: the terms its weights come with."""
-    from maskingnet.catalog import read_catalog
+    from maskingnet.models.bundled import is_bundled_file
 
-    if model is None or model in {bundled["name"] for bundled in read_catalog()["bundled"]}:
+    if is_bundled_file(checkpoint):
         typer.echo(f"{verb_name}: note: {BUNDLED_TERMS}", err=True)
 
 
@@ -411,20 +457,13 @@ def train_refiner(
 
 @app.command(short_help="Mean Dice of a model on labelled photos.")
 @verb
+@model_settings()
 def evaluate(
     data: Annotated[Path, typer.Option(help="Carvana-layout (or images/ + masks/) folder.")],
     split: Annotated[str, typer.Option(help="val (the run's held-out images) or all.")] = "val",
     out: Annotated[Path | None, typer.Option(help="Output folder [RUN/eval-<checkpoint>-<split>].")] = None,
     worst: Annotated[int, typer.Option(help="Rows in worst.png.")] = 8,
-    model: ModelFile = None,
-    size: Size = None,
-    device: Device = "auto",
-    precision: Precision = "auto",
-    backend: Backend = "auto",
-    tta: Tta = False,
-    refine: Refine = True,
-    guided: Guided = False,
-    clean: Clean = True,
+    settings: ModelGroup = None,
     threshold: Threshold = 0.5,
     batch_size: BatchSize = 4,
     workers: Workers = None,
@@ -436,9 +475,8 @@ def evaluate(
 
     check_threshold(threshold)
     summary = run_evaluate(
-        model_path(model), data, split=split, out=out, batch_size=batch_size, workers=workers,
-        threshold=threshold, worst=worst, progress=progress,
-        **model_options(size, device, precision, backend, tta, refine, clean, guided),
+        settings, data, split=split, out=out, batch_size=batch_size, workers=workers, threshold=threshold,
+        worst=worst, progress=progress,
     )
     typer.echo(
         f"mean Dice {summary['mean_dice']:.5f} over {summary['images']} images at the original resolution "
@@ -452,6 +490,7 @@ def evaluate(
 @app.command(short_help="Cut cars out of photos into files.")
 @verb
 @resumable
+@model_settings()
 def predict(
     inputs: Annotated[list[str], typer.Argument(help="Image files, folders, globs (found by content).")],
     out: Annotated[Path, typer.Option(help="Folder for the outputs.")],
@@ -475,15 +514,7 @@ def predict(
     watch: Annotated[bool, typer.Option(help="Keep running: cut out photos that arrive in the inputs "
                                              "(Ctrl-C stops).")] = False,
     watch_interval: Annotated[float, typer.Option(help="Seconds between looks at the inputs.")] = 2.0,
-    model: ModelFile = None,
-    size: Size = None,
-    device: Device = "auto",
-    precision: Precision = "auto",
-    backend: Backend = "auto",
-    tta: Tta = False,
-    refine: Refine = True,
-    guided: Guided = False,
-    clean: Clean = True,
+    settings: ModelGroup = None,
     threshold: Threshold = 0.5,
     batch_size: BatchSize = 4,
     workers: Workers = None,
@@ -495,15 +526,14 @@ def predict(
     from maskingnet.predict import PredictConfig, predict_files
     from maskingnet.utils import parse_size
 
-    say_terms("predict", model)
+    say_terms("predict", settings.checkpoint)
     config = PredictConfig(
-        checkpoint=model_path(model), inputs=inputs, out=out, save=parse_kinds(save), batch_size=batch_size,
+        model=settings, inputs=inputs, out=out, save=parse_kinds(save), batch_size=batch_size,
         workers=workers, threshold=threshold, background=parse_color(background), soft_edges=soft_edges,
         overwrite=overwrite, recursive=recursive, progress=progress, fmt=fmt, quality=quality,
         crop_to_car=crop_to_car or canvas is not None, margin=margin,
         canvas=parse_size(canvas, square=False, what="--canvas"),
         listing=listing,
-        **model_options(size, device, precision, backend, tta, refine, clean, guided),
     )
     if watch:
         watch_inputs(config, watch_interval)
@@ -536,6 +566,7 @@ CUTOUT_KINDS = ("cutout", "white", "mask")
 
 @app.command(short_help="Cut the car out of one photo (- for stdin/stdout).")
 @verb
+@model_settings(without=("size", "backend", "tta"))
 def cutout(
     photo: Annotated[str, typer.Argument(help="The photo, or - to read it from stdin.")],
     output: Annotated[str, typer.Option(
@@ -544,43 +575,38 @@ def cutout(
         help="cutout (transparent), white (on --background) or mask.")] = "cutout",
     background: Annotated[str, typer.Option(help="Colour behind the car for 'white' and JPEG.")] = "white",
     soft_edges: Annotated[bool, typer.Option(help="Soft alpha in a thin edge band.")] = False,
-    model: ModelFile = None,
-    device: Device = "auto",
-    precision: Precision = "auto",
-    refine: Refine = True,
-    guided: Guided = False,
-    clean: Clean = True,
+    settings: ModelGroup = None,
     threshold: Threshold = 0.5,
 ) -> None:
     """One photo, one cut-out, for scripts and pipes: maskingnet cutout car.jpg -o car.png."""
     from maskingnet.inference import Predictor
-    from maskingnet.outputs import check_threshold, mask_image, parse_color
+    from maskingnet.outputs import EdgeConfig, check_threshold, parse_color
+    from maskingnet.outputs.files import WHITE, PictureOptions, finished_pictures, picture_bytes
     from maskingnet.utils import atomic_save
 
     check_threshold(threshold)
     check_standard_streams(photo == "-", output == "-")
     if kind not in CUTOUT_KINDS:
         raise ValueError(f"--kind must be one of {', '.join(CUTOUT_KINDS)} (got {kind!r})")
-    suffix = ".png" if output == "-" else Path(output).suffix.lower()
-    if suffix not in (".png", ".webp", ".jpg", ".jpeg"):
+    fmt = "png" if output == "-" else CUTOUT_FORMATS.get(Path(output).suffix.lower())
+    if fmt is None:
         raise ValueError(f"{output}: output must end in .png, .webp or .jpg (or be - for stdout)")
-    if kind == "cutout" and suffix in (".jpg", ".jpeg"):
-        kind = "white"  # JPEG has no transparency
+    colour = parse_color(background) if kind == "white" or fmt == "jpg" else WHITE
+    options = PictureOptions(EdgeConfig(threshold=threshold, soft=soft_edges), colour, fmt=fmt)
     source = _read_stdin() if photo == "-" else Path(photo)
-    predictor = Predictor(model_path(model), device, precision, refine=refine, clean=clean, guided=guided)
-    if kind == "mask":
-        image = mask_image(predictor.predict(source), threshold)
-    else:
-        colour = parse_color(background) if kind == "white" else None
-        image = predictor.cutout(source, threshold, soft_edges, colour)
+    predictor = Predictor.from_settings(settings)
+    item = predictor.prepare(source, need_photo=kind != "mask")
+    probs = predictor.predict_prepared([item])[0]
+    picture = finished_pictures((kind,), item.photo_array(), probs, options)[kind]
+    data = picture_bytes(kind, picture, options, fmt)
     if output == "-":
-        image.save(sys.stdout.buffer, format="PNG")
+        sys.stdout.buffer.write(data)
         sys.stdout.buffer.flush()
         return
-    atomic_save(Path(output), lambda tmp: image.save(tmp, format=_PIL_FORMATS[suffix], quality=95))
+    atomic_save(Path(output), lambda tmp: Path(tmp).write_bytes(data))
 
 
-_PIL_FORMATS = {".png": "PNG", ".webp": "WEBP", ".jpg": "JPEG", ".jpeg": "JPEG"}
+CUTOUT_FORMATS = {".png": "png", ".webp": "webp", ".jpg": "jpg", ".jpeg": "jpg"}
 
 
 def check_standard_streams(reads_stdin: bool, writes_stdout: bool) -> None:
@@ -604,20 +630,13 @@ def _read_stdin() -> bytes:
 @app.command(short_help="Write a Kaggle Carvana submission.")
 @verb
 @resumable
+@model_settings()
 def submit(
     test_dir: Annotated[Path, typer.Argument(help="Kaggle test folder.")],
     out: Annotated[Path, typer.Option(help="submission.csv or .csv.gz.")] = Path("submission.csv.gz"),
     sample: Annotated[Path | None, typer.Option(help="Row-order CSV (default: beside TEST_DIR).")] = None,
     flush_every: Annotated[int, typer.Option(help="Rows per durable chunk.")] = 64,
-    model: ModelFile = None,
-    size: Size = None,
-    device: Device = "auto",
-    precision: Precision = "auto",
-    backend: Backend = "auto",
-    tta: Tta = False,
-    refine: Refine = True,
-    guided: Guided = False,
-    clean: Clean = True,
+    settings: ModelGroup = None,
     threshold: Threshold = 0.5,
     batch_size: BatchSize = 4,
     workers: Workers = None,
@@ -630,9 +649,8 @@ def submit(
 
     check_threshold(threshold)
     config = SubmitConfig(
-        checkpoint=model_path(model), test_dir=test_dir, out=out, threshold=threshold, batch_size=batch_size,
+        model=settings, test_dir=test_dir, out=out, threshold=threshold, batch_size=batch_size,
         workers=workers, sample=sample, flush_every=flush_every, progress=progress,
-        **model_options(size, device, precision, backend, tta, refine, clean, guided),
     )
     summary = run_submit(config)
     if summary.merged:
@@ -667,6 +685,7 @@ def export(
 
 @app.command(short_help="Serve cut-outs over HTTP.")
 @verb
+@model_settings()
 def serve(
     host: Annotated[str, typer.Option(help="Address to listen on (0.0.0.0: every interface).")] = "127.0.0.1",
     port: Annotated[int, typer.Option(help="Port (0: a free one, printed at start).")] = 8000,
@@ -693,28 +712,19 @@ def serve(
         metavar="ORIGIN", help="Let pages of this origin call the API (repeatable; * for any).")] = None,
     access_log: Annotated[str | None, typer.Option(
         metavar="FILE", help="Append one line per request to this file (- for stderr).")] = None,
-    model: ModelFile = None,
-    size: Size = None,
-    device: Device = "auto",
-    precision: Precision = "auto",
-    backend: Backend = "auto",
-    tta: Tta = False,
-    refine: Refine = True,
-    guided: Guided = False,
-    clean: Clean = True,
+    settings: ModelGroup = None,
 ) -> None:
     """HTTP service: POST /v1/mask, /v1/cutout (PNG); GET /healthz, /v1/model; a drag-and-drop page at /."""
     from maskingnet.serve import ServeConfig
     from maskingnet.serve import serve as run_server
 
-    say_terms("serve", model)
+    say_terms("serve", settings.checkpoint)
     config = ServeConfig(
-        checkpoint=model_path(model), host=host, port=port, max_upload_mb=max_upload_mb, workers=workers,
+        model=settings, host=host, port=port, max_upload_mb=max_upload_mb, workers=workers,
         max_batch=max_batch, max_wait_ms=max_wait_ms, queue_size=queue_size, max_pixels=max_pixels,
         max_connections=max_connections, read_timeout_s=read_timeout, request_timeout_s=request_timeout,
         allowed_hosts=tuple(allowed_host or ()), api_key=api_key or None,
         cors_origins=tuple(cors_origin or ()), access_log=access_log,
-        **model_options(size, device, precision, backend, tta, refine, clean, guided),
     )
     run_server(config)
 

@@ -27,7 +27,7 @@ from maskingnet.data.carvana import load_mask
 from maskingnet.data.io import read_image
 from maskingnet.data.metrics import MaskComparison, one_minus_dice_pixels
 from maskingnet.errors import MaskingnetError
-from maskingnet.inference import DiceSink, PostProcess, Predictor, Scored, run
+from maskingnet.inference import DiceSink, ModelSettings, PostProcess, Predictor, Scored, run
 from maskingnet.models import count_params
 from maskingnet.train import scan_records
 from maskingnet.train.plots import GalleryRow, shrink_masks, worst_cases_picture
@@ -145,62 +145,41 @@ class WorstCases:
 
 
 def evaluate(
-    checkpoint: str | os.PathLike,
+    model: ModelSettings | str | os.PathLike,
     data: str | os.PathLike,
     split: str = "val",
-    tta: bool = False,
     out: str | os.PathLike | None = None,
     *,
-    device: str = "auto",
-    precision: str = "auto",
-    backend: str = "auto",
     batch_size: int = 4,
     workers: int | None = None,
-    size: tuple[int, int] | None = None,
     threshold: float = 0.5,
     worst: int = 8,
     panel_width: int = 480,
     progress: bool = True,
     post: PostProcess | None = None,
-    refine: bool = True,
-    clean: bool = True,
-    guided: bool = False,
 ) -> dict[str, Any]:
-    """Evaluate ``checkpoint`` (``.safetensors`` or ``.onnx``) on ``data``; writes ``summary.json``,
-    ``per_image.csv`` and ``worst.png`` to ``out`` (default: ``RUN/eval-<checkpoint>-<split>`` beside the
-    run) and returns the summary.
+    """Evaluate a model (its :class:`ModelSettings`, or just a ``.safetensors`` or ``.onnx`` file) on
+    ``data``; writes ``summary.json``, ``per_image.csv`` and ``worst.png`` to ``out`` (default:
+    ``RUN/eval-<checkpoint>-<split>`` beside the run) and returns the summary.
 
     Images that cannot be read are reported on stderr one line each and counted in ``bad_inputs``.
     """
+    settings = model if isinstance(model, ModelSettings) else ModelSettings(model)
     if split not in SPLITS:
         raise EvaluateError(f"split must be one of {', '.join(SPLITS)} (got {split!r})")
-    checkpoint = Path(checkpoint)
+    checkpoint = Path(settings.checkpoint)
     started = time.perf_counter()
-    predictor = Predictor(
-        checkpoint, device, precision, size, tta, backend, batch_size, post=post, refine=refine, clean=clean,
-        guided=guided,
-    )
-    if size is None and predictor.backend.spec.size is None:
+    predictor = Predictor.from_settings(settings, batch_size, post)
+    if settings.size is None and predictor.backend.spec.size is None:
         raise EvaluateError(f"{checkpoint}: no input_size in its meta; pass --size")
     records, bad_inputs = scan_records(data)
     records = select_records(records, split, checkpoint, predictor.backend.meta)
-    out = Path(out) if out is not None else default_out(checkpoint, split, tta)
-
-    results: list[ImageResult] = []
+    out = Path(out) if out is not None else default_out(checkpoint, split, settings.tta)
     worst_cases = WorstCases(worst, panel_width)
-
-    def keep(scored: Scored) -> None:
-        results.append(ImageResult(records[scored.index], scored.comparison, *scored.truth.shape))
-        worst_cases.offer(results[-1], scored.truth, scored.pred, len(results))
-
-    paths = [record.image_path for record in records]
-    sink = DiceSink(lambda index: load_mask(records[index]), keep, threshold, paths, report=_say)
-    with progress_bar(len(records), desc="evaluate", enabled=progress) as bar:
-        run(paths, predictor, sink, batch_size=batch_size, workers=workers, tick=bar.update)
-    bad_inputs += sink.failed
+    results, failed = score_records(records, predictor, threshold, worst_cases, workers, progress)
+    bad_inputs += failed
     if not results:
         raise EvaluateError(f"{data}: no image could be evaluated ({bad_inputs} unreadable)")
-
     seconds = time.perf_counter() - started
     summary = summarise(
         results,
@@ -209,7 +188,7 @@ def evaluate(
         checkpoint,
         data,
         split,
-        tta,
+        settings.tta,
         predictor.size,
         seconds,
         bad_inputs,
@@ -218,6 +197,29 @@ def evaluate(
     )
     write_outputs(out, summary, results, worst_cases.rows())
     return summary
+
+
+def score_records(
+    records: list,
+    predictor: Predictor,
+    threshold: float,
+    worst_cases: WorstCases,
+    workers: int | None,
+    progress: bool,
+) -> tuple[list[ImageResult], int]:
+    """Every record's Dice against its mask, the worst offered to ``worst_cases``; and how many photos
+    could not be read."""
+    results: list[ImageResult] = []
+
+    def keep(scored: Scored) -> None:
+        results.append(ImageResult(records[scored.index], scored.comparison, *scored.truth.shape))
+        worst_cases.offer(results[-1], scored.truth, scored.pred, len(results))
+
+    paths = [record.image_path for record in records]
+    sink = DiceSink(lambda index: load_mask(records[index]), keep, threshold, paths, report=_say)
+    with progress_bar(len(records), desc="evaluate", enabled=progress) as bar:
+        run(paths, predictor, sink, batch_size=predictor.batch_size, workers=workers, tick=bar.update)
+    return results, sink.failed
 
 
 def _say(line: str) -> None:

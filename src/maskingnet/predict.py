@@ -13,6 +13,7 @@ read-only) stops the run with one line. Under ``torchrun`` the inputs are split 
 from __future__ import annotations
 
 import contextlib
+import dataclasses
 import os
 import sys
 import time
@@ -28,10 +29,12 @@ from tqdm import tqdm
 from maskingnet.data.io import BadInputError, list_images
 from maskingnet.errors import MaskingnetError
 from maskingnet.inference import Failed, FileSink, Predictor, rank_predictor, run
-from maskingnet.inference.fingerprint import describe_changes, fingerprint, inference_settings
+from maskingnet.inference.fingerprint import describe_changes, fingerprint
 from maskingnet.inference.preprocess import Prepared
+from maskingnet.inference.settings import ModelSettings
 from maskingnet.outputs import EdgeConfig, check_threshold
 from maskingnet.outputs.encode import DEFAULT_QUALITY, check_format
+from maskingnet.outputs.files import PictureOptions
 from maskingnet.outputs.framing import DEFAULT_MARGIN, Framing, canvas_scale
 from maskingnet.outputs.layout import (
     input_root,
@@ -63,22 +66,15 @@ MANIFEST_EVERY_S = 10.0
 
 @dataclass
 class PredictConfig:
-    """Options of ``maskingnet predict`` (see ``maskingnet predict --help``)."""
+    """Options of ``maskingnet predict`` (see ``maskingnet predict --help``); ``model``: the model's
+    settings, or just a checkpoint (run with the default settings)."""
 
-    checkpoint: Any
+    model: ModelSettings
     inputs: Sequence[str | os.PathLike]
     out: Path
     save: tuple[str, ...] = ("mask", "cutout")
-    size: tuple[int, int] | None = None
     batch_size: int = 4
     workers: int | None = None
-    device: str = "auto"
-    precision: str = "auto"
-    backend: str = "auto"
-    tta: bool = False
-    refine: bool = True
-    guided: bool = False
-    clean: bool = True
     threshold: float = 0.5
     background: tuple[int, int, int] = (255, 255, 255)
     soft_edges: bool = False
@@ -92,8 +88,17 @@ class PredictConfig:
     canvas: tuple[int, int] | None = None
     listing: bool = False
 
+    def __post_init__(self) -> None:
+        if not isinstance(self.model, ModelSettings):
+            self.model = ModelSettings(self.model)
+
     def framing(self) -> Framing | None:
         return Framing(self.margin, self.canvas) if self.crop_to_car else None
+
+    def pictures(self) -> PictureOptions:
+        """How the outputs look and are encoded (the same options on every surface)."""
+        edges = EdgeConfig(threshold=self.threshold, soft=self.soft_edges)
+        return PictureOptions(edges, self.background, self.fmt, self.quality, self.framing())
 
 
 @dataclass
@@ -128,7 +133,8 @@ def pixel_settings(config: PredictConfig) -> dict[str, Any]:
     """The model and every setting that changes the outputs' pixels (or their encoding)."""
     formats = {kind_format(kind, config.fmt) for kind in config.save}
     settings: dict[str, Any] = {
-        **inference_settings(config),
+        **config.model.as_dict(),
+        "threshold": config.threshold,
         "soft_edges": config.soft_edges,
         "format": config.fmt,
     }
@@ -307,10 +313,9 @@ class ManifestSink(FileSink):
         previous: dict[str, ManifestRow],
         report: Callable[[str], None],
     ) -> None:
-        edges = EdgeConfig(threshold=config.threshold, soft=config.soft_edges)
         targets, fmt, framing = self.file_plan(jobs, config)
-        super().__init__([job.path for job in jobs], targets, config.save, edges, config.background, report,
-                         fmt=fmt, quality=config.quality, framing=framing)
+        options = dataclasses.replace(config.pictures(), fmt=fmt, framing=framing)
+        super().__init__([job.path for job in jobs], targets, config.save, options, report)
         self.jobs, self.book, self.key, self.previous = jobs, book, key, previous
         self.out = Path(config.out)
         self.flagged: list[tuple[Job, Review]] = []
@@ -325,8 +330,9 @@ class ManifestSink(FileSink):
         result = super().consume(item, probs)
         if isinstance(result, Failed):
             return result
-        hard = probs > self.edges.threshold
-        upscale = canvas_scale(hard, self.framing) if self.framing is not None else None
+        hard = probs > self.options.edges.threshold
+        framing = self.options.framing
+        upscale = canvas_scale(hard, framing) if framing is not None else None
         review = review_photo(hard, item.network_map, upscale)
         item.network_map = None
         return result, review
@@ -477,7 +483,7 @@ def predict_into(
     """Run the pipeline over ``todo`` into a :class:`ManifestSink`; the counts go into ``summary``."""
     if not todo:
         return
-    predictor = predictor or rank_predictor(config)
+    predictor = predictor or rank_predictor(config.model, config.batch_size)
     sink_class = ManifestSink
     if config.listing:
         from maskingnet.predict_listing import ListingSink

@@ -21,8 +21,9 @@ import cv2
 import numpy as np
 
 from maskingnet.inference import Failed, Prepared
-from maskingnet.inference.sinks import FRAMED_KINDS, OUTPUT_SIDE_ERRNOS, OutputError, write_output
+from maskingnet.inference.sinks import OUTPUT_SIDE_ERRNOS, OutputError, write_output
 from maskingnet.outputs.encode import encode
+from maskingnet.outputs.files import FRAMED_KINDS
 from maskingnet.outputs.framing import Box, Framing, car_box
 from maskingnet.outputs.layout import kind_format
 from maskingnet.outputs.listing import listing_frame, place_in_listing
@@ -61,7 +62,7 @@ class ListingSink(ManifestSink):
         result = super().consume(item, probs)
         if isinstance(result, Failed):
             return result
-        return (*result, car_box(probs > self.edges.threshold))
+        return (*result, car_box(probs > self.options.edges.threshold))
 
     def finish(self, item: Prepared, result: tuple[float, Review, Box | None]) -> None:
         self.done += 1
@@ -110,10 +111,10 @@ class ListingSink(ManifestSink):
         picture = cv2.cvtColor(picture, cv2.COLOR_BGRA2RGBA if picture.shape[2] == 4 else cv2.COLOR_BGR2RGB)
         fmt = kind_format(kind, self.real_fmt)
         if fmt == "jpg" and picture.shape[2] == 4:  # JPEG has no transparency: the car on the background
-            picture = on_background(picture, self.background)
-        fill = (0, 0, 0, 0) if picture.shape[2] == 4 else tuple(self.background)
+            picture = on_background(picture, self.options.background)
+        fill = (0, 0, 0, 0) if picture.shape[2] == 4 else tuple(self.options.background)
         placed = picture if frame is None else place_in_listing(picture, box, frame, fill)
-        data = encode(placed, fmt, self.quality)
+        data = encode(placed, fmt, self.options.quality)
         try:
             write_output(target, data)
         except OSError as error:

@@ -38,7 +38,8 @@ from typing import Any
 from tqdm import tqdm
 
 from maskingnet.inference import Predictor, RleSink, rank_predictor, run
-from maskingnet.inference.fingerprint import describe_changes, fingerprint, inference_settings
+from maskingnet.inference.fingerprint import describe_changes, fingerprint
+from maskingnet.inference.settings import ModelSettings
 from maskingnet.inference.sinks import csv_row
 from maskingnet.runtime import context_from_env
 from maskingnet.utils import atomic_write, open_own_file, parse_json
@@ -51,26 +52,23 @@ KAGGLE_TEST_IMAGES = 100_064
 
 @dataclass
 class SubmitConfig:
-    """Options of ``maskingnet submit`` (see ``maskingnet submit --help``)."""
+    """Options of ``maskingnet submit`` (see ``maskingnet submit --help``); ``model``: the model's
+    settings, or just a checkpoint (run with the default settings)."""
 
-    checkpoint: Any
+    model: ModelSettings
     test_dir: Path
     out: Path
-    size: tuple[int, int] | None = None
-    tta: bool = False
-    refine: bool = True
-    guided: bool = False
-    clean: bool = True
     threshold: float = 0.5
     batch_size: int = 4
     workers: int | None = None
-    device: str = "auto"
-    precision: str = "auto"
-    backend: str = "auto"
     sample: Path | None = None
     flush_every: int = 64
     progress: bool = True
     poll_seconds: float = 0.5
+
+    def __post_init__(self) -> None:
+        if not isinstance(self.model, ModelSettings):
+            self.model = ModelSettings(self.model)
 
 
 @dataclass
@@ -141,7 +139,8 @@ def names_digest(names: Sequence[str]) -> str:
 def submission_settings(config: SubmitConfig, names: Sequence[str]) -> dict[str, Any]:
     """The model (by content) and every setting the rows depend on, with the rows' names."""
     return {
-        **inference_settings(config),
+        **config.model.as_dict(),
+        "threshold": config.threshold,
         "gzip": is_gzip(config.out),
         "rows": len(names),
         "names_sha1": names_digest(names),
@@ -344,7 +343,7 @@ def submit(config: SubmitConfig, report: Callable[[str], None] = _say) -> Submit
     if redo and rank == 0:
         report(f"{out}: {redo}: redoing {len(all_rows)} rows")
     rows = all_rows[rank_slice(len(all_rows), rank, world)]
-    predictor = rank_predictor(config)
+    predictor = rank_predictor(config.model, config.batch_size)
     partial, progress = part_files(out, rank, world)
     fingerprint = job_fingerprint(config, [name for name, _ in rows], predictor.size, rank, world)
     writer = PartWriter(partial, progress, fingerprint, is_gzip(out), expected_rows=len(rows))

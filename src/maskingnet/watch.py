@@ -68,7 +68,7 @@ def watch(
             if predictor is None and last:
                 from maskingnet.inference import rank_predictor
 
-                predictor = rank_predictor(config)
+                predictor = rank_predictor(config.model, config.batch_size)
             summary = _round(config, report, predictor)
             done_for = last
             if summary is not None:

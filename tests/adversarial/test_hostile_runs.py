@@ -16,6 +16,7 @@ from helpers import make_half_car_checkpoint, png_with_exif_after_pixels
 from PIL import Image
 
 from maskingnet.data.io import image_size, read_image
+from maskingnet.inference import ModelSettings
 from maskingnet.predict import PredictConfig, predict_files, remove_stale_temps
 
 
@@ -65,14 +66,12 @@ def test_a_mask_only_run_and_a_cutout_run_agree_on_the_upright_size(checkpoint, 
     for save in ("mask", "cutout"):
         out = tmp_path / save
         config = PredictConfig(
-            checkpoint,
+            ModelSettings(checkpoint, refine=False, precision="fp32"),
             [photo.parent],
             out,
             save=(save,),
             workers=0,
             progress=False,
-            refine=False,
-            precision="fp32",
         )
         assert predict_files(config, report=lambda line: None).done == 1
         (written,) = out.glob(f"*_{save}.png")  # beside manifest.csv

@@ -13,6 +13,7 @@ import pytest
 from helpers import make_half_car_checkpoint
 
 from maskingnet.data.rle import rle_decode
+from maskingnet.inference import ModelSettings
 from maskingnet.predict import Predictor
 from maskingnet.submit import SubmitConfig, submit
 
@@ -46,7 +47,9 @@ Rows = list[list[str]]
 def run_submit(checkpoint: Path, folder: Path, out: Path, **options: Any) -> tuple[Rows, list[str], Any]:
     """(the CSV's rows, the lines reported, the summary) of one submit run."""
     lines: list[str] = []
-    config = SubmitConfig(checkpoint, folder, out, workers=0, progress=False, precision="fp32", **options)
+    config = SubmitConfig(
+        ModelSettings(checkpoint, precision="fp32"), folder, out, workers=0, progress=False, **options
+    )
     summary = submit(config, report=lines.append)
     with open(out, newline="", encoding="utf-8") as handle:
         return list(csv.reader(handle)), lines, summary

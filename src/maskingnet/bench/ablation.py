@@ -33,7 +33,7 @@ import maskingnet.train as training
 from maskingnet.bench.networks import round_robin_ms, test_pass, training_step
 from maskingnet.bench.timing import Plan
 from maskingnet.evaluate import evaluate
-from maskingnet.inference import resolve_device
+from maskingnet.inference import ModelSettings, resolve_device
 from maskingnet.models import create_model, list_models, model_report
 from maskingnet.utils import atomic_save, atomic_write, write_json
 
@@ -153,11 +153,10 @@ def run_one(config: AblationConfig, name: str, say: Callable[[str], None]) -> di
     train_seconds = time.perf_counter() - started
     say(f"{name}: evaluating {summary['best_checkpoint']} at full resolution")
     scores = evaluate(
-        summary["best_checkpoint"],
+        ModelSettings(summary["best_checkpoint"], device=config.device),
         config.data,
         split="val",
         out=config.out / name / "eval",
-        device=config.device,
         workers=config.workers,
         progress=config.progress,
     )

@@ -36,6 +36,7 @@ from PIL import Image
 
 from maskingnet.data.metrics import dice
 from maskingnet.inference import (
+    ModelSettings,
     TorchBackend,
     cpu_bf16_supported,
     full_resolution,
@@ -60,10 +61,8 @@ def _previous_network() -> TorchBackend:
 
 def _seconds_per_photo(checkpoint: Any, paths: Sequence[Path], refine: bool, clean: bool, size=None) -> float:
     with tempfile.TemporaryDirectory(prefix="maskingnet-bench-") as tmp:
-        config = PredictConfig(
-            checkpoint=checkpoint, inputs=[str(p) for p in paths], out=Path(tmp), save=("mask",), size=size,
-            refine=refine, clean=clean, progress=False, device="cpu",
-        )
+        model = ModelSettings(checkpoint, size=size, device="cpu", refine=refine, clean=clean)
+        config = PredictConfig(model, [str(p) for p in paths], Path(tmp), save=("mask",), progress=False)
         summary = predict_files(config, lambda line: None)
     return summary.seconds / max(summary.done, 1)
 

@@ -32,6 +32,7 @@ import torch
 from maskingnet.data.io import read_image
 from maskingnet.inference import Failed, FileSink, Predictor, Prepared
 from maskingnet.outputs import EdgeConfig, render_all
+from maskingnet.outputs.files import PictureOptions
 from maskingnet.outputs.layout import output_suffix
 from maskingnet.utils import atomic_save
 
@@ -80,7 +81,7 @@ def render_before(photo: Photo, edges: EdgeConfig) -> dict:
 def write_after(photo: Photo, edges: EdgeConfig, folder: Path) -> None:
     """Render and write as ``predict`` does: one :class:`FileSink` call."""
     targets = [[folder / f"{photo.name}{output_suffix(kind)}" for kind in KINDS]]
-    sink = FileSink([photo.name], targets, KINDS, edges)
+    sink = FileSink([photo.name], targets, KINDS, PictureOptions(edges))
     height, width = photo.probs.shape
     item = Prepared(index=0, size=(width, height), photo=torch.from_numpy(photo.rgb))
     if isinstance(result := sink.consume(item, photo.probs), Failed):

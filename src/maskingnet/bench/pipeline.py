@@ -21,7 +21,7 @@ from collections.abc import Callable, Sequence
 from pathlib import Path
 from typing import Any
 
-from maskingnet.inference import Predictor
+from maskingnet.inference import ModelSettings, Predictor
 from maskingnet.models import resolve_model
 from maskingnet.outputs import mask_image
 from maskingnet.outputs.encode import encode
@@ -84,8 +84,8 @@ def bench_pipeline(
     e2e, stages, summary = float("inf"), {}, None
     with tempfile.TemporaryDirectory(prefix="maskingnet-bench-") as tmp:
         config = PredictConfig(
-            checkpoint=predictor.backend, inputs=[str(p) for p in paths], out=Path(tmp) / "masks",
-            save=("mask",), batch_size=batch, device=device, progress=False, overwrite=True,
+            model=ModelSettings(predictor.backend, device=device), inputs=[str(p) for p in paths],
+            out=Path(tmp) / "masks", save=("mask",), batch_size=batch, progress=False, overwrite=True,
         )
         predict_files(dataclasses.replace(config, inputs=[str(paths[0])]), lambda line: None)
         for round_ in range(rounds):

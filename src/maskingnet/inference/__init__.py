@@ -3,6 +3,7 @@
 - :mod:`.backends`: the Backend protocol, :class:`TorchBackend`, :class:`OnnxBackend`, :func:`load_backend`;
 - :mod:`.fastpath`: the CPU fast path (BN folding, fused convs, fp32 first stage);
 - :mod:`.preprocess`: path | bytes | PIL | array -> model input + coordinate maps (how a photo is decoded);
+- :mod:`.settings`: :class:`ModelSettings`, the options for running a model, in one object;
 - :mod:`.predictor`: :class:`Predictor` (TTA included);
 - :mod:`.pipeline`: :func:`run` and :func:`full_resolution` (up-sampling and the edge stage hook);
 - :mod:`.sinks`: files, RLE rows, Dice scores (how a mask is written).
@@ -44,9 +45,11 @@ from .fastpath import (
 from .pipeline import Failed, PostProcess, Sink, full_resolution, run, upsample_probs
 from .predictor import Predictor, predict_probs, rank_predictor
 from .preprocess import Prepared, Source, iterate_prepared, prepare
+from .settings import ModelSettings
 from .sinks import DiceSink, FileSink, RleSink, Scored
 
 __all__ = [
+    "ModelSettings",
     "BACKENDS",
     "DTYPES",
     "PRECISIONS",

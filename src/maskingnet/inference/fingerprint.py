@@ -7,34 +7,28 @@ line what changed when it redoes the rest.
 
 from __future__ import annotations
 
+import contextlib
 import hashlib
 import json
 import os
 from pathlib import Path
 from typing import Any
 
-from maskingnet.models.bundled import file_sha256
+from maskingnet.errors import MaskingnetError
+from maskingnet.models.bundled import file_sha256, resolve_model
 
 
 def model_identity(checkpoint: Any) -> dict[str, Any]:
     """The model by content: a file's name and the SHA-256 of its bytes (another checkpoint, or the same
     name retrained, is another model). A model given as a Python object is named by its type and ``id``, so
-    it matches only itself in this process."""
+    it matches only itself in this process. A bundled model's name (None: the default one) is its file."""
+    if checkpoint is None or (isinstance(checkpoint, str) and not Path(checkpoint).is_file()):
+        with contextlib.suppress(MaskingnetError, ValueError, OSError):
+            checkpoint = resolve_model(checkpoint)
     if isinstance(checkpoint, (str, os.PathLike)) and Path(checkpoint).is_file():
         path = Path(checkpoint).resolve()
         return {"model": path.name, "model_sha256": file_sha256(path)}
     return {"model": f"{type(checkpoint).__name__} object {id(checkpoint):x}"}
-
-
-def inference_settings(config: Any) -> dict[str, Any]:
-    """The model and the settings every verb that runs it shares (``size``, ``device``, ``precision``,
-    ``backend``, ``tta``, ``refine``, ``guided``, ``clean``, ``threshold``) of a predict or submit config."""
-    return {
-        **model_identity(config.checkpoint),
-        "size": list(config.size) if config.size else None,
-        **{key: getattr(config, key) for key in ("device", "precision", "backend", "tta", "refine", "guided",
-                                                 "clean", "threshold")},
-    }
 
 
 def fingerprint(settings: dict[str, Any]) -> str:

@@ -20,14 +20,15 @@ from PIL import Image
 from maskingnet.data.coords import whole_photo_coords
 from maskingnet.data.io import DEFAULT_MAX_PIXELS
 from maskingnet.models.spec import InputSpec
-from maskingnet.outputs import EdgeConfig, render
+from maskingnet.outputs import EdgeConfig
+from maskingnet.outputs.files import WHITE, PictureOptions, finished_pictures
 from maskingnet.runtime import rank_device, share_cpu_threads
-from maskingnet.utils import parse_size
 
 from .backends import Backend, make_backend
 from .edges import edge_stage
 from .pipeline import PostProcess, full_resolution
 from .preprocess import Prepared, Source, prepare
+from .settings import ModelSettings
 
 DEFAULT_SIZE = (512, 512)
 
@@ -56,13 +57,12 @@ class Predictor:
     >>> probs = predictor.predict("car.jpg")        # (H, W) float32 at the photo's own resolution
     >>> predictor.cutout("car.jpg").save("car.png")  # RGBA
 
-    ``checkpoint``: a bundled model's name (None: the default bundled model), a ``.safetensors`` or
-    ``.onnx`` file, a loaded model or a backend. ``size`` (W, H), an
-    int or ``"WxH"``: the model's input size; None takes the checkpoint's spec, else 512x512. ``post``: the
-    step from the network's map to the photo's; by default the edge stage
-    (:func:`~maskingnet.inference.edges.edge_stage`): the model file's refiner when ``refine`` (the guided
-    filter when it has none, or with ``guided``), the clean-up (one car, small holes filled) when ``clean``;
-    with both off, bilinear up-sampling.
+    The model options (``checkpoint``, ``device``, ``precision``, ``size``, ``tta``, ``backend`` and, by
+    keyword, ``refine``, ``guided``, ``clean``) are those of :class:`~maskingnet.inference.settings.
+    ModelSettings`; or give ``settings`` itself. ``size`` None takes the checkpoint's spec, else 512x512.
+    ``post``: the step from the network's map to the photo's; by default the edge stage
+    (:func:`~maskingnet.inference.edges.edge_stage`) the settings describe; with ``refine`` and ``clean``
+    both off, bilinear up-sampling.
     """
 
     def __init__(
@@ -76,17 +76,30 @@ class Predictor:
         batch_size: int = 4,
         post: PostProcess | None = None,
         *,
-        refine: bool = True,
-        clean: bool = True,
-        guided: bool = False,
+        settings: ModelSettings | None = None,
+        **options: Any,
     ) -> None:
-        self.backend: Backend = make_backend(checkpoint, device, precision, backend)
-        self.size = parse_size(size) or self.backend.spec.size or DEFAULT_SIZE
-        self.tta = tta
+        if settings is None:
+            settings = ModelSettings(
+                checkpoint, size=size, device=device, precision=precision, backend=backend, tta=tta, **options
+            )
+        self.settings = settings
+        self.backend: Backend = make_backend(settings.checkpoint, settings.device, settings.precision,
+                                             settings.backend)
+        self.size = settings.size or self.backend.spec.size or DEFAULT_SIZE
+        self.tta = settings.tta
         self.batch_size = max(1, int(batch_size))
         if post is None:
-            post = edge_stage(getattr(self.backend, "refiner", None), refine, clean, guided)
+            refiner = getattr(self.backend, "refiner", None)
+            post = edge_stage(refiner, settings.refine, settings.clean, settings.guided)
         self.post = post
+
+    @classmethod
+    def from_settings(
+        cls, settings: ModelSettings, batch_size: int = 4, post: PostProcess | None = None
+    ) -> Predictor:
+        """The predictor ``settings`` describe (what every verb builds)."""
+        return cls(batch_size=batch_size, post=post, settings=settings)
 
     @property
     def post_needs_photo(self) -> bool:
@@ -171,29 +184,20 @@ class Predictor:
         soft_edges: bool = False,
         background: tuple[int, int, int] | None = None,
     ) -> Image.Image:
-        """The car cut out: RGBA on transparency, or RGB on ``background`` (e.g. (255, 255, 255))."""
+        """The car cut out: RGBA on transparency, or RGB on ``background`` (e.g. (255, 255, 255)); the
+        pixels ``predict`` writes for the same options."""
         item = self.prepare(image, need_photo=True)
         probs = self.predict_prepared([item])[0]
+        kind = "cutout" if background is None else "white"
         edges = EdgeConfig(threshold=threshold, soft=soft_edges)
-        if background is None:
-            return render("cutout", item.photo_array(), probs, edges)
-        return render("white", item.photo_array(), probs, edges, background=background)
+        options = PictureOptions(edges, background=background or WHITE)
+        return Image.fromarray(finished_pictures((kind,), item.photo_array(), probs, options)[kind])
 
 
-def rank_predictor(config: Any, post: PostProcess | None = None) -> Predictor:
-    """The :class:`Predictor` of this torchrun rank (its own GPU, or its share of the CPU cores), built from
-    any config with ``checkpoint, device, precision, size, tta, backend`` (and ``batch_size``)."""
+def rank_predictor(
+    settings: ModelSettings, batch_size: int = 4, post: PostProcess | None = None
+) -> Predictor:
+    """The :class:`Predictor` of this torchrun rank: ``settings`` on the rank's own GPU, or on its share of
+    the CPU cores."""
     share_cpu_threads()
-    return Predictor(
-        config.checkpoint,
-        rank_device(config.device),
-        config.precision,
-        config.size,
-        config.tta,
-        config.backend,
-        batch_size=getattr(config, "batch_size", 4),
-        post=post,
-        refine=getattr(config, "refine", True),
-        clean=getattr(config, "clean", True),
-        guided=getattr(config, "guided", False),
-    )
+    return Predictor.from_settings(settings.replace(device=rank_device(settings.device)), batch_size, post)

@@ -18,9 +18,10 @@ from typing import Any
 import numpy as np
 from PIL import Image
 
-from maskingnet.outputs import EdgeConfig, mask_image, parse_color, render
-from maskingnet.outputs.encode import as_array, check_format, encode
-from maskingnet.outputs.framing import Framing, frame_image
+from maskingnet.outputs import EdgeConfig, parse_color
+from maskingnet.outputs.encode import check_format
+from maskingnet.outputs.files import WHITE, PictureOptions, finished_pictures, picture_bytes
+from maskingnet.outputs.framing import Framing
 
 _DEFAULT_SESSION: Any = None
 _SESSION_LOCK = threading.Lock()
@@ -74,20 +75,16 @@ def remove(
     item = predictor.prepare(source, need_photo=True)
     probs = predictor.predict_prepared([item])[0]
     colour = _colour(bgcolor)
-    if colour is None and fmt == "jpg" and not only_mask:
-        colour = (255, 255, 255)  # JPEG has no transparency
-    image = _picture(item.photo_array(), probs, only_mask, colour, EdgeConfig(threshold, soft=soft_edges))
+    kind = "mask" if only_mask else "cutout" if colour is None else "white"
     framing = Framing(margin, canvas) if crop_to_car or canvas is not None else None
-    if framing is not None and not only_mask:
-        array = as_array(image)
-        alpha = array[..., 3] if array.ndim == 3 and array.shape[2] == 4 else probs > threshold
-        fill = (0, 0, 0, 0) if array.ndim == 3 and array.shape[2] == 4 else tuple(colour or (255, 255, 255))
-        image = Image.fromarray(frame_image(array, alpha, framing, fill))
+    edges = EdgeConfig(threshold=threshold, soft=soft_edges)
+    options = PictureOptions(edges, colour or WHITE, fmt=fmt, quality=quality, framing=framing)
+    picture = finished_pictures((kind,), item.photo_array(), probs, options)[kind]
     if isinstance(data, Image.Image):
-        return image
+        return Image.fromarray(picture)
     if isinstance(data, np.ndarray):
-        return as_array(image).copy()
-    return encode(as_array(image), fmt, quality)
+        return picture.copy()
+    return picture_bytes(kind, picture, options, fmt)
 
 
 def _colour(bgcolor: tuple[int, ...] | str | None) -> tuple[int, int, int] | None:
@@ -96,17 +93,3 @@ def _colour(bgcolor: tuple[int, ...] | str | None) -> tuple[int, int, int] | Non
     if isinstance(bgcolor, str):
         return parse_color(bgcolor)
     return tuple(int(value) for value in bgcolor[:3])  # type: ignore[return-value]
-
-
-def _picture(
-    photo: np.ndarray,
-    probs: np.ndarray,
-    only_mask: bool,
-    colour: tuple[int, int, int] | None,
-    edges: EdgeConfig,
-) -> Image.Image:
-    if only_mask:
-        return mask_image(probs, edges.threshold)
-    if colour is None:
-        return render("cutout", photo, probs, edges)
-    return render("white", photo, probs, edges, background=colour)

@@ -1,7 +1,7 @@
 """Where the pipeline's masks go: the one place that says how a mask is written.
 
-- :class:`FileSink`: image files per photo (mask, cut-out, on-a-colour, overlay), framed, encoded with
-  OpenCV (``maskingnet.outputs.encode``) and written atomically (``maskingnet predict``);
+- :class:`FileSink`: image files per photo (mask, cut-out, on-a-colour, overlay) from the one picture path
+  (``maskingnet.outputs.files``), written atomically (``maskingnet predict``);
 - :class:`RleSink`: Kaggle ``img,rle_mask`` rows in input order, in chunks (``maskingnet submit``);
 - :class:`DiceSink`: the thresholded mask compared with the true one (``maskingnet evaluate``).
 """
@@ -23,18 +23,13 @@ from maskingnet.data.io import BadInputError
 from maskingnet.data.metrics import MaskComparison, compare_masks
 from maskingnet.data.rle import rle_encode
 from maskingnet.errors import MaskingnetError
-from maskingnet.outputs import EdgeConfig, render_all
-from maskingnet.outputs.encode import as_array, encode
-from maskingnet.outputs.framing import Framing, frame_image
-from maskingnet.outputs.layout import kind_format
+from maskingnet.outputs.files import PictureOptions, finished_pictures, picture_bytes
 from maskingnet.utils import atomic_save
 from maskingnet.utils.messages import one_line
 
 from .pipeline import Failed, Sink
 from .preprocess import Prepared
 
-FRAMED_KINDS = ("cutout", "white")
-"""The outputs ``--crop-to-car`` frames: the product pictures (masks and overlays keep the whole photo)."""
 OUTPUT_SIDE_ERRNOS = frozenset({errno.ENOSPC, errno.EROFS, errno.EACCES, errno.EPERM, errno.EDQUOT})
 """Write errors that no other photo can avoid (disk full, read-only, no permission): the run stops."""
 
@@ -49,12 +44,11 @@ def write_output(path: Path, data: bytes) -> None:
 
 
 class FileSink(Sink):
-    """Every output kind of ``kinds`` for photo ``i`` written to ``targets[i]`` (one path per kind).
-
-    ``fmt`` is the format of the cut-out and the photo on a colour (``auto``: PNG and JPEG; masks and
-    overlays are always PNG; a JPEG cut-out is the car on ``background``), ``quality`` that of JPEG and WebP;
-    ``framing`` crops those two to the car (``maskingnet.outputs.framing``). ``consume`` returns the photo's
-    car fraction. A write that fails for a reason every photo would share raises :class:`OutputError`.
+    """Every output kind of ``kinds`` for photo ``i`` written to ``targets[i]`` (one path per kind), as
+    ``options`` say (:class:`~maskingnet.outputs.files.PictureOptions`: edges, background, format,
+    quality, framing), through the one picture path (:mod:`maskingnet.outputs.files`). ``consume`` returns
+    the photo's car fraction. A write that fails for a reason every photo would share raises
+    :class:`OutputError`.
     """
 
     def __init__(
@@ -62,33 +56,21 @@ class FileSink(Sink):
         names: Sequence[str | os.PathLike],
         targets: Sequence[Sequence[Path]],
         kinds: tuple[str, ...],
-        edges: EdgeConfig = EdgeConfig(),
-        background: tuple[int, int, int] = (255, 255, 255),
+        options: PictureOptions = PictureOptions(),
         report: Callable[[str], None] | None = None,
-        *,
-        fmt: str = "auto",
-        quality: int | None = None,
-        framing: Framing | None = None,
     ) -> None:
         super().__init__(report)
-        self.names, self.targets, self.kinds = names, targets, kinds
-        self.edges, self.background = edges, background
-        self.fmt, self.quality, self.framing = fmt, quality, framing
+        self.names, self.targets, self.kinds, self.options = names, targets, kinds, options
         self.need_photo = any(kind != "mask" for kind in kinds)
-        jpeg_cutout = "cutout" in kinds and kind_format("cutout", fmt) == "jpg"
-        self.rendered_as = {kind: "white" if kind == "cutout" and jpeg_cutout else kind for kind in kinds}
 
     def consume(self, item: Prepared, probs: np.ndarray) -> float | Failed:
-        renders = tuple(dict.fromkeys(self.rendered_as.values()))
-        images = render_all(renders, item.photo_array(), probs, self.edges, background=self.background)
-        arrays = {kind: as_array(image) for kind, image in images.items()}
-        hard = probs > self.edges.threshold
+        pictures = finished_pictures(self.kinds, item.photo_array(), probs, self.options)
         name = self.names[item.index]
         for kind, target in zip(self.kinds, self.targets[item.index], strict=True):
-            fmt = kind_format(kind, self.fmt)
             try:
-                data = encode(self._framed(kind, arrays, hard), fmt, self.quality)
+                data = picture_bytes(kind, pictures[kind], self.options)
             except (ValueError, cv2.error) as error:
+                fmt = self.options.format_of(kind)
                 return Failed(f"{name}: cannot encode {target.name} as {fmt} ({one_line(str(error))})")
             try:
                 write_output(target, data)
@@ -97,16 +79,8 @@ class FileSink(Sink):
                     stop = one_line(f"{target.parent}: cannot write outputs ({error.strerror}): stopping")
                     raise OutputError(stop) from None
                 return Failed(f"{name}: cannot write outputs: {error}")
+        hard = probs > self.options.edges.threshold
         return float(np.count_nonzero(hard)) / max(hard.size, 1)
-
-    def _framed(self, kind: str, arrays: dict[str, np.ndarray], hard: np.ndarray) -> np.ndarray:
-        array = arrays[self.rendered_as[kind]]
-        if self.framing is None or kind not in FRAMED_KINDS:
-            return array
-        cutout = arrays.get("cutout")
-        alpha = cutout[..., 3] if cutout is not None and cutout.ndim == 3 else hard
-        fill = (0, 0, 0, 0) if array.ndim == 3 and array.shape[2] == 4 else tuple(self.background)
-        return frame_image(array, alpha, self.framing, fill)
 
 
 def csv_row(*fields: str) -> str:

@@ -69,6 +69,14 @@ def bundled_path(name: str) -> Path:
     return path
 
 
+def is_bundled_file(path: object) -> bool:
+    """Whether ``path`` is one of the bundled models' files (where this installation keeps them)."""
+    if not isinstance(path, (str, os.PathLike)):
+        return False
+    weights = Path(str(resources.files("maskingnet") / "weights"))
+    return any(Path(path).resolve() == (weights / model.file).resolve() for model in BUNDLED.values())
+
+
 @lru_cache(maxsize=8)
 def _cached_sha256(path: str, size: int, mtime_ns: int) -> str:
     digest = hashlib.sha256()

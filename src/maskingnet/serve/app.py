@@ -4,7 +4,6 @@ import asyncio
 import concurrent.futures
 import contextlib
 import dataclasses
-import io
 import os
 import time
 from pathlib import Path
@@ -33,10 +32,11 @@ def model_summary(predictor, config: ServeConfig) -> dict[str, Any]:
     backend = predictor.backend
     model_config = getattr(backend, "config", None)
     return {
-        "name": getattr(model_config, "name", None) or Path(config.checkpoint).stem,
+        "name": getattr(model_config, "name", None) or Path(config.model.checkpoint).stem,
         "params": count_params(model_config),
         "size": list(predictor.size),
-        "checkpoint": Path(config.checkpoint).name,  # the server's folders are none of a client's business
+        # the server's folders are none of a client's business
+        "checkpoint": Path(config.model.checkpoint).name,
         "backend": "onnxruntime" if isinstance(backend, OnnxBackend) else "torch",
         "device": str(backend.device),
         "precision": backend.precision,
@@ -63,25 +63,17 @@ def rss_mb() -> float | None:
     return None
 
 
-def png_bytes(image) -> bytes:
-    buffer = io.BytesIO()
-    image.save(buffer, format="PNG", compress_level=3)
-    return buffer.getvalue()
-
-
 def render_png(kind: str, photo, probs: np.ndarray, options: dict[str, Any]) -> bytes:
-    """The PNG answer: the mask (``L``), the transparent cut-out (``RGBA``) or the car on a colour (RGB)."""
-    from PIL import Image
+    """The PNG answer, through the one picture path (the bytes ``predict`` writes for the same options):
+    the mask, the transparent cut-out, or the car on a colour."""
+    from maskingnet.outputs import EdgeConfig
+    from maskingnet.outputs.files import WHITE, PictureOptions, picture_files
 
-    from maskingnet.outputs import EdgeConfig, alpha_from_probs, render
-
-    edges = EdgeConfig(threshold=options["threshold"], soft=options["soft_edges"])
-    if kind == "mask":
-        return png_bytes(Image.fromarray(alpha_from_probs(probs, edges), mode="L"))
     background = options.get("background")
-    if background is None:
-        return png_bytes(render("cutout", np.asarray(photo), probs, edges))
-    return png_bytes(render("white", np.asarray(photo), probs, edges, background=background))
+    picture = kind if kind == "mask" else "cutout" if background is None else "white"
+    edges = EdgeConfig(threshold=options["threshold"], soft=options["soft_edges"])
+    pictures = PictureOptions(edges, background=background or WHITE, fmt="png")
+    return picture_files((picture,), photo, probs, pictures)[picture]
 
 
 def run_model(predictor, items: list) -> list:
@@ -98,17 +90,7 @@ def finish_answer(kind: str, item, small, predictor, options: dict[str, Any]) ->
 def load_predictor(config: ServeConfig):
     from maskingnet.inference import Predictor
 
-    return Predictor(
-        config.checkpoint,
-        device=config.device,
-        precision=config.precision,
-        size=config.size,
-        tta=config.tta,
-        backend=config.backend,
-        refine=config.refine,
-        clean=config.clean,
-        guided=config.guided,
-    )
+    return Predictor.from_settings(config.model)
 
 
 def create_app(config: ServeConfig, predictor=None):

@@ -3,10 +3,10 @@
 import dataclasses
 import json
 from dataclasses import dataclass
-from pathlib import Path
 from typing import Any
 
 from maskingnet.errors import MaskingnetError
+from maskingnet.inference.settings import ModelSettings
 
 SERVE_EXTRA_HINT = "the HTTP service is an optional extra: pip install 'maskingnet[serve]'"
 CONFIG_ENV = "MASKINGNET_SERVE_CONFIG"
@@ -16,21 +16,13 @@ BUDGET_PHOTOS = 4
 
 @dataclass
 class ServeConfig:
-    """Everything ``maskingnet serve`` needs; ``size`` None takes the checkpoint's input size."""
+    """Everything ``maskingnet serve`` needs; ``model``: the model's settings, or just a checkpoint."""
 
-    checkpoint: Path
+    model: ModelSettings
     host: str = "127.0.0.1"
     port: int = 8000
     max_upload_mb: float = 20.0
     workers: int = 1
-    device: str = "auto"
-    precision: str = "auto"
-    backend: str = "auto"
-    size: tuple[int, int] | None = None
-    tta: bool = False
-    refine: bool = True
-    guided: bool = False
-    clean: bool = True
     max_batch: int = 8
     max_wait_ms: float = 10.0
     queue_size: int = 64
@@ -80,16 +72,19 @@ class ServeConfig:
             self.host, tuple(self.allowed_hosts), self.api_key, tuple(self.cors_origins), self.access_log
         )
 
+    def __post_init__(self) -> None:
+        if not isinstance(self.model, ModelSettings):
+            self.model = ModelSettings(self.model)
+
     def to_json(self) -> str:
         data = dataclasses.asdict(self)
-        data["checkpoint"] = str(self.checkpoint)
+        data["model"] = self.model.to_json_dict()
         return json.dumps(data)
 
     @classmethod
     def from_json(cls, text: str) -> "ServeConfig":
         data = json.loads(text)
-        data["checkpoint"] = Path(data["checkpoint"])
-        data["size"] = tuple(data["size"]) if data.get("size") else None
+        data["model"] = ModelSettings.from_json_dict(data["model"])
         for name in ("allowed_hosts", "cors_origins"):
             data[name] = tuple(data.get(name) or ())
         return cls(**data)

@@ -47,17 +47,18 @@ def serve(config: ServeConfig, announce: Callable[[str], None] | None = None) ->
             timeout_graceful_shutdown=5,
         )
     )
-    announce(f"maskingnet serving {config.checkpoint} on http://{host}:{port}")
+    announce(f"maskingnet serving {config.model.checkpoint} on http://{host}:{port}")
     server.run(sockets=[sock])
 
 
 def check_torch_device(config: ServeConfig) -> None:
     """Refuse a device this machine lacks once, in one line, rather than in every worker process."""
-    onnx = config.backend == "onnxruntime" or (
-        config.backend == "auto" and Path(config.checkpoint).suffix.lower() == ".onnx"
+    model = config.model
+    onnx = model.backend == "onnxruntime" or (
+        model.backend == "auto" and Path(model.checkpoint).suffix.lower() == ".onnx"
     )
     if not onnx:
-        resolve_device(config.device)
+        resolve_device(model.device)
 
 
 def serve_workers(config: ServeConfig, announce: Callable[[str], None]) -> None:
@@ -74,7 +75,7 @@ def serve_workers(config: ServeConfig, announce: Callable[[str], None]) -> None:
     os.environ[CONFIG_ENV] = config.to_json()
     limits_to_env(config.connection_limits())
     address = f"http://{config.host}:{config.port}"
-    announce(f"maskingnet serving {config.checkpoint} on {address} ({config.workers} workers)")
+    announce(f"maskingnet serving {config.model.checkpoint} on {address} ({config.workers} workers)")
     uvicorn.run(
         "maskingnet.serve.app:app_from_env",
         factory=True,
