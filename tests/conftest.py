@@ -18,6 +18,8 @@ SLOW_MODULES = {
     "test_carvana.py", "test_cache.py",
 }
 SLOW_FOLDERS = {"adversarial"}
+SLOW_TESTS = {"test_predict_takes_a_bundled_name_a_checkpoint_or_an_onnx[onnx]"}  # an ONNX export: ~25 s
+SLOW_FIXTURES = {"exported_bundled", "trained_run", "start_server"}  # an export, a training, a server
 
 
 def pytest_collection_modifyitems(config, items):
@@ -25,7 +27,9 @@ def pytest_collection_modifyitems(config, items):
     contributor runs on every change. ``make test`` runs everything."""
     for item in items:
         path = Path(str(item.fspath))
-        if path.name in SLOW_MODULES or SLOW_FOLDERS & set(path.parts):
+        slow_place = path.name in SLOW_MODULES or SLOW_FOLDERS & set(path.parts)
+        slow_fixture = SLOW_FIXTURES & set(getattr(item, "fixturenames", ()))
+        if slow_place or item.name in SLOW_TESTS or slow_fixture:
             item.add_marker(pytest.mark.slow)
 
 

@@ -14,7 +14,7 @@ import maskingnet
 PACKAGE = Path(maskingnet.__file__).parent
 LAYERS = {
     "core": {"data", "models", "inference", "outputs", "errors", "runtime", "utils", "catalog"},
-    "tasks": {"train", "evaluate", "predict", "predict_listing", "submit", "export", "watch"},
+    "tasks": {"train", "evaluate", "predict", "submit", "export", "watch"},
     "apps": {"cli", "__main__", "serve", "bench", "demo"},
 }
 RANK = {"core": 0, "tasks": 1, "apps": 2}

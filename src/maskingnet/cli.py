@@ -749,6 +749,9 @@ def bench(
     peer: Annotated[str | None, typer.Option(
         help="Only the peer section, against these tools: rembg, or rembg,imgly (needs --data and 'make "
         "peer'). Without it every section runs, the peers' where they are installed.")] = None,
+    section: Annotated[list[str] | None, typer.Option(
+        help="Only this section (repeatable): models, peak, fast_path, pipeline, default_model, int8, "
+        "output_stage, rle, startup, peer.")] = None,
 ) -> None:
     """Benchmarks: the six networks' cost, the CPU fast path, conv peak, end-to-end predict, RLE, peers."""
     from maskingnet.bench.report import run_bench
@@ -759,7 +762,15 @@ def bench(
         raise typer.BadParameter(f"{peer!r}: rembg, or rembg,imgly", param_hint="--peer")
     command = "maskingnet bench" + (" --quick" if quick else "") + (f" --peer {peer}" if peer else "")
     command += f" --out {out}"
-    sections = {"sections": ("peer",), "peers": peers} if peer else {}
+    sections: dict[str, Any] = {"sections": ("peer",), "peers": peers} if peer else {}
+    if section:
+        known = BenchConfig.__dataclass_fields__["sections"].default
+        unknown = [name for name in section if name not in known]
+        if unknown:
+            choices = ", ".join(known)
+            raise typer.BadParameter(f"{', '.join(unknown)}: choose from {choices}", param_hint="--section")
+        sections["sections"] = tuple(section)
+        command += "".join(f" --section {name}" for name in section)
     config = BenchConfig(
         out=out, quick=quick, device=device, models=model_names(models), size=size, batch=batch,
         repeats=repeats, data=data, checkpoint=model_path(model), extra={"command": command}, **sections,

@@ -23,6 +23,7 @@ from dataclasses import dataclass, field
 from pathlib import Path, PurePosixPath
 from typing import Any
 
+import cv2
 import numpy as np
 from tqdm import tqdm
 
@@ -32,10 +33,11 @@ from maskingnet.inference import Failed, FileSink, Predictor, rank_predictor, ru
 from maskingnet.inference.fingerprint import describe_changes, fingerprint
 from maskingnet.inference.preprocess import Prepared
 from maskingnet.inference.settings import ModelSettings
+from maskingnet.inference.sinks import OUTPUT_SIDE_ERRNOS, OutputError, write_output
 from maskingnet.outputs import EdgeConfig, check_threshold
 from maskingnet.outputs.encode import DEFAULT_QUALITY, check_format
-from maskingnet.outputs.files import PictureOptions
-from maskingnet.outputs.framing import DEFAULT_MARGIN, Framing, canvas_scale
+from maskingnet.outputs.files import FRAMED_KINDS, PictureOptions
+from maskingnet.outputs.framing import DEFAULT_MARGIN, Box, Framing, canvas_scale, car_box
 from maskingnet.outputs.layout import (
     input_root,
     is_output_name,
@@ -44,6 +46,7 @@ from maskingnet.outputs.layout import (
     output_suffix,
     relative_inputs,
 )
+from maskingnet.outputs.listing import ListingFrame, Staging, listing_frame
 from maskingnet.outputs.manifest import (
     ManifestRow,
     manifest_name,
@@ -53,9 +56,10 @@ from maskingnet.outputs.manifest import (
     relative_output,
     write_manifest,
 )
-from maskingnet.outputs.review import Review, review_photo, summary_lines, turned_flag
+from maskingnet.outputs.review import MAX_UPSCALE, Review, review_photo, summary_lines, turned_flag
 from maskingnet.runtime import context_from_env
 from maskingnet.utils.messages import one_line
+from maskingnet.utils.processes import process_alive
 from maskingnet.utils.progress import progress_bar
 
 __all__ = ["PredictConfig", "PredictSummary", "Predictor", "predict_files"]
@@ -159,22 +163,6 @@ def stale_temp_target(name: str) -> tuple[str, str] | None:
     if not marker or not dot or not pid.partition("-")[0].isdigit():
         return None
     return stem, suffix
-
-
-def process_alive(pid: int) -> bool:
-    """Whether a process with this id runs now (signal 0 checks without sending anything). On Windows
-    ``os.kill`` would end the process instead, so every owner counts as alive there."""
-    if pid <= 0:
-        return False
-    if os.name == "nt":
-        return True
-    try:
-        os.kill(pid, 0)
-    except ProcessLookupError:
-        return False
-    except (PermissionError, OverflowError, OSError):
-        return True  # someone else's process, or we cannot tell: leave its files alone
-    return True
 
 
 def temp_owner_pid(name: str) -> int:
@@ -374,6 +362,100 @@ class ManifestSink(FileSink):
         """After the run, finished or not: nothing to remove here (a listing's staging folder, there)."""
 
 
+class ListingSink(ManifestSink):
+    """``--listing``: a :class:`ManifestSink` whose framed outputs wait, whole and lossless, in a
+    :class:`~maskingnet.outputs.listing.Staging` folder until their folder is done; then every photo of the
+    folder is placed at one scale and on one baseline, written atomically, and only then gets its manifest
+    row (a run killed half-way leaves no framed output of an unfinished folder)."""
+
+    def file_plan(
+        self, jobs: list[Job], config: PredictConfig
+    ) -> tuple[list[list[Path]], str, Framing | None]:
+        self.staging = Staging(Path(config.out))
+        self.real_fmt, self.listing_framing = config.fmt, config.framing()
+        self.left = Counter(job.rel.parent for job in jobs)
+        self.waiting: dict[PurePosixPath, list[tuple[int, ManifestRow, Box | None]]] = {}
+        targets = [
+            [self.staging.path(index, kind) if kind in FRAMED_KINDS else target
+             for kind, target in zip(config.save, job.targets, strict=True)]
+            for index, job in enumerate(jobs)
+        ]
+        return targets, "png", None
+
+    def consume(self, item: Prepared, probs: np.ndarray) -> tuple[float, Review, Box | None] | Failed:
+        result = super().consume(item, probs)
+        if isinstance(result, Failed):
+            return result
+        return (*result, car_box(probs > self.options.edges.threshold))
+
+    def finish(self, item: Prepared, result: tuple[float, Review, Box | None]) -> None:
+        self.done += 1
+        car_fraction, review, box = result
+        folder = self.jobs[item.index].rel.parent
+        row = self.done_row(item, car_fraction, review)
+        self.waiting.setdefault(folder, []).append((item.index, row, box))
+        self._one_less(folder)
+
+    def fail(self, item: Prepared, message: str) -> None:
+        super().fail(item, message)
+        self._one_less(self.jobs[item.index].rel.parent)
+
+    def _one_less(self, folder: PurePosixPath) -> None:
+        self.left[folder] -= 1
+        if self.left[folder] == 0:
+            self._place_folder(self.waiting.pop(folder, []))
+
+    def _place_folder(self, photos: list[tuple[int, ManifestRow, Box | None]]) -> None:
+        boxes = [box for _, _, box in photos if box is not None]
+        frame = listing_frame(boxes, self.listing_framing.margin, self.listing_framing.canvas)
+        for index, row, box in photos:
+            job = self.jobs[index]
+            if frame is not None and frame.scale > MAX_UPSCALE:
+                self._flag_upscale(job, row)
+            try:
+                self._place_photo(index, box, frame)
+            except (OSError, ValueError, cv2.error) as error:
+                if isinstance(error, OutputError):
+                    raise
+                self.done -= 1
+                self.failed += 1
+                self.problems.append(one_line(f"{job.path}: cannot frame the listing: {error}"))
+                self.report(self.problems[-1])
+                self.book.add(ManifestRow(str(job.rel), "failed", error=self.problems[-1]))
+                continue
+            self.book.add(row)
+
+    def _place_photo(self, index: int, box: Box | None, frame: ListingFrame | None) -> None:
+        quality, background = self.options.quality, self.options.background
+        for kind, target in zip(self.kinds, self.jobs[index].targets, strict=True):
+            if kind in FRAMED_KINDS:
+                fmt = kind_format(kind, self.real_fmt)
+                write_framed(target, self.staging.place(index, kind, fmt, quality, background, box, frame))
+
+    def _flag_upscale(self, job: Job, row: ManifestRow) -> None:
+        """The folder's scale enlarges its photos too much: the ``upscale`` flag in the row."""
+        row.review = " ".join([*row.review.split(), "upscale"])
+        for flagged_job, review in self.flagged:
+            if flagged_job is job:
+                review.flags.append("upscale")
+                return
+        self.flagged.append((job, Review(row.unsure, ["upscale"])))
+
+    def cleanup(self) -> None:
+        self.staging.cleanup()
+
+
+def write_framed(target: Path, data: bytes) -> None:
+    """A placed output, written atomically; an output folder that cannot take it stops the run."""
+    try:
+        write_output(target, data)
+    except OSError as error:
+        if error.errno in OUTPUT_SIDE_ERRNOS:
+            stop = one_line(f"{target.parent}: cannot write outputs ({error.strerror}): stopping")
+            raise OutputError(stop) from None
+        raise
+
+
 def whole_folders(jobs: list[Job], todo: list[Job]) -> list[Job]:
     """Every photo of each folder with a photo to do: a listing is framed together or not at all."""
     folders = {job.rel.parent for job in todo}
@@ -398,6 +480,15 @@ def check_config(config: PredictConfig) -> None:
         raise ValueError("--listing places each folder's photos on one canvas: give --canvas WxH too")
 
 
+def one_picture_for_jpg(config: PredictConfig, say: Callable[[str], None]) -> None:
+    """A JPEG cut-out is the car on the background, the very picture ``white`` is: asked for both, only
+    ``white`` is written, with one line saying why."""
+    if kind_format("cutout", config.fmt) == "jpg" and {"cutout", "white"} <= set(config.save):
+        config.save = tuple(kind for kind in config.save if kind != "cutout")
+        say("predict: a jpg cut-out is the car on --background, the same picture as 'white': writing 'white' "
+            "only (--format png or webp for a transparent cut-out)")
+
+
 def predict_files(
     config: PredictConfig, report: Callable[[str], None] = _say, predictor: Predictor | None = None
 ) -> PredictSummary:
@@ -409,6 +500,8 @@ def predict_files(
 
     def say(line: str) -> None:
         report(one_line(line))
+
+    one_picture_for_jpg(config, say)
 
     files, problems = find_inputs(config)
     ctx = context_from_env()
@@ -484,12 +577,7 @@ def predict_into(
     if not todo:
         return
     predictor = predictor or rank_predictor(config.model, config.batch_size)
-    sink_class = ManifestSink
-    if config.listing:
-        from maskingnet.predict_listing import ListingSink
-
-        sink_class = ListingSink
-    sink = sink_class(todo, book, key, config, previous, say)
+    sink = (ListingSink if config.listing else ManifestSink)(todo, book, key, config, previous, say)
     with progress_bar(len(todo), desc="predict", enabled=config.progress) as bar:
         try:
             run([job.path for job in todo], predictor, sink, batch_size=config.batch_size,

@@ -20,6 +20,7 @@ from maskingnet.bench.outputs import bench_output_stage, output_stage_markdown
 from maskingnet.bench.peer import bench_peer, peer_markdown
 from maskingnet.bench.pipeline import bench_pipeline, pipeline_markdown
 from maskingnet.bench.rle import bench_rle
+from maskingnet.bench.startup import bench_startup, startup_markdown
 from maskingnet.bench.timing import (
     PEAK_SHAPES,
     BenchConfig,
@@ -88,6 +89,11 @@ def run_bench(config: BenchConfig) -> dict[str, Any]:
         )
     if "rle" in config.sections:
         result["rle"] = bench_rle(config.data, config.quick)
+    if "startup" in config.sections:
+        result["startup"] = bench_startup(
+            sample_photos(config.data, 1), config.checkpoint, Path(config.out) / "startup",
+            lambda line: say(config, line), rounds=1 if config.quick else 2,
+        )
     if "peer" in config.sections:
         quick = config.quick
         result["peer"] = bench_peer(
@@ -147,6 +153,7 @@ def format_markdown(result: dict[str, Any]) -> str:
     lines += default_model_markdown(result.get("default_model"))
     lines += int8_markdown(result.get("int8"))
     lines += output_stage_markdown(result.get("output_stage"))
+    lines += startup_markdown(result.get("startup"))
     lines += peer_markdown(result.get("peer"))
     return "\n".join(lines) + "\n"
 

@@ -61,6 +61,7 @@ class BenchConfig:
         "int8",
         "output_stage",
         "rle",
+        "startup",
         "peer",
     )
     peers: tuple[str, ...] = PEERS

@@ -5,16 +5,29 @@ same baseline, so the car does not change size from angle to angle on a shop's p
 side view (wide). For a listing, the scale is chosen once per folder: the largest car box of the folder
 (widest and tallest, with the margin) fits the canvas; every photo is scaled by that factor, its car centred
 left to right and its box's bottom on the baseline (where the tallest box's bottom lands when centred).
+
+The scale depends on every car of the folder, so a photo's framed outputs cannot be placed when the photo is
+done: :class:`Staging` keeps them whole and lossless (PNG) in a hidden folder inside the output folder until
+the folder's last photo is done, then :meth:`Staging.place` frames and encodes each.
 """
 
 from __future__ import annotations
 
+import os
+import shutil
+import tempfile
 from collections.abc import Sequence
 from dataclasses import dataclass
+from pathlib import Path
 
+import cv2
 import numpy as np
 
+from maskingnet.outputs.encode import encode
 from maskingnet.outputs.framing import Box, crop_padded, resize_straight_alpha
+from maskingnet.utils.processes import process_alive
+
+STAGING_PREFIX = ".maskingnet-listing-"
 
 
 @dataclass(frozen=True)
@@ -54,3 +67,58 @@ def place_in_listing(
         round(bottom + (canvas_height - frame.baseline) / scale),
     )
     return resize_straight_alpha(crop_padded(image, region, fill), (canvas_width, canvas_height))
+
+
+class Staging:
+    """A hidden folder ``.maskingnet-listing-<pid>-*`` in ``out`` for the whole, lossless (PNG) framed outputs
+    of listings still being cut out. Those of runs whose process is gone (killed) are removed on creation."""
+
+    def __init__(self, out: Path) -> None:
+        remove_stale_staging(out)
+        self.folder = Path(tempfile.mkdtemp(prefix=f"{STAGING_PREFIX}{os.getpid()}-", dir=out))
+
+    def path(self, index: int, kind: str) -> Path:
+        return self.folder / f"{index}_{kind}.png"
+
+    def place(
+        self,
+        index: int,
+        kind: str,
+        fmt: str,
+        quality: int | None,
+        background: tuple[int, int, int],
+        box: Box | None,
+        frame: ListingFrame | None,
+    ) -> bytes:
+        """The staged ``kind`` of photo ``index`` placed by ``frame`` and encoded as ``fmt`` (a transparent
+        picture in JPEG: on ``background``); the staged file is removed."""
+        staged = self.path(index, kind)
+        picture = cv2.imread(str(staged), cv2.IMREAD_UNCHANGED)
+        if picture is None:
+            raise ValueError(f"staged {kind} unreadable")
+        picture = cv2.cvtColor(picture, cv2.COLOR_BGRA2RGBA if picture.shape[2] == 4 else cv2.COLOR_BGR2RGB)
+        if fmt == "jpg" and picture.shape[2] == 4:
+            picture = on_background(picture, background)
+        fill = (0, 0, 0, 0) if picture.shape[2] == 4 else tuple(background)
+        placed = picture if frame is None else place_in_listing(picture, box, frame, fill)
+        data = encode(placed, fmt, quality)
+        staged.unlink(missing_ok=True)
+        return data
+
+    def cleanup(self) -> None:
+        shutil.rmtree(self.folder, ignore_errors=True)
+
+
+def remove_stale_staging(out: Path) -> None:
+    """Staging folders of listing runs whose process is gone (killed half-way)."""
+    for folder in Path(out).glob(f"{STAGING_PREFIX}*"):
+        pid = folder.name[len(STAGING_PREFIX) :].partition("-")[0]
+        if folder.is_dir() and pid.isdigit() and not process_alive(int(pid)):
+            shutil.rmtree(folder, ignore_errors=True)
+
+
+def on_background(rgba: np.ndarray, background: tuple[int, int, int]) -> np.ndarray:
+    """An RGBA picture composited over a plain colour, as RGB."""
+    alpha = rgba[..., 3:].astype(np.float32) / 255
+    colour = np.asarray(background, np.float32)
+    return np.round(rgba[..., :3] * alpha + colour * (1 - alpha)).astype(np.uint8)

@@ -38,3 +38,19 @@ def kill_children() -> None:
             os.kill(pid, signal.SIGKILL)
         except OSError:
             pass
+
+
+def process_alive(pid: int) -> bool:
+    """Whether a process with this id runs now (signal 0 checks without sending anything). On Windows
+    ``os.kill`` would end the process instead, so every owner counts as alive there."""
+    if pid <= 0:
+        return False
+    if os.name == "nt":
+        return True
+    try:
+        os.kill(pid, 0)
+    except ProcessLookupError:
+        return False
+    except (PermissionError, OverflowError, OSError):
+        return True  # someone else's process, or we cannot tell: leave its files alone
+    return True
