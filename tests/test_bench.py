@@ -179,3 +179,12 @@ def test_the_naive_script_writes_the_masks_the_plain_pipeline_writes(real_sample
     naive = np.asarray(Image.open(tmp_path / f"{paths[0].stem}_mask.png")) > 0
     plain = np.asarray(Image.open(tmp_path / "plain" / f"{paths[0].stem}_mask.png")) > 0
     assert naive.shape == plain.shape and dice(naive, plain) > 0.995
+
+
+def test_bench_times_cutout_start_up_step_by_step(tiny_bench):
+    section = _json(tiny_bench)["startup"]
+    steps = section["steps_s"]
+    assert list(steps) == ["import_cli", "import_inference", "load_model", "first_photo", "warm_photo"]
+    assert all(seconds > 0 for seconds in steps.values())
+    assert section["command_s"] > steps["first_photo"]
+    assert "## cutout start-up" in (tiny_bench / "bench.md").read_text()
