@@ -10,10 +10,7 @@ from __future__ import annotations
 
 import functools
 import inspect
-import os
-import signal
 import sys
-import threading
 from collections.abc import Callable
 from pathlib import Path
 from typing import Annotated, Any, TypeVar
@@ -23,7 +20,8 @@ import typer
 from maskingnet import __version__
 from maskingnet.errors import EXIT_FAILED, MaskingnetError
 from maskingnet.train.config import LOSSES, PRECISIONS, TrainConfig
-from maskingnet.utils.processes import kill_children
+from maskingnet.utils.interrupts import leave_on_signals
+from maskingnet.utils.messages import one_line
 
 ABOUT = "Cut cars out of photographs: MaskingNet, U-Net, SegNet and Arc. #1-#3 on Carvana-format data."
 
@@ -175,36 +173,25 @@ def verb(function: F) -> F:
     return wrapper  # type: ignore[return-value]
 
 
-EXIT_INTERRUPTED = 130
-INTERRUPTED_LINE = "interrupted; run the same command again to resume"
+RESUME_HINT = "; run the same command again to resume"
 
 
 def resumable(function: F) -> F:
-    """Ctrl-C (SIGINT) during this verb prints one line and exits 130 at once.
+    """Ctrl-C (SIGINT) or SIGTERM during this verb: one line saying a rerun resumes, the children killed,
+    the manifest flushed, exit 130 or 143 at once (:mod:`maskingnet.utils.interrupts`)."""
+    return _leaving_on_signals(function, RESUME_HINT)
 
-    Every output is written atomically and a rerun resumes, so nothing needs unwinding; leaving without
-    unwinding is what keeps a Ctrl-C from hanging (in a logging lock, or joining writer threads and
-    decoding workers at exit). The decoding workers go too, without tracebacks: a forked one that gets the
-    signal (a terminal sends it to the whole group) leaves silently, and the main process kills the rest."""
 
+def interruptible(function: F) -> F:
+    """As :func:`resumable`, for a verb that starts over when run again."""
+    return _leaving_on_signals(function, "")
+
+
+def _leaving_on_signals(function: F, hint: str) -> F:
     @functools.wraps(function)
     def wrapper(*args: Any, **kwargs: Any) -> Any:
-        owner = os.getpid()
-
-        def leave(signum: int, frame: Any) -> None:
-            if os.getpid() == owner:
-                fresh_line = "\n" if os.isatty(2) else ""  # a progress bar may be mid-line
-                os.write(2, f"{fresh_line}{function.__name__}: {INTERRUPTED_LINE}\n".encode())
-                kill_children()
-            os._exit(EXIT_INTERRUPTED)
-
-        if threading.current_thread() is not threading.main_thread():  # only the main thread may set it
+        with leave_on_signals(function.__name__, hint):
             return function(*args, **kwargs)
-        previous = signal.signal(signal.SIGINT, leave)
-        try:
-            return function(*args, **kwargs)
-        finally:
-            signal.signal(signal.SIGINT, previous)
 
     return wrapper  # type: ignore[return-value]
 
@@ -457,6 +444,7 @@ def train_refiner(
 
 @app.command(short_help="Mean Dice of a model on labelled photos.")
 @verb
+@interruptible
 @model_settings()
 def evaluate(
     data: Annotated[Path, typer.Option(help="Carvana-layout (or images/ + masks/) folder.")],
@@ -837,4 +825,8 @@ def version() -> None:
 
 
 def main() -> None:
-    app()
+    """The ``maskingnet`` command. SIGINT and SIGTERM leave in one line from the start (each verb then
+    names itself), not with a traceback from wherever the signal finds the imports."""
+    verb_name = sys.argv[1] if len(sys.argv) > 1 and not sys.argv[1].startswith("-") else "maskingnet"
+    with leave_on_signals(one_line(verb_name)[:40]):
+        app()

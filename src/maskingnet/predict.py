@@ -58,6 +58,7 @@ from maskingnet.outputs.manifest import (
 )
 from maskingnet.outputs.review import MAX_UPSCALE, Review, review_photo, summary_lines, turned_flag
 from maskingnet.runtime import context_from_env
+from maskingnet.utils.interrupts import flushed_on_exit
 from maskingnet.utils.messages import one_line
 from maskingnet.utils.processes import process_alive
 from maskingnet.utils.progress import progress_bar
@@ -532,7 +533,8 @@ def predict_files(
             book.add(ManifestRow(problem_input(problem.path, root), "failed", error=str(problem)))
     remove_stale_temps(out, [target for job in todo for target in job.targets])
     try:
-        predict_into(config, todo, book, key, previous, summary, say, predictor)
+        with flushed_on_exit(book.flush):
+            predict_into(config, todo, book, key, previous, summary, say, predictor)
     except BaseException:
         with contextlib.suppress(OSError):
             book.flush()

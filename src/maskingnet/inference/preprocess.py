@@ -36,6 +36,7 @@ from maskingnet.data.io import DEFAULT_MAX_PIXELS, BadInputError, image_size, re
 from maskingnet.data.transforms import to_tensor
 from maskingnet.models.spec import InputSpec
 from maskingnet.runtime import decode_workers
+from maskingnet.utils.interrupts import ignore_in_worker
 
 Source = str | os.PathLike | bytes | BinaryIO | Image.Image | np.ndarray
 """A photo: a file path, the file's bytes or an open binary stream, a PIL image or an array."""
@@ -244,6 +245,7 @@ def iterate_prepared(
         num_workers=min(workers, len(sources)),
         collate_fn=_as_is,
         prefetch_factor=4 if workers else None,
+        worker_init_fn=ignore_in_worker,  # the main process acts on Ctrl-C and SIGTERM, and kills them
     )
     return iter(loader)
 
