@@ -155,6 +155,26 @@ def test_bad_option_is_400_naming_it(server, photos):
     assert status == 400 and "background" in json.loads(body)["detail"]
 
 
+def test_the_format_option_answers_webp(server, photos):
+    status, headers, body = post(server, "/v1/cutout?format=webp", {"file": photos[0]})
+    image = Image.open(io.BytesIO(body))
+    assert (status, headers["content-type"], image.format, image.mode) == (200, "image/webp", "WEBP", "RGBA")
+
+
+def test_framing_options_in_the_form_give_the_canvas(server, photos):
+    fields = {"file": photos[0], "canvas": "64x48", "format": "jpg", "quality": "80"}
+    status, headers, body = post(server, "/v1/cutout", fields)
+    image = Image.open(io.BytesIO(body))
+    assert (status, headers["content-type"]) == (200, "image/jpeg")
+    assert (image.format, image.size) == ("JPEG", (64, 48))
+
+
+def test_an_unknown_option_is_400_naming_it(server, photos):
+    status, _, body = post(server, "/v1/cutout?bogus=1", {"file": photos[0]})
+    answer = json.loads(body)
+    assert (status, answer["error"]) == (400, "unknown_option") and "'bogus'" in answer["detail"]
+
+
 def test_missing_file_field_is_400(server, photos):
     status, _, body = post(server, "/v1/mask", {"photo": photos[0]})
     assert (status, json.loads(body)["error"]) == (400, "missing_file")

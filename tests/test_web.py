@@ -258,6 +258,17 @@ def test_dropping_a_photo_shows_its_cutout(browser, page_url, small_photo):
     assert (card["width"], card["height"]) == expected
 
 
+def test_the_page_asks_for_webp_on_a_canvas(browser, page_url, small_photo):
+    browser.open(page_url)
+    browser.evaluate('document.getElementById("format").value = "webp"')
+    browser.evaluate('document.getElementById("canvas").value = "200x150"')
+    browser.set_files("#files", [small_photo])
+    [card] = wait_for_cards(browser, 1)
+    assert card["state"] == "done", card["status"]
+    assert (card["width"], card["height"]) == (200, 150)
+    assert card["download"] == "car_02_cutout.webp"
+
+
 def test_a_file_that_is_not_an_image_shows_the_servers_reason(browser, page_url):
     browser.open(page_url)
     browser.drop_file("#drop", "notes.jpg", b"not a photo at all" * 20)

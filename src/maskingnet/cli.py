@@ -557,36 +557,55 @@ CUTOUT_KINDS = ("cutout", "white", "mask")
 @model_settings(without=("size", "backend", "tta"))
 def cutout(
     photo: Annotated[str, typer.Argument(help="The photo, or - to read it from stdin.")],
-    output: Annotated[str, typer.Option(
-        "-o", "--output", help="Output file (.png, .webp, .jpg), or - for a PNG on stdout.")],
+    output: Annotated[str | None, typer.Option(
+        "-o", "--output", help="Output file (.png, .webp, .jpg), or - for stdout (the default when stdout is "
+                               "not a terminal).")] = None,
     kind: Annotated[str, typer.Option(
         help="cutout (transparent), white (on --background) or mask.")] = "cutout",
     background: Annotated[str, typer.Option(help="Colour behind the car for 'white' and JPEG.")] = "white",
     soft_edges: Annotated[bool, typer.Option(help="Soft alpha in a thin edge band.")] = False,
+    fmt: Annotated[str | None, typer.Option(
+        "--format", help="png, webp or jpg (default: from the -o file's suffix; png on stdout).")] = None,
+    quality: Annotated[int | None, typer.Option(help="JPEG/WebP quality, 1-100 [jpg 95, webp 90].")] = None,
+    crop_to_car: Annotated[bool, typer.Option(help="Frame the picture around the car.")] = False,
+    margin: Annotated[float, typer.Option(help="Space around the framed car, a fraction of its box.")] = 0.05,
+    canvas: Annotated[str | None, typer.Option(
+        help="A picture of this WxH, the car scaled to fit and centred (implies --crop-to-car).")] = None,
     settings: ModelGroup = None,
     threshold: Threshold = 0.5,
 ) -> None:
-    """One photo, one cut-out, for scripts and pipes: maskingnet cutout car.jpg -o car.png."""
+    """One photo, one cut-out, for scripts and pipes: maskingnet cutout car.jpg -o car.png, or
+    maskingnet cutout car.jpg > car.png. The same output options as predict."""
     from maskingnet.inference import Predictor
-    from maskingnet.outputs import EdgeConfig, check_threshold, parse_color
-    from maskingnet.outputs.files import WHITE, PictureOptions, finished_pictures, picture_bytes
-    from maskingnet.utils import atomic_save
+    from maskingnet.outputs import check_threshold, parse_color
+    from maskingnet.outputs.files import finished_pictures, picture_bytes
+    from maskingnet.outputs.options import picture_request
+    from maskingnet.utils import atomic_save, parse_size
 
     check_threshold(threshold)
+    if output is None:
+        if sys.stdout is None or sys.stdout.isatty():
+            raise ValueError("give -o FILE, or pipe the output (maskingnet cutout car.jpg > car.png)")
+        output = "-"
     check_standard_streams(photo == "-", output == "-")
     if kind not in CUTOUT_KINDS:
         raise ValueError(f"--kind must be one of {', '.join(CUTOUT_KINDS)} (got {kind!r})")
-    fmt = "png" if output == "-" else CUTOUT_FORMATS.get(Path(output).suffix.lower())
     if fmt is None:
-        raise ValueError(f"{output}: output must end in .png, .webp or .jpg (or be - for stdout)")
-    colour = parse_color(background) if kind == "white" or fmt == "jpg" else WHITE
-    options = PictureOptions(EdgeConfig(threshold=threshold, soft=soft_edges), colour, fmt=fmt)
+        fmt = "png" if output == "-" else CUTOUT_FORMATS.get(Path(output).suffix.lower())
+        if fmt is None:
+            raise ValueError(f"{output}: output must end in .png, .webp or .jpg (or give --format)")
+    on_colour = kind == "white" or (kind == "cutout" and fmt.lower() in ("jpg", "jpeg"))
+    picture, options = picture_request(
+        "mask" if kind == "mask" else "cutout", format=fmt, quality=quality, crop_to_car=crop_to_car,
+        margin=margin, canvas=parse_size(canvas, square=False, what="--canvas"), soft_edges=soft_edges,
+        background=parse_color(background) if on_colour else None, threshold=threshold,
+    )
     source = _read_stdin() if photo == "-" else Path(photo)
     predictor = Predictor.from_settings(settings)
     item = predictor.prepare(source, need_photo=kind != "mask")
     probs = predictor.predict_prepared([item])[0]
-    picture = finished_pictures((kind,), item.photo_array(), probs, options)[kind]
-    data = picture_bytes(kind, picture, options, fmt)
+    image = finished_pictures((picture,), item.photo_array(), probs, options)[picture]
+    data = picture_bytes(picture, image, options, options.fmt)
     if output == "-":
         sys.stdout.buffer.write(data)
         sys.stdout.buffer.flush()

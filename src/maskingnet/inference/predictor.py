@@ -20,8 +20,9 @@ from PIL import Image
 from maskingnet.data.coords import whole_photo_coords
 from maskingnet.data.io import DEFAULT_MAX_PIXELS
 from maskingnet.models.spec import InputSpec
-from maskingnet.outputs import EdgeConfig
-from maskingnet.outputs.files import WHITE, PictureOptions, finished_pictures
+from maskingnet.outputs.files import finished_pictures
+from maskingnet.outputs.framing import DEFAULT_MARGIN
+from maskingnet.outputs.options import picture_request
 from maskingnet.runtime import rank_device, share_cpu_threads
 
 from .backends import Backend, make_backend
@@ -183,14 +184,20 @@ class Predictor:
         threshold: float = 0.5,
         soft_edges: bool = False,
         background: tuple[int, int, int] | None = None,
+        *,
+        crop_to_car: bool = False,
+        margin: float = DEFAULT_MARGIN,
+        canvas: tuple[int, int] | None = None,
     ) -> Image.Image:
-        """The car cut out: RGBA on transparency, or RGB on ``background`` (e.g. (255, 255, 255)); the
-        pixels ``predict`` writes for the same options."""
+        """The car cut out: RGBA on transparency, or RGB on ``background`` (e.g. (255, 255, 255)), framed
+        around the car with ``crop_to_car``/``margin``/``canvas``; the pixels ``predict`` writes for the
+        same options."""
+        kind, options = picture_request(
+            background=background, soft_edges=soft_edges, threshold=threshold, crop_to_car=crop_to_car,
+            margin=margin, canvas=canvas,
+        )
         item = self.prepare(image, need_photo=True)
         probs = self.predict_prepared([item])[0]
-        kind = "cutout" if background is None else "white"
-        edges = EdgeConfig(threshold=threshold, soft=soft_edges)
-        options = PictureOptions(edges, background=background or WHITE)
         return Image.fromarray(finished_pictures((kind,), item.photo_array(), probs, options)[kind])
 
 

@@ -18,10 +18,9 @@ from typing import Any
 import numpy as np
 from PIL import Image
 
-from maskingnet.outputs import EdgeConfig, parse_color
-from maskingnet.outputs.encode import check_format
-from maskingnet.outputs.files import WHITE, PictureOptions, finished_pictures, picture_bytes
-from maskingnet.outputs.framing import Framing
+from maskingnet.outputs import parse_color
+from maskingnet.outputs.files import finished_pictures, picture_bytes
+from maskingnet.outputs.options import picture_request
 
 _DEFAULT_SESSION: Any = None
 _SESSION_LOCK = threading.Lock()
@@ -69,22 +68,20 @@ def remove(
     """
     if not isinstance(data, (bytes, bytearray, memoryview, Image.Image, np.ndarray)):
         raise TypeError(f"remove() takes bytes, a PIL image or a numpy array, not {type(data).__name__}")
-    fmt = check_format(format, quality)
+    kind, options = picture_request(
+        "mask" if only_mask else "cutout", format=format, quality=quality, crop_to_car=crop_to_car,
+        margin=margin, canvas=canvas, background=_colour(bgcolor), soft_edges=soft_edges, threshold=threshold,
+    )
     predictor = session if session is not None else default_session()
     source = bytes(data) if isinstance(data, (bytearray, memoryview)) else data
     item = predictor.prepare(source, need_photo=True)
     probs = predictor.predict_prepared([item])[0]
-    colour = _colour(bgcolor)
-    kind = "mask" if only_mask else "cutout" if colour is None else "white"
-    framing = Framing(margin, canvas) if crop_to_car or canvas is not None else None
-    edges = EdgeConfig(threshold=threshold, soft=soft_edges)
-    options = PictureOptions(edges, colour or WHITE, fmt=fmt, quality=quality, framing=framing)
     picture = finished_pictures((kind,), item.photo_array(), probs, options)[kind]
     if isinstance(data, Image.Image):
         return Image.fromarray(picture)
     if isinstance(data, np.ndarray):
         return picture.copy()
-    return picture_bytes(kind, picture, options, fmt)
+    return picture_bytes(kind, picture, options, options.fmt)
 
 
 def _colour(bgcolor: tuple[int, ...] | str | None) -> tuple[int, int, int] | None:

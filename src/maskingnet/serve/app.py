@@ -63,17 +63,15 @@ def rss_mb() -> float | None:
     return None
 
 
-def render_png(kind: str, photo, probs: np.ndarray, options: dict[str, Any]) -> bytes:
-    """The PNG answer, through the one picture path (the bytes ``predict`` writes for the same options):
-    the mask, the transparent cut-out, or the car on a colour."""
-    from maskingnet.outputs import EdgeConfig
-    from maskingnet.outputs.files import WHITE, PictureOptions, picture_files
+MEDIA_TYPES = {"png": "image/png", "webp": "image/webp", "jpg": "image/jpeg"}
 
-    background = options.get("background")
-    picture = kind if kind == "mask" else "cutout" if background is None else "white"
-    edges = EdgeConfig(threshold=options["threshold"], soft=options["soft_edges"])
-    pictures = PictureOptions(edges, background=background or WHITE, fmt="png")
-    return picture_files((picture,), photo, probs, pictures)[picture]
+
+def render_answer(picture: str, photo, probs: np.ndarray, options) -> bytes:
+    """The answer's bytes through the one picture path (the bytes ``predict`` writes for the same options):
+    the mask, the cut-out or the car on a colour, framed and encoded as asked."""
+    from maskingnet.outputs.files import picture_files
+
+    return picture_files((picture,), photo, probs, options)[picture]
 
 
 def run_model(predictor, items: list) -> list:
@@ -81,10 +79,11 @@ def run_model(predictor, items: list) -> list:
     return list(predictor.infer_prepared(items))
 
 
-def finish_answer(kind: str, item, small, predictor, options: dict[str, Any]) -> bytes:
-    """The photo's full-resolution probabilities (the pipeline's one up-sampling and edge stage); the PNG."""
+def finish_answer(picture: str, item, small, predictor, options) -> bytes:
+    """The photo's full-resolution probabilities (the pipeline's one up-sampling and edge stage); the
+    answer's bytes."""
     probs = predictor.full_resolution(small, item)
-    return render_png(kind, item.photo_array(), probs, options)
+    return render_answer(picture, item.photo_array(), probs, options)
 
 
 def load_predictor(config: ServeConfig):
@@ -146,31 +145,35 @@ def create_app(config: ServeConfig, predictor=None):
 
     async def answer(kind: str, request: Request) -> Response:
         data, fields = await read_upload(request, config.max_upload_bytes, config.read_timeout_s)
-        options = request_options(kind, request.query_params, fields)
+        picture, options = request_options(kind, request.query_params, fields)
         loop = asyncio.get_running_loop()
         pixels = await loop.run_in_executor(cpu_pool, upload_pixels, data, config.max_pixels)
         try:
             async with budget.hold(pixels):
-                png, batch_size = await work(kind, data, options)
+                body, batch_size = await work(kind, picture, data, options)
         except Overloaded:
             raise RequestError(503, "busy", "too many requests waiting; retry shortly") from None
         counters["ok"] += 1
-        return Response(png, media_type="image/png", headers={"X-Batch-Size": str(batch_size)})
+        media_type = MEDIA_TYPES[options.format_of(picture)]
+        return Response(body, media_type=media_type, headers={"X-Batch-Size": str(batch_size)})
 
-    async def work(kind: str, data: bytes, options: dict[str, Any]) -> tuple[bytes, int]:
-        """Decode, model (batched with other requests), full resolution and PNG: the PNG and batch size."""
+    async def work(kind: str, picture: str, data: bytes, options) -> tuple[bytes, int]:
+        """Decode, model (batched with other requests), full resolution and the picture: its bytes and the
+        batch size."""
         loop = asyncio.get_running_loop()
         decode = (decode_for_model, kind, data, config.max_pixels, predictor)
         item = await loop.run_in_executor(cpu_pool, *decode)
         small, batch_size = await batcher_box["batcher"].submit(item)
-        png = await loop.run_in_executor(cpu_pool, finish_answer, kind, item, small, predictor, options)
-        return png, batch_size
+        body = await loop.run_in_executor(cpu_pool, finish_answer, picture, item, small, predictor, options)
+        return body, batch_size
 
     @app.post("/v1/mask", summary="Car mask of an uploaded photo (PNG, car 255).")
     async def mask(request: Request) -> Response:
         return await answer("mask", request)
 
-    @app.post("/v1/cutout", summary="The car cut out of an uploaded photo (PNG, transparent or on a colour).")
+    cutout_summary = "The car cut out of an uploaded photo (PNG, WebP or JPEG; transparent or on a colour)."
+
+    @app.post("/v1/cutout", summary=cutout_summary)
     async def cutout(request: Request) -> Response:
         return await answer("cutout", request)
 

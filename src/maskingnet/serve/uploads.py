@@ -2,13 +2,10 @@
 its options parsed, its pixels counted from the header before decoding; each refusal a JSON status."""
 
 import asyncio
-from typing import Any
 
 from maskingnet.serve.config import MB
 
 DRAIN_IDLE_S = 1.0
-TRUE_WORDS = {"1", "true", "yes", "on"}
-FALSE_WORDS = {"0", "false", "no", "off", ""}
 
 
 class RequestError(Exception):
@@ -19,41 +16,6 @@ class RequestError(Exception):
         self.status = status
         self.code = code
         self.detail = detail
-
-
-def parse_bool(name: str, value: str | None, default: bool = False) -> bool:
-    if value is None:
-        return default
-    word = value.strip().lower()
-    if word in TRUE_WORDS:
-        return True
-    if word in FALSE_WORDS:
-        return False
-    raise RequestError(400, "bad_option", f"{name}={value!r}: expected true or false")
-
-
-def parse_threshold(value: str | None) -> float:
-    if value is None:
-        return 0.5
-    try:
-        threshold = float(value)
-    except ValueError:
-        threshold = -1.0
-    if not 0.0 <= threshold <= 1.0:
-        raise RequestError(400, "bad_option", f"threshold={value!r}: expected a number between 0 and 1")
-    return threshold
-
-
-def parse_background(value: str | None) -> tuple[int, int, int] | None:
-    """None for a transparent cut-out, else the RGB colour behind the car."""
-    from maskingnet.outputs import parse_color
-
-    if value is None or value.strip().lower() in ("", "transparent", "none"):
-        return None
-    try:
-        return parse_color(value)
-    except ValueError as error:
-        raise RequestError(400, "bad_option", f"background={value!r}: {error}") from None
 
 
 def status_for_bad_image(reason: str) -> tuple[int, str]:
@@ -152,15 +114,18 @@ async def read_upload(request, limit: int, gap_s: float | None = None) -> tuple[
         await form.close()
 
 
-def request_options(kind: str, query, fields: dict[str, str]) -> dict[str, Any]:
+def request_options(kind: str, query, fields: dict[str, str]):
+    """The picture to answer with and its options (:mod:`maskingnet.outputs.options`, the options every
+    surface takes) from the query string and the form's fields (a field wins); an unknown option or a bad
+    value is a 400 naming it."""
+    from maskingnet.outputs.options import OUTPUT_OPTIONS, OptionError, options_from_fields, picture_request
+
     merged = {**dict(query), **fields}
-    options = {
-        "threshold": parse_threshold(merged.get("threshold")),
-        "soft_edges": parse_bool("soft_edges", merged.get("soft_edges")),
-    }
-    if kind == "cutout":
-        options["background"] = parse_background(merged.get("background"))
-    return options
+    try:
+        return picture_request(kind, **options_from_fields(merged))
+    except OptionError as error:
+        code = "unknown_option" if error.name not in OUTPUT_OPTIONS else "bad_option"
+        raise RequestError(400, code, str(error)) from None
 
 
 def upload_pixels(data: bytes, max_pixels: int) -> int:
