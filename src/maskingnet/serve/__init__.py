@@ -3,9 +3,11 @@
 Endpoints (all answers to bad requests are JSON ``{"error": code, "detail": message}`` with a 4xx status):
 
 - ``POST /v1/mask`` and ``POST /v1/cutout``: a photo as the multipart field ``file`` (or as the raw request
-  body with an ``image/*`` content type) -> PNG. Options as query parameters or form fields: ``background``
-  (cut-out only: ``transparent`` or a colour such as ``white``, ``#20a0ff``, ``255,255,255``),
-  ``soft_edges`` (``true``/``false``), ``threshold`` (0-1).
+  body with an ``image/*`` content type) -> the picture. Options as query parameters or form fields, the
+  same as on every surface (:mod:`maskingnet.outputs.options`): ``format`` (png, webp, jpg), ``quality``,
+  ``crop_to_car``, ``margin``, ``canvas`` (WxH), ``background`` (``transparent`` or a colour such as
+  ``white``, ``#20a0ff``, ``255,255,255``), ``soft_edges`` (``true``/``false``), ``threshold`` (0-1); an
+  unknown one is a 400 naming it.
 - ``GET /healthz``: liveness plus counters; ``GET /v1/model``: the model (name, parameters, input size,
   backend) and the batching counters; ``GET /``: the page.
 
