@@ -156,3 +156,51 @@ def test_submit_and_evaluate_leave_in_one_line(checkpoint, photos, tmp_path, sig
         hint = RESUME if name == "submit" else ""
         assert code == CODES[signum]
         assert stderr.strip().splitlines() == [f"{name}: {WORDS[signum]}{hint}"], stderr
+
+
+def test_serve_on_sigterm_answers_what_it_cannot_finish_with_503_and_no_tracebacks(checkpoint, tmp_path):
+    """Requests still running when uvicorn's 5 s of graceful shutdown run out are cancelled: each gets a JSON
+    503 (not a 500 with a traceback in the log), and the server leaves with one line and 143."""
+    import concurrent.futures
+    import http.client
+    import json
+
+    from helpers import http_request, multipart_body, ramp_png
+
+    log = tmp_path / "serve.log"
+    command = [sys.executable, "-m", "maskingnet", "serve", "-m", str(checkpoint), "--port", "0"]
+    with log.open("wb") as handle:
+        server = subprocess.Popen(command, stdout=handle, stderr=subprocess.STDOUT)
+    try:
+        deadline = time.monotonic() + 120
+        while "http://" not in log.read_text() and time.monotonic() < deadline and server.poll() is None:
+            time.sleep(0.1)
+        port = int(log.read_text().split("http://", 1)[1].split()[0].rsplit(":", 1)[1])
+        body, content_type = multipart_body({"file": ramp_png(4000, 4000)})
+        headers = {"Content-Type": content_type}
+
+        def cutout() -> tuple[int, bytes]:
+            """The answer, or status 0 when the server closed the connection before taking the request."""
+            try:
+                status, _, answer = http_request(
+                    "127.0.0.1", port, "POST", "/v1/cutout?soft_edges=true", body, headers, timeout=120
+                )
+            except (ConnectionError, http.client.RemoteDisconnected):
+                return 0, b""
+            return status, answer
+
+        with concurrent.futures.ThreadPoolExecutor(8) as pool:
+            answers = [pool.submit(cutout) for _ in range(8)]
+            time.sleep(2)
+            server.send_signal(signal.SIGTERM)
+            code = server.wait(timeout=60)
+            results = [future.result() for future in answers]
+    finally:
+        server.kill()
+    text = log.read_text()
+    assert code == 143 and text.strip().splitlines()[-1] == "serve: terminated"
+    assert "Traceback" not in text
+    for status, answer in results:
+        assert status in (0, 200, 503)
+        if status == 503:
+            assert json.loads(answer)["detail"] == "the service is shutting down; retry shortly"

@@ -122,7 +122,7 @@ def create_app(config: ServeConfig, predictor=None):
         batcher_box["batcher"] = batcher
         yield
         await batcher.stop()
-        cpu_pool.shutdown(wait=True)
+        cpu_pool.shutdown(wait=False, cancel_futures=True)  # queued work has no one to answer now
 
     app = FastAPI(title="maskingnet", summary="Cut cars out of photographs.", lifespan=lifespan)
     protect(app, config.access_options())

@@ -149,6 +149,12 @@ def json_errors(app: Any) -> Any:
 
         try:
             await app(scope, receive, send_json_errors)
+        except asyncio.CancelledError:
+            # uvicorn cancels what still runs when its graceful shutdown times out: a JSON 503 to the
+            # client, rather than a 500 and a traceback per request in the log
+            if not started:
+                detail = "the service is shutting down; retry shortly"
+                await _send_json(send, 503, detail, [(b"connection", b"close")])
         except Exception:
             if not started:
                 await _send_json(send, 500, "Internal Server Error", [(b"connection", b"close")])
