@@ -6,6 +6,7 @@ from __future__ import annotations
 
 import concurrent.futures
 import io
+import json
 import time
 
 import numpy as np
@@ -92,3 +93,8 @@ def test_a_normal_photo_is_answered_while_three_scan_bombs_are_in_flight(server)
     assert seconds < 5, f"a normal photo took {seconds:.1f} s beside three scan bombs"
     for code, answer in answers:
         assert code == 422 and b"decompression_bomb" in answer and b"scans" in answer
+
+
+def test_the_scan_bound_is_reported_with_the_other_limits(server):
+    status, _, body = http_request(*server, "GET", "/v1/model", timeout=10)
+    assert status == 200 and json.loads(body)["limits"]["max_jpeg_scans"] == DEFAULT_MAX_SCANS

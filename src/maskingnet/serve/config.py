@@ -5,6 +5,7 @@ import json
 from dataclasses import dataclass
 from typing import Any
 
+from maskingnet.data.jpeg_scans import DEFAULT_MAX_SCANS
 from maskingnet.errors import MaskingnetError
 from maskingnet.inference.settings import ModelSettings
 
@@ -62,6 +63,7 @@ class ServeConfig:
             "read_timeout_s": self.read_timeout_s,
             "request_timeout_s": self.request_timeout_s,
             "queue_size": self.queue_size,
+            "max_jpeg_scans": DEFAULT_MAX_SCANS,
         }
 
     def access_options(self):
