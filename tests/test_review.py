@@ -98,27 +98,19 @@ def test_predict_writes_the_review_columns_and_says_the_flags_at_the_end(tmp_pat
         assert f"review {flag}: 1 photo" in result.output
 
 
-def test_the_bundled_model_flags_a_sideways_photo_and_not_the_upright_one(tmp_path, real_sample):
+def test_the_bundled_model_flags_turned_photos_and_not_the_upright_one(tmp_path, real_sample):
     photo = real_sample / "train" / "1adaeb44f109_03.jpg"
     folder = tmp_path / "in"
     folder.mkdir()
     Image.open(photo).save(folder / "upright.jpg", quality=95)
     Image.open(photo).transpose(Image.Transpose.ROTATE_90).save(folder / "sideways.jpg", quality=95)
-    result = CliRunner().invoke(
-        app,
-        [
-            "predict",
-            str(folder),
-            "--out",
-            str(tmp_path / "out"),
-            "--save",
-            "mask",
-            "--workers",
-            "0",
-            "--no-progress",
-        ],
-    )
+    Image.open(photo).transpose(Image.Transpose.ROTATE_180).save(folder / "upside_down.jpg", quality=95)
+    command = ["predict", str(folder), "--out", str(tmp_path / "out"), "--save", "mask", "--workers", "0",
+               "--no-progress"]
+    result = CliRunner().invoke(app, command)
     assert result.exit_code == 0, result.output
     rows = {row["input"]: row for row in csv.DictReader(open(tmp_path / "out" / "manifest.csv", newline=""))}
-    assert rows["sideways.jpg"]["review"] == "unsure sideways" and rows["upright.jpg"]["review"] == ""
-    assert "review sideways: 1 photo" in result.output and "sideways.jpg" in result.output
+    assert rows["upright.jpg"]["review"] == ""
+    assert rows["sideways.jpg"]["review"] == "unsure sideways"
+    assert rows["upside_down.jpg"]["review"].startswith("unsure upside-down")
+    assert "review sideways: 1 photo" in result.output and "review upside-down: 1 photo" in result.output
