@@ -91,3 +91,17 @@ def test_listing_needs_a_canvas(tmp_path, checkpoint):
         ],
     )
     assert result.exit_code == 1 and "--listing" in result.output and "--canvas" in result.output
+
+
+def test_under_torchrun_a_listing_s_folder_stays_with_one_rank():
+    from pathlib import Path, PurePosixPath
+
+    from maskingnet.predict import Job, rank_share
+
+    jobs = [Job(Path(name), PurePosixPath(name), []) for name in ("a/1.jpg", "a/2.jpg", "b/1.jpg", "b/2.jpg")]
+    shares = [rank_share(jobs, rank, 2, by_folder=True) for rank in range(2)]
+    assert [[str(job.rel) for job in share] for share in shares] == [
+        ["a/1.jpg", "a/2.jpg"],
+        ["b/1.jpg", "b/2.jpg"],
+    ]
+    assert [str(job.rel) for job in rank_share(jobs, 0, 2)] == ["a/1.jpg", "b/1.jpg"]

@@ -457,6 +457,16 @@ def write_framed(target: Path, data: bytes) -> None:
         raise
 
 
+def rank_share(jobs: list[Job], rank: int, world: int, by_folder: bool = False) -> list[Job]:
+    """This torchrun rank's photos: every ``world``-th one, or (``by_folder``, a listing, framed together)
+    every ``world``-th folder."""
+    if not by_folder:
+        return jobs[rank::world]
+    folders = list(dict.fromkeys(job.rel.parent for job in jobs))
+    chosen = set(folders[rank::world])
+    return [job for job in jobs if job.rel.parent in chosen]
+
+
 def whole_folders(jobs: list[Job], todo: list[Job]) -> list[Job]:
     """Every photo of each folder with a photo to do: a listing is framed together or not at all."""
     folders = {job.rel.parent for job in todo}
@@ -513,7 +523,7 @@ def predict_files(
     out = Path(config.out)
     root = input_root(config.inputs, files)
     jobs = plan_jobs(config, files, root)
-    mine = jobs[ctx.rank :: ctx.world_size]
+    mine = rank_share(jobs, ctx.rank, ctx.world_size, by_folder=config.listing)
     settings = pixel_settings(config)
     key = fingerprint(settings)
     out.mkdir(parents=True, exist_ok=True)
