@@ -76,7 +76,9 @@ def test_cutout_with_nan_weights_fails_in_one_line_and_writes_nothing(refined, t
     assert not out.exists()
 
 
-def maskingnet_shaped_graph(path: Path, constant_side: int = 0, nan_weight: bool = False) -> Path:
+def maskingnet_shaped_graph(
+    path: Path, constant_side: int = 0, nan_weight: bool = False, times_input: int = 0
+) -> Path:
     """A graph with an export's inputs and output (image, coords -> probability): its probability is the
     image's first channel plus the sum of a ``constant_side``-square tensor of zeros made by
     ConstantOfShape, or times a weight that is NaN."""
@@ -95,8 +97,22 @@ def maskingnet_shaped_graph(path: Path, constant_side: int = 0, nan_weight: bool
         numpy_helper.from_array(np.array([0], np.int64), "zero"),
     ]
     zeros = helper.make_tensor("zero_value", TensorProto.FLOAT, [1], [0.0])
-    nodes = [
-        helper.make_node("ConstantOfShape", ["shape"], ["big"], value=zeros),
+    shape = "shape"
+    nodes = []
+    if times_input:  # the shape is the photo's height and width, times_input times each
+        initializers += [
+            numpy_helper.from_array(np.array([2], np.int64), "from"),
+            numpy_helper.from_array(np.array([4], np.int64), "to"),
+            numpy_helper.from_array(np.array([times_input], np.int64), "times"),
+        ]
+        nodes += [
+            helper.make_node("Shape", ["image"], ["image_shape"]),
+            helper.make_node("Slice", ["image_shape", "from", "to"], ["height_width"]),
+            helper.make_node("Mul", ["height_width", "times"], ["input_shape"]),
+        ]
+        shape = "input_shape"
+    nodes += [
+        helper.make_node("ConstantOfShape", [shape], ["big"], value=zeros),
         helper.make_node("ReduceSum", ["big"], ["total"], keepdims=0),
         helper.make_node("Gather", ["image", "zero"], ["first"], axis=1),
         helper.make_node("Mul", ["first", "weight"], ["scaled"]),
@@ -113,7 +129,7 @@ def test_an_onnx_graph_making_a_1_6_gb_constant_is_refused_before_it_runs(tmp_pa
     from maskingnet.inference import OnnxBackend
 
     path = maskingnet_shaped_graph(tmp_path / "constant.onnx", constant_side=20_000)
-    with pytest.raises(CheckpointError, match="tensor of fixed size 1,526 MB") as caught:
+    with pytest.raises(CheckpointError, match="makes a tensor of 1,526 MB") as caught:
         OnnxBackend(path)
     one_line(caught, path)
 
@@ -126,3 +142,25 @@ def test_an_onnx_graph_with_nan_weights_is_refused(tmp_path):
     with pytest.raises(CheckpointError, match="NaN or infinite weights") as caught:
         OnnxBackend(path)
     one_line(caught, path)
+
+
+def test_an_onnx_graph_making_a_tensor_from_the_photo_s_size_times_a_thousand_is_refused(tmp_path):
+    pytest.importorskip("onnxruntime")
+    from maskingnet.inference import OnnxBackend
+
+    path = maskingnet_shaped_graph(tmp_path / "scaled.onnx", constant_side=1, times_input=1000)
+    with pytest.raises(CheckpointError, match="from an input of 262,144 pixels") as caught:
+        OnnxBackend(path)
+    one_line(caught, path)
+
+
+def test_a_real_export_passes_the_graph_check(tmp_path):
+    pytest.importorskip("onnx")
+    from maskingnet.export import export_onnx
+    from maskingnet.inference.onnx_graph import graph_problem
+
+    model = save_model(
+        create_model("unet", width=0.25), tmp_path / "unet.safetensors", {"input_size": [64, 48]}
+    )
+    assert graph_problem(export_onnx(model, tmp_path / "dynamic.onnx").path) is None
+    assert graph_problem(export_onnx(model, tmp_path / "fixed.onnx", size=(1920, 1280)).path) is None
