@@ -415,7 +415,7 @@ def train_refiner(
     seed: Annotated[int, typer.Option(help="Seed: patches, damage, initial weights.")] = 0,
     cache: Annotated[Path | None, typer.Option(help="Folder to keep decoded photos in between runs.")] = None,
     photos: Annotated[int | None, typer.Option(
-        help="Use at most N training photos, spread over as many cars as possible (memory: ~17 MB a "
+        help="Use at most N training photos, spread over as many cars as possible (memory: ~30 MB a "
              "1918x1280 photo) [all].")] = None,
     threads: Annotated[int | None, typer.Option(help="torch CPU threads [torch's].")] = None,
     progress: Progress = True,

@@ -85,7 +85,8 @@ def training_records(data: str, meta: dict[str, Any]) -> list:
 def sample_across_cars(records: list, count: int | None, seed: int) -> list:
     """At most ``count`` of ``records``, as many cars as possible: one random photo of each car in a random
     order, then a second of each, and so on. The photos are held in memory at the refiner's working scale
-    (about 17 MB each at full scale), so a whole training set of 1918x1280 photos does not fit."""
+    (about 30 MB each at full scale, with the network's answer): a whole set of 1918x1280 photos does not
+    fit."""
     if count is None or count >= len(records):
         return records
     rng = np.random.default_rng(seed)
