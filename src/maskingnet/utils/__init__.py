@@ -30,8 +30,9 @@ def _current_umask() -> int:
 def _usual_mode_of(fd: int) -> None:
     """Give an open temp output the mode ``open()`` would (0666 less the umask): ``mkstemp`` and writers such
     as ``safetensors`` make files 0600, which other users of a shared output folder then cannot read. Set
-    through the descriptor, so a link planted at the name is never followed."""
-    os.fchmod(fd, 0o666 & ~_current_umask())
+    through the descriptor, so a link planted at the name is never followed (Windows has no modes to set)."""
+    if hasattr(os, "fchmod"):
+        os.fchmod(fd, 0o666 & ~_current_umask())
 
 
 @contextlib.contextmanager
