@@ -98,3 +98,13 @@ def test_a_normal_photo_is_answered_while_three_scan_bombs_are_in_flight(server)
 def test_the_scan_bound_is_reported_with_the_other_limits(server):
     status, _, body = http_request(*server, "GET", "/v1/model", timeout=10)
     assert status == 200 and json.loads(body)["limits"]["max_jpeg_scans"] == DEFAULT_MAX_SCANS
+
+
+def test_the_quick_count_never_misses_a_bomb_and_a_thumbnail_never_counts():
+    from maskingnet.data.jpeg_scans import too_many_scans
+
+    assert too_many_scans(progressive_scan_bomb((64, 48), DEFAULT_MAX_SCANS))
+    assert not too_many_scans(progressive_scan_bomb((64, 48), DEFAULT_MAX_SCANS - 10))
+    # a comment holding many FF DA bytes passes the quick bound but not the walk
+    thumbnails = jpeg(Image.new("RGB", (16, 16)), progressive=True) * 20
+    assert not too_many_scans(jpeg(Image.new("RGB", (32, 32)), comment=thumbnails[:60_000]))

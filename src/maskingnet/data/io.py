@@ -23,7 +23,7 @@ from typing import BinaryIO
 import numpy as np
 from PIL import Image, ImageOps, UnidentifiedImageError
 
-from maskingnet.data.jpeg_scans import DEFAULT_MAX_SCANS, count_scans
+from maskingnet.data.jpeg_scans import DEFAULT_MAX_SCANS, too_many_scans
 from maskingnet.errors import MaskingnetError
 
 DEFAULT_MAX_PIXELS = 200_000_000
@@ -221,12 +221,12 @@ def _check_scans(handle: BinaryIO, start: int, path: str | os.PathLike) -> None:
     where = handle.tell()
     try:
         handle.seek(start)
-        scans = count_scans(handle.read(), stop_after=DEFAULT_MAX_SCANS)
+        refused = too_many_scans(handle.read(), DEFAULT_MAX_SCANS)
     except (OSError, ValueError) as error:
         raise BadInputError(path, f"cannot read ({error})") from None
     finally:
         handle.seek(where)
-    if scans > DEFAULT_MAX_SCANS:
+    if refused:
         raise BadInputError(
             path,
             f"decompression bomb (a JPEG of more than {DEFAULT_MAX_SCANS} scans; "

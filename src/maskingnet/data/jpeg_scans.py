@@ -26,6 +26,16 @@ _NEXT_MARKER_IN_SCAN = re.compile(rb"\xff+[^\x00\xd0-\xd7\xff]")
 _NEXT_FF = re.compile(rb"\xff+[^\x00\xff]")
 
 
+def too_many_scans(data: bytes, limit: int = DEFAULT_MAX_SCANS) -> bool:
+    """Whether ``data`` (a whole JPEG file) holds more than ``limit`` scans. Entropy-coded data never
+    holds the bytes ``FF DA`` (an ``FF`` there is followed by ``00``), so their count bounds the scans from
+    above: a file within it (any ordinary photo) costs one fast pass, and only one past it is walked
+    marker by marker (its thumbnail's or its metadata's bytes do not count against it)."""
+    if data.count(b"\xff\xda") <= limit:
+        return False
+    return count_scans(data, stop_after=limit) > limit
+
+
 def count_scans(data: bytes, stop_after: int | None = None) -> int:
     """The number of start-of-scan markers libjpeg would read in ``data`` (a whole JPEG file), stopping
     early once past ``stop_after``."""
