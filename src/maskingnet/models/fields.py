@@ -28,8 +28,8 @@ def number(name: str, value: Any, low: float, high: float, *, above_low: bool = 
     number = value if isinstance(value, (int, float)) and not isinstance(value, bool) else None
     fits = number is not None and math.isfinite(number) and (low < number if above_low else low <= number)
     if not fits or number > high:
-        opening = "above" if above_low else "from"
-        raise ValueError(f"{name} {_shown(value)}: expected a number {opening} {low:g} to {high:g}")
+        span = f"above {low:g} and at most {high:g}" if above_low else f"from {low:g} to {high:g}"
+        raise ValueError(f"{name} {_shown(value)}: expected a number {span}")
     return float(number)
 
 
