@@ -2,7 +2,8 @@
 
 Uses the real Carvana sample's GIF masks when present (``--data``, by default
 ``../shared/data/carvana-sample`` beside the repository), else a synthetic ellipse of the same size. Run:
-``python benchmarks/bench_rle.py [--data DIR] [--masks N] [--repeat R]``.
+``python benchmarks/bench_rle.py [--data DIR] [--masks N] [--repeat R]``: ``maskingnet bench``'s ``rle``
+section (:func:`maskingnet.bench.rle.bench_rle`) with its own counts.
 """
 
 from __future__ import annotations
@@ -11,11 +12,7 @@ import argparse
 import platform
 from pathlib import Path
 
-import numpy as np
-
-from maskingnet.bench.rle import load_masks
-from maskingnet.bench.timing import best_ms
-from maskingnet.data.rle import rle_decode, rle_encode
+from maskingnet.bench.rle import bench_rle
 
 REAL_SAMPLE = Path(__file__).resolve().parents[1].parent / "shared" / "data" / "carvana-sample"
 
@@ -26,15 +23,10 @@ def main() -> None:
     parser.add_argument("--masks", type=int, default=20, help="how many real masks to time")
     parser.add_argument("--repeat", type=int, default=5, help="best of this many passes")
     args = parser.parse_args()
-    masks, source = load_masks(args.data, args.masks)
-    shape = masks[0].shape
-    rles = [rle_encode(mask) for mask in masks]
-    for mask, rle in zip(masks, rles, strict=True):
-        assert np.array_equal(rle_decode(rle, shape), mask)
-    encode = best_ms(rle_encode, masks, args.repeat)
-    decode = best_ms(lambda rle: rle_decode(rle, shape), rles, args.repeat)
-    tokens = np.mean([len(rle.split()) for rle in rles])
-    print(f"RLE on {source}, {shape[1]}x{shape[0]}, {tokens:.0f} tokens each on average")
+    result = bench_rle(args.data, quick=False, masks=args.masks, repeat=args.repeat)
+    width, height = result["shape"]
+    encode, decode = result["encode_ms"], result["decode_ms"]
+    print(f"RLE on {result['source']}, {width}x{height}, {result['tokens_per_mask']} tokens each on average")
     print(f"machine: {platform.machine()} {platform.processor() or ''} python {platform.python_version()}")
     print(f"encode  {encode:7.2f} ms/mask")
     print(f"decode  {decode:7.2f} ms/mask (with validation)")

@@ -17,7 +17,7 @@ SLOW_MODULES = {
     "test_export.py", "test_quantize.py", "test_gpu_check.py", "test_submit.py", "test_synth.py",
     "test_carvana.py", "test_cache.py",
 }
-SLOW_FOLDERS = {"adversarial"}
+SLOW_FOLDERS = {"adversarial", "e2e"}
 SLOW_TESTS = {"test_predict_takes_a_bundled_name_a_checkpoint_or_an_onnx[onnx]"}  # an ONNX export: ~25 s
 SLOW_FIXTURES = {"exported_bundled", "trained_run", "start_server"}  # an export, a training, a server
 

@@ -18,7 +18,7 @@ from maskingnet.export import (
     OUTPUT_NAME,
     ExportError,
     export_onnx,
-    parse_size,
+    onnx_input_size,
     read_metadata,
 )
 from maskingnet.inference import OnnxBackend, whole_photo_coords
@@ -132,13 +132,13 @@ def test_opset_below_18_is_refused_with_a_reason(tmp_path):
 @pytest.mark.parametrize(
     ("text", "size"), [("dynamic", None), (None, None), ("64", (64, 64)), ("96x64", (96, 64))]
 )
-def test_parse_size(text, size):
-    assert parse_size(text) == size
+def test_onnx_input_size(text, size):
+    assert onnx_input_size(text) == size
 
 
-def test_parse_size_rejects_garbage():
+def test_onnx_input_size_rejects_garbage():
     with pytest.raises(ValueError, match="WxH"):
-        parse_size("big")
+        onnx_input_size("big")
 
 
 def test_cli_export_fixed_size_gives_a_static_graph(tmp_path):

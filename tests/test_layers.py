@@ -1,7 +1,8 @@
-"""The package's shape: no import cycles, layers that point one way, no paths into a checkout.
+"""The package's shape: no import cycles, layers that point one way, no paths into a checkout, a small top
+level, short functions and classes.
 
 A module's layer is the layer of its top-level folder (or top-level module): core <- tasks <- apps and
-tools. Every import counts, also one inside a function, except those under ``if TYPE_CHECKING:``.
+tools. Every import counts, also one inside a function or under ``if TYPE_CHECKING:``.
 """
 
 from __future__ import annotations
@@ -14,7 +15,7 @@ import maskingnet
 PACKAGE = Path(maskingnet.__file__).parent
 LAYERS = {
     "core": {"data", "models", "inference", "outputs", "errors", "runtime", "utils", "catalog"},
-    "tasks": {"train", "evaluate", "predict", "submit", "export", "watch"},
+    "tasks": {"train", "evaluate", "predict", "submit", "export"},
     "apps": {"cli", "__main__", "serve", "bench", "demo"},
 }
 RANK = {"core": 0, "tasks": 1, "apps": 2}
@@ -27,13 +28,6 @@ def module_name(path: Path) -> str:
     return ".".join(parts)
 
 
-def is_type_checking(node: ast.If) -> bool:
-    test = node.test
-    return (isinstance(test, ast.Name) and test.id == "TYPE_CHECKING") or (
-        isinstance(test, ast.Attribute) and test.attr == "TYPE_CHECKING"
-    )
-
-
 def imported_modules(path: Path, modules: set[str]) -> set[str]:
     """The package modules ``path`` imports (``from x import name`` counts ``x.name`` when it is a module,
     and ``x`` itself when one of the names is not)."""
@@ -42,10 +36,6 @@ def imported_modules(path: Path, modules: set[str]) -> set[str]:
     found: set[str] = set()
 
     def visit(node: ast.AST) -> None:
-        if isinstance(node, ast.If) and is_type_checking(node):
-            for child in node.orelse:
-                visit(child)
-            return
         if isinstance(node, ast.Import):
             found.update(alias.name for alias in node.names)
         elif isinstance(node, ast.ImportFrom):
@@ -135,3 +125,34 @@ def test_no_path_into_the_checkout_inside_the_package():
         path.name for path in PACKAGE.rglob("*.py") if '"shared"' in path.read_text(encoding="utf-8")
     ]
     assert offenders == []
+
+
+MAX_TOP_LEVEL = 20
+MAX_FUNCTION_LINES = 60
+MAX_CLASS_LINES = 200
+
+
+def test_the_top_level_holds_at_most_twenty_modules_and_packages():
+    tops = [
+        path.name for path in PACKAGE.iterdir() if path.suffix == ".py" or (path / "__init__.py").exists()
+    ]
+    assert len(tops) <= MAX_TOP_LEVEL, sorted(tops)
+
+
+def test_functions_and_classes_stay_short():
+    too_long = []
+    for path in PACKAGE.rglob("*.py"):
+        for node in ast.walk(ast.parse(path.read_text(encoding="utf-8"))):
+            if isinstance(node, (ast.FunctionDef, ast.AsyncFunctionDef, ast.ClassDef)):
+                limit = MAX_CLASS_LINES if isinstance(node, ast.ClassDef) else MAX_FUNCTION_LINES
+                if node.end_lineno - node.lineno + 1 > limit:
+                    too_long.append(f"{path.relative_to(PACKAGE)}:{node.lineno} {node.name}")
+    assert too_long == []
+
+
+def test_the_tests_mirror_the_package():
+    """A test folder is named after the package folder it tests (besides the cross-cutting ones)."""
+    tests = Path(__file__).parent
+    folders = {path.name for path in tests.iterdir() if path.is_dir() and path.name.isidentifier()}
+    packages = {path.name for path in PACKAGE.iterdir() if (path / "__init__.py").exists()}
+    assert folders - {"adversarial", "e2e"} <= packages

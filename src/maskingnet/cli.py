@@ -226,10 +226,10 @@ def synth(
     workers: Annotated[int | None, typer.Option(help="Processes (default: all CPUs).")] = None,
 ) -> None:
     """Write a synthetic Carvana-format data set: studio photos of 3-D cars from 16 angles, exact masks."""
-    from maskingnet.data.synth import generate, parse_size
+    from maskingnet.data.synth import generate, synth_size
 
     summary = generate(
-        out, cars, test_cars=test_cars, size=parse_size(size), seed=seed, workers=workers, progress=True
+        out, cars, test_cars=test_cars, size=synth_size(size), seed=seed, workers=workers, progress=True
     )
     images = summary["train_images"] + summary["test_images"]
     typer.echo(
@@ -359,32 +359,43 @@ def train(
     progress: Annotated[bool, typer.Option(help="Show a progress bar.")] = True,
 ) -> None:
     """Train a network (the thesis recipe by default); under torchrun, one process per device (DDP)."""
-    from maskingnet.train import init_from_defaults
+    options = dict(locals())  # every option as parsed, before anything else is named here
     from maskingnet.train import train as run_train
+
+    say_trained(run_train(train_config(options)))
+
+
+TRAIN_PATHS = ("data", "vgg_weights", "cache")
+"""Options given as paths that the run's config.json stores as strings."""
+
+
+def train_config(options: dict[str, Any]) -> TrainConfig:
+    """``train``'s options as a :class:`TrainConfig`: those given override a resumed run's stored ones, and
+    ``--init-from`` fills in the model it starts from."""
+    from maskingnet.train import init_from_defaults
     from maskingnet.train.split import read_car_list
     from maskingnet.utils import parse_size
 
+    out, resume, progress = options.pop("out"), options.pop("resume"), options.pop("progress")
+    init_from = options.get("init_from")
+    converters = {"size": parse_size, "crop": parse_size, "val_cars": read_car_list}
+    converters.update(dict.fromkeys(TRAIN_PATHS, str))
     given = {
-        "data": str(data) if data else None, "model": model, "epochs": epochs, "batch_size": batch_size,
-        "lr": lr, "lr_step": lr_step, "scale": scale, "lr_gamma": lr_gamma, "width": width, "loss": loss,
-        "augment": augment, "vgg_weights": str(vgg_weights) if vgg_weights else None, "split": split,
-        "init_from": init_from, "val_fraction": val_fraction, "fold": fold, "folds": folds, "seed": seed,
-        "workers": workers, "threads": threads, "device": device, "precision": precision,
-        "channels_last": channels_last, "compile": compile, "accumulate": accumulate, "max_steps": max_steps,
-        "size": parse_size(size) if size is not None else None,
-        "crop": parse_size(crop) if crop is not None else None,
-        "val_cars": read_car_list(val_cars) if val_cars is not None else None,
-        "cache": str(cache) if cache is not None else None,
+        key: converters[key](value) if key in converters else value
+        for key, value in options.items()
+        if value is not None
     }
-    given = {key: value for key, value in given.items() if value is not None}
     stored = resume and (out / "config.json").is_file()
     if not stored and "data" not in given:
         raise ValueError("--data is required (except when resuming a run)")
     settings = {**given, "out": str(out), "resume": resume, "progress": progress}
     if init_from and not stored:
         settings = {**init_from_defaults(init_from), **settings}
-    config = TrainConfig.from_run(out, **settings) if stored else TrainConfig(**settings)
-    summary = run_train(config)
+    return TrainConfig.from_run(out, **settings) if stored else TrainConfig(**settings)
+
+
+def say_trained(summary: dict[str, Any]) -> None:
+    """The run's one line; exit 1 when some files were skipped as unusable."""
     if summary["best_dice"] is not None:
         typer.echo(
             f"{summary['run']}: {summary['epochs']} epochs ({summary['stopped']}), best val Dice "
@@ -538,7 +549,7 @@ def predict(
 
 def watch_inputs(config: Any, interval: float) -> None:
     """``predict --watch``: one line per round with new photos, until Ctrl-C."""
-    from maskingnet.watch import watch
+    from maskingnet.predict.watch import watch
 
     typer.echo(f"predict: watching {', '.join(map(str, config.inputs))} (Ctrl-C stops)", err=True)
 

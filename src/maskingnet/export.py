@@ -23,7 +23,7 @@ from maskingnet.models.onnx import (
     export_model,
     read_metadata,
 )
-from maskingnet.utils import parse_size as parse_image_size
+from maskingnet.utils import parse_size
 
 __all__ = [
     "CLASS_NAMES",
@@ -33,16 +33,16 @@ __all__ = [
     "ExportError",
     "ExportResult",
     "export_onnx",
-    "parse_size",
+    "onnx_input_size",
     "read_metadata",
 ]
 
 
-def parse_size(text: str | int | tuple[int, int] | None) -> tuple[int, int] | None:
+def onnx_input_size(text: str | int | tuple[int, int] | None) -> tuple[int, int] | None:
     """``"dynamic"``/None -> None (dynamic height and width), else :func:`maskingnet.utils.parse_size`."""
     if isinstance(text, str) and text.strip().lower() == "dynamic":
         return None
-    return parse_image_size(text)
+    return parse_size(text)
 
 
 def export_onnx(
@@ -59,7 +59,7 @@ def export_onnx(
     checkpoint's ``input_size``, if the graph does not allow dynamic height/width). ``size`` N or
     ``"WxH"``: fixed height and width, dynamic batch.
     """
-    fixed = parse_size(size)
+    fixed = onnx_input_size(size)
     check_exportable(opset)
     if isinstance(checkpoint, nn.Module):
         return export_model(checkpoint.eval(), out, opset, fixed, check=check)

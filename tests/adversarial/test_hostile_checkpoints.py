@@ -1,5 +1,5 @@
 """Hostile model files: a header that asks for more than its tensors hold, or for absurd input sizes, is
-refused with one line before anything of that size is built (issue 15, item 3)."""
+refused with one line before anything of that size is built."""
 
 from __future__ import annotations
 

@@ -1,5 +1,5 @@
-"""Photos whose size is the attack: the soft-edge step's memory follows the outline's band, not the frame
-(issue 15, item 2). The served side (a per-request pixel budget) is in ``test_hostile_serve.py``."""
+"""Photos whose size is the attack: the soft-edge step's memory follows the outline's band, not the frame.
+The served side (a per-request pixel budget) is in ``test_hostile_serve.py``."""
 
 from __future__ import annotations
 

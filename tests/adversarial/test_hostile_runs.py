@@ -1,4 +1,4 @@
-"""Careless-operator cases (issue 15, items 6-8): two runs on one output folder, EXIF orientation after
+"""Careless-operator cases: two runs on one output folder, EXIF orientation after
 the pixels, file modes of saved checkpoints, Ctrl-C."""
 
 from __future__ import annotations

@@ -1,4 +1,4 @@
-"""Hostile clients of ``maskingnet serve`` on 127.0.0.1 (issue 15, items 1 and 2): idle and slow sockets,
+"""Hostile clients of ``maskingnet serve`` on 127.0.0.1: idle and slow sockets,
 a 50 KB PNG of 40 megapixels. Every loop here is bounded; memory is the server's own RSS (``/proc``)."""
 
 from __future__ import annotations

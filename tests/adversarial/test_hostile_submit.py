@@ -1,5 +1,5 @@
 """Hostile test folders for ``maskingnet submit``: names that need CSV quoting, and files that are not
-images, each still get their row (issue 15, item 5)."""
+images, each still get their row."""
 
 from __future__ import annotations
 

@@ -12,7 +12,7 @@ from PIL import Image, ImageFilter
 from typer.testing import CliRunner
 
 from maskingnet.cli import app
-from maskingnet.data.synth import generate, parse_size
+from maskingnet.data.synth import generate, synth_size
 
 
 def _rows(path: Path) -> list[dict[str, str]]:
@@ -123,8 +123,8 @@ def test_cli_rejects_a_size_that_is_not_w_by_h(tmp_path):
     assert "WxH" in result.output and len(result.output.strip().splitlines()) == 1
 
 
-def test_parse_size_reads_w_by_h():
-    assert parse_size("480x320") == (480, 320)
+def test_synth_size_reads_w_by_h():
+    assert synth_size("480x320") == (480, 320)
 
 
 def _view_and_empty_studio(seed: int = 5, angle: int = 3, size: tuple[int, int] = (160, 96)):

@@ -375,17 +375,11 @@ def bench_peer(
         return _skipped(f"none of {model_file.name}'s held-out cars in {data}", say)
     rembg, home = found
     version = rembg_version(rembg)
-    ours = ours or maskingnet_tool(model)
-    theirs = rembg_tool(rembg, home, version=version)
+    ours, theirs = ours or maskingnet_tool(model), rembg_tool(rembg, home, version=version)
     matting = rembg_tool(rembg, home, alpha_matting=True, version=version)
     timed_tools, section = [theirs, ours], {}
     if "imgly" in peers:
-        imgly = imgly_or_reason(venv)
-        if isinstance(imgly, str):
-            say(f"peer: IS-Net row skipped, {imgly}")
-            section["imgly_isnet"] = {"skipped": imgly}
-        else:
-            timed_tools.append(imgly_tool(*imgly, max_photos=slow_photos))
+        _add_imgly(venv, slow_photos, say, section, timed_tools)
     with tempfile.TemporaryDirectory(prefix="maskingnet-peer-") as tmp:
         work = Path(tmp)
         for tool in (theirs, ours):
@@ -398,15 +392,7 @@ def bench_peer(
         timed = chosen[: max(2, min(timing_photos, len(chosen)))]
         slow = [tool.name for tool in timed_tools[2:]]
         speed = timings(timed_tools, timed, work, rounds, say, scored=slow)
-    for tool in timed_tools:
-        section.setdefault(tool.name, {}).update(speed[tool.name])
-    for name in [matting.name, *slow]:
-        if name in section and "dice_per_photo" in section[name]:
-            _beside(section, name)
-    for name in slow:
-        section[name]["maskingnet_speedup_per_photo"] = _ratio(
-            speed[name], speed[ours.name], "per_extra_photo_s"
-        )
+    _compare(section, speed, timed_tools, [matting.name, *slow], slow, ours.name)
     return {
         "photos": len(chosen),
         "photo_size": _photo_size(chosen[0]),
@@ -420,6 +406,37 @@ def bench_peer(
         "speedup_one_photo": _ratio(speed[theirs.name], speed[ours.name], "one_photo_s"),
         "timing": "whole processes writing RGBA cut-outs, alternating turns, best of rounds, wall clock",
     }
+
+
+def _add_imgly(
+    venv: Path, slow_photos: int, say: Callable[[str], None], section: dict[str, Any], timed_tools: list[Tool]
+) -> None:
+    """IS-Net timed beside the others where it is installed; else its row says why not."""
+    imgly = imgly_or_reason(venv)
+    if isinstance(imgly, str):
+        say(f"peer: IS-Net row skipped, {imgly}")
+        section["imgly_isnet"] = {"skipped": imgly}
+    else:
+        timed_tools.append(imgly_tool(*imgly, max_photos=slow_photos))
+
+
+def _compare(
+    section: dict[str, Any],
+    speed: dict[str, Any],
+    timed_tools: Sequence[Tool],
+    scored_beside: Sequence[str],
+    slow: Sequence[str],
+    ours: str,
+) -> None:
+    """Each tool's timings into its row; the rows scored on fewer photos beside ours on the same ones; the
+    slow tools' speed-up of ours."""
+    for tool in timed_tools:
+        section.setdefault(tool.name, {}).update(speed[tool.name])
+    for name in scored_beside:
+        if name in section and "dice_per_photo" in section[name]:
+            _beside(section, name)
+    for name in slow:
+        section[name]["maskingnet_speedup_per_photo"] = _ratio(speed[name], speed[ours], "per_extra_photo_s")
 
 
 def _skipped(reason: str, say: Callable[[str], None]) -> dict[str, str]:

@@ -5,6 +5,7 @@ from __future__ import annotations
 import json
 import os
 import time
+from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
@@ -24,6 +25,7 @@ from maskingnet.bench.startup import bench_startup, startup_markdown
 from maskingnet.bench.timing import (
     PEAK_SHAPES,
     BenchConfig,
+    Plan,
     best_peak,
     machine_info,
     make_plan,
@@ -62,55 +64,70 @@ def run_bench(config: BenchConfig) -> dict[str, Any]:
         second = measure_peak(plan, 2 if config.quick else 4, config.peak_shapes or PEAK_SHAPES)
         result["peak"] = best_peak(result["peak"], second)
         result["utilization"] = utilization(result["fast_path"], result["peak"])
-    if "pipeline" in config.sections:
-        result["pipeline"] = bench_pipeline(
-            sample_photos(config.data, plan.pipeline_images),
-            config.checkpoint,
-            str(plan.device),
-            lambda line: say(config, line),
-            rounds=1 if config.quick else 2,
-        )
-    if "default_model" in config.sections:
-        paths = sample_photos(config.data, plan.pipeline_images)
-        result["default_model"] = bench_default_model(
-            paths, config.checkpoint, lambda line: say(config, line), rounds=1 if config.quick else 2
-        )
-    if "int8" in config.sections:
-        paths = sample_photos(config.data, plan.photos)
-        result["int8"] = bench_int8(
-            paths, config.checkpoint, lambda line: say(config, line), 1 if config.quick else 3, config.quick
-        )
-    if "output_stage" in config.sections:
-        result["output_stage"] = bench_output_stage(
-            sample_photos(config.data, plan.photos),
-            config.checkpoint,
-            lambda line: say(config, line),
-            rounds=1 if config.quick else 2,
-        )
-    if "rle" in config.sections:
-        result["rle"] = bench_rle(config.data, config.quick)
-    if "startup" in config.sections:
-        result["startup"] = bench_startup(
-            sample_photos(config.data, 1), config.checkpoint, Path(config.out) / "startup",
-            lambda line: say(config, line), rounds=1 if config.quick else 2,
-        )
-    if "peer" in config.sections:
-        quick = config.quick
-        result["peer"] = bench_peer(
-            config.data,
-            config.checkpoint,
-            lambda line: say(config, line),
-            peers=config.peers,
-            photos=8 if quick else None,
-            timing_photos=4 if quick else 16,
-            matting_photos=2 if quick else 4,
-            slow_photos=2 if quick else 8,
-            rounds=1 if quick else 2,
-        )
+    for name, section in PHOTO_SECTIONS.items():
+        if name in config.sections:
+            result[name] = section(config, plan, lambda line: say(config, line))
     result["machine"]["load_average_end"] = [round(v, 2) for v in os.getloadavg()]
     result["seconds"] = round(time.perf_counter() - started, 1)
     write_report(result, Path(config.out))
     return result
+
+
+def _pipeline(config: BenchConfig, plan: Plan, report: Callable[[str], None]) -> dict[str, Any]:
+    paths = sample_photos(config.data, plan.pipeline_images)
+    return bench_pipeline(paths, config.checkpoint, str(plan.device), report, rounds=1 if config.quick else 2)
+
+
+def _default_model(config: BenchConfig, plan: Plan, report: Callable[[str], None]) -> dict[str, Any]:
+    paths = sample_photos(config.data, plan.pipeline_images)
+    return bench_default_model(paths, config.checkpoint, report, rounds=1 if config.quick else 2)
+
+
+def _int8(config: BenchConfig, plan: Plan, report: Callable[[str], None]) -> dict[str, Any]:
+    paths = sample_photos(config.data, plan.photos)
+    return bench_int8(paths, config.checkpoint, report, 1 if config.quick else 3, config.quick)
+
+
+def _output_stage(config: BenchConfig, plan: Plan, report: Callable[[str], None]) -> dict[str, Any]:
+    paths = sample_photos(config.data, plan.photos)
+    return bench_output_stage(paths, config.checkpoint, report, rounds=1 if config.quick else 2)
+
+
+def _rle(config: BenchConfig, plan: Plan, report: Callable[[str], None]) -> dict[str, Any]:
+    return bench_rle(config.data, config.quick)
+
+
+def _startup(config: BenchConfig, plan: Plan, report: Callable[[str], None]) -> dict[str, Any]:
+    photos = sample_photos(config.data, 1)
+    out = Path(config.out) / "startup"
+    return bench_startup(photos, config.checkpoint, out, report, rounds=1 if config.quick else 2)
+
+
+def _peer(config: BenchConfig, plan: Plan, report: Callable[[str], None]) -> dict[str, Any]:
+    quick = config.quick
+    return bench_peer(
+        config.data,
+        config.checkpoint,
+        report,
+        peers=config.peers,
+        photos=8 if quick else None,
+        timing_photos=4 if quick else 16,
+        matting_photos=2 if quick else 4,
+        slow_photos=2 if quick else 8,
+        rounds=1 if quick else 2,
+    )
+
+
+PHOTO_SECTIONS: dict[str, Callable[[BenchConfig, Plan, Callable[[str], None]], dict[str, Any]]] = {
+    "pipeline": _pipeline,
+    "default_model": _default_model,
+    "int8": _int8,
+    "output_stage": _output_stage,
+    "rle": _rle,
+    "startup": _startup,
+    "peer": _peer,
+}
+"""The sections after the networks' and the fast path's, in the order they run, each from the options."""
 
 
 def write_report(result: dict[str, Any], out: Path) -> None:

@@ -27,17 +27,21 @@ def load_masks(data: Path | None, count: int) -> tuple[list[np.ndarray], str]:
     return [ellipse], "1 synthetic ellipse mask"
 
 
-def bench_rle(data: Path | None, quick: bool) -> dict[str, Any]:
-    """Kaggle RLE encode and decode of full-size masks, best of a few passes."""
-    masks, source = load_masks(data, 3 if quick else 20)
-    shape = masks[0].shape
-    rles = [rle_encode(mask) for mask in masks]
-    repeat = 2 if quick else 5
-    encode = best_ms(rle_encode, masks, repeat)
+def bench_rle(
+    data: Path | None, quick: bool, masks: int | None = None, repeat: int | None = None
+) -> dict[str, Any]:
+    """Kaggle RLE encode and decode of full-size masks (``masks`` of them; default 20, 3 when ``quick``),
+    best of ``repeat`` passes (default 5, 2 when ``quick``)."""
+    found, source = load_masks(data, masks or (3 if quick else 20))
+    shape = found[0].shape
+    rles = [rle_encode(mask) for mask in found]
+    repeat = repeat or (2 if quick else 5)
+    encode = best_ms(rle_encode, found, repeat)
     decode = best_ms(lambda rle: rle_decode(rle, shape), rles, repeat)
     return {
         "source": source,
         "shape": [shape[1], shape[0]],
         "encode_ms": round(encode, 2),
         "decode_ms": round(decode, 2),
+        "tokens_per_mask": round(sum(len(rle.split()) for rle in rles) / len(rles)),
     }

@@ -29,8 +29,7 @@ from PIL import Image
 
 from maskingnet.data.rle import rle_encode
 from maskingnet.data.synth_render import render_car
-from maskingnet.utils import atomic_write
-from maskingnet.utils import parse_size as parse_image_size
+from maskingnet.utils import atomic_write, parse_size
 from maskingnet.utils.progress import progress_bar
 
 MAX_SIDE = 8192  # the renderer holds a few full-size layers at twice the size in memory
@@ -133,9 +132,10 @@ def _write_csv(path: Path, header: Sequence[str], rows: Sequence[Sequence[object
         writer.writerows(rows)
 
 
-def parse_size(text: str) -> tuple[int, int]:
-    """``"480x320"`` -> ``(480, 320)``; raises ``ValueError`` with a one-line reason otherwise."""
-    size = parse_image_size(text, square=False)
+def synth_size(text: str) -> tuple[int, int]:
+    """``--size`` of ``maskingnet synth``: ``"480x320"`` -> ``(480, 320)`` (both sides given), within the
+    sizes a synthetic set may have; ``ValueError`` with a one-line reason otherwise."""
+    size = parse_size(text, square=False)
     if size is None:
         raise ValueError("size must be WxH, e.g. 1918x1280")
     _check_size(size)

@@ -42,9 +42,10 @@ from .fastpath import (
     onednn_fusion_available,
     prepare_model,
 )
-from .pipeline import Failed, PostProcess, Sink, full_resolution, run, upsample_probs
+from .pipeline import Failed, PostProcess, Sink, full_resolution, upsample_probs
 from .predictor import Predictor, predict_probs, rank_predictor
 from .preprocess import Prepared, Source, iterate_prepared, prepare
+from .runner import run
 from .settings import ModelSettings
 from .sinks import DiceSink, FileSink, RleSink, Scored
 

@@ -5,7 +5,7 @@ maps; a photo of another aspect scaled to fit and padded, :mod:`~maskingnet.infe
 probabilities (cropped back to the photo) are taken to the photo's own resolution by
 :func:`~maskingnet.inference.pipeline.full_resolution` (bilinear, then the edge stage when one is attached
 as ``post``) and only then thresholded, as the Carvana score is computed. The command-line verbs run the
-same steps through :func:`maskingnet.inference.pipeline.run`, so both give the same masks.
+same steps through :func:`maskingnet.inference.runner.run`, so both give the same masks.
 """
 
 from __future__ import annotations

@@ -18,7 +18,6 @@ _PICTURES = (
     "alpha_from_probs",
     "background_image",
     "binary_mask",
-    "car_box",
     "check_threshold",
     "cutout_image",
     "make_matte",
@@ -30,6 +29,7 @@ _PICTURES = (
     "render_all",
 )
 _EXPORTS = dict.fromkeys(_PICTURES, "maskingnet.outputs.pictures")
+_EXPORTS["car_box"] = "maskingnet.outputs.framing"
 
 __all__ = list(_EXPORTS)
 

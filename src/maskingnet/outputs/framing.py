@@ -52,13 +52,14 @@ Box = tuple[int, int, int, int]
 """(left, top, right, bottom) in pixels, right and bottom exclusive."""
 
 
-def car_box(alpha: np.ndarray) -> Box | None:
-    """The smallest box holding every pixel with ``alpha`` > 0; None when there is none."""
-    rows = np.flatnonzero(np.any(alpha > 0, axis=1))
-    if rows.size == 0:
+def car_box(mask: np.ndarray) -> Box | None:
+    """The smallest box (left, top, right, bottom) holding every pixel of ``mask`` (bool, or an alpha
+    channel) that is set or above 0; None when there is none."""
+    set_pixels = mask if mask.dtype == bool else mask > 0
+    left, top, width, height = cv2.boundingRect(np.ascontiguousarray(set_pixels).view(np.uint8))
+    if not width:
         return None
-    cols = np.flatnonzero(np.any(alpha[rows[0] : rows[-1] + 1] > 0, axis=0))
-    return int(cols[0]), int(rows[0]), int(cols[-1]) + 1, int(rows[-1]) + 1
+    return left, top, left + width, top + height
 
 
 def framed_box(box: Box, margin: float) -> Box:

@@ -19,6 +19,8 @@ import cv2
 import numpy as np
 from PIL import Image, ImageColor
 
+from maskingnet.outputs.framing import car_box
+
 OUTPUT_KINDS = ("mask", "cutout", "white", "overlay")
 EDGE_TILE = 512  # side of the frame tiles whose box sums decontaminate computes (20 bytes a pixel)
 MAX_CELLS = 1 << 20
@@ -99,21 +101,23 @@ def edge_band_px(shape: tuple[int, int], band_px: int | None = None) -> int:
     return max(1, round(min(shape) / 500))
 
 
-def car_box(mask: np.ndarray, margin: int) -> tuple[slice, slice] | None:
-    """The bounding box of the set pixels of ``mask`` widened by ``margin`` and clipped to the frame (None
-    when nothing is set). A dilation or erosion of radius up to ``margin`` gives inside the box what it
-    gives on the whole frame, and its edge pixels all lie inside: the morphology need not see the rest."""
-    left, top, width, height = cv2.boundingRect(np.ascontiguousarray(mask).view(np.uint8))
-    if not width:
+def car_region(mask: np.ndarray, margin: int) -> tuple[slice, slice] | None:
+    """The car's box (:func:`~maskingnet.outputs.framing.car_box`) widened by ``margin`` and clipped to the
+    frame, as slices (None when nothing is set). A dilation or erosion of radius up to ``margin`` gives
+    inside it what it gives on the whole frame, and its edge pixels all lie inside: the morphology need not
+    see the rest."""
+    box = car_box(mask)
+    if box is None:
         return None
-    return grown((slice(top, top + height), slice(left, left + width)), margin, mask.shape)
+    left, top, right, bottom = box
+    return grown((slice(top, bottom), slice(left, right)), margin, mask.shape)
 
 
 def edge_band(hard: np.ndarray, band_px: int | None = None) -> np.ndarray:
     """Pixels within the band width of the thresholded boundary, on either side."""
     radius = edge_band_px(hard.shape, band_px)
     band = np.zeros(hard.shape, bool)
-    if (box := car_box(hard, radius)) is not None:
+    if (box := car_region(hard, radius)) is not None:
         band[box] = dilate(hard[box], radius) & ~erode(hard[box], radius)
     return band
 
@@ -356,7 +360,7 @@ def overlay_image(
     out = rgb.copy()
     cv2.copyTo(cv2.LUT(rgb, table), mask.view(np.uint8), out)
     radius = edge_band_px(mask.shape)
-    if (box := car_box(mask, radius)) is not None:
+    if (box := car_region(mask, radius)) is not None:
         ys, xs = _points(mask[box] & ~erode(mask[box], radius))
         out[ys + box[0].start, xs + box[1].start] = np.asarray(color, np.uint8)
     return Image.fromarray(out, mode="RGB")

@@ -92,114 +92,136 @@ def load_predictor(config: ServeConfig):
     return Predictor.from_settings(config.model)
 
 
-def create_app(config: ServeConfig, predictor=None):
-    """The FastAPI application for ``config`` (``predictor``: an already loaded one, e.g. in tests)."""
-    try:
-        from fastapi import FastAPI, Request
-        from fastapi.responses import HTMLResponse, JSONResponse, Response
+class Service:
+    """One loaded model answering requests: the image threads, the micro-batcher (started with the app),
+    the pixel budget and the counters that ``/healthz`` and ``/v1/model`` report."""
 
-        from maskingnet.serve.access import protect
-    except ImportError as error:
-        raise ServeError(f"{SERVE_EXTRA_HINT} ({error})") from error
-    predictor = predictor or load_predictor(config)
-    summary = model_summary(predictor, config)
-    batcher_box: dict[str, MicroBatcher] = {}
-    started = time.time()
-
-    cpu_pool = concurrent.futures.ThreadPoolExecutor(
-        max_workers=config.cpu_threads or writer_threads(), thread_name_prefix="images"
-    )
+    def __init__(self, config: ServeConfig, predictor) -> None:
+        self.config, self.predictor = config, predictor
+        self.summary = model_summary(predictor, config)
+        self.started = time.time()
+        self.cpu_pool = concurrent.futures.ThreadPoolExecutor(
+            max_workers=config.cpu_threads or writer_threads(), thread_name_prefix="images"
+        )
+        self.budget = PixelBudget(config.pixel_budget)
+        self.counters = {"ok": 0, "client_errors": 0}
+        self.batcher: MicroBatcher | None = None
 
     @contextlib.asynccontextmanager
-    async def lifespan(_app):
+    async def lifespan(self, _app):
+        config = self.config
         batcher = MicroBatcher(
-            lambda inputs: run_model(predictor, inputs),
+            lambda inputs: run_model(self.predictor, inputs),
             config.max_batch,
             config.max_wait_ms / 1000,
             config.queue_size,
         )
         batcher.start()
-        batcher_box["batcher"] = batcher
+        self.batcher = batcher
         yield
         await batcher.stop()
-        cpu_pool.shutdown(wait=False, cancel_futures=True)  # queued work has no one to answer now
+        self.cpu_pool.shutdown(wait=False, cancel_futures=True)  # queued work has no one to answer now
 
-    app = FastAPI(title="maskingnet", summary="Cut cars out of photographs.", lifespan=lifespan)
-    protect(app, config.access_options())
-    counters = {"ok": 0, "client_errors": 0}
-    budget = PixelBudget(config.pixel_budget)
-
-    def stats() -> dict[str, Any]:
-        batcher = batcher_box.get("batcher")
+    def stats(self) -> dict[str, Any]:
+        batcher = self.batcher
         data = dataclasses.asdict(batcher.stats) if batcher else {}
         data["queue_depth"] = batcher.queue.qsize() if batcher else 0
-        data["pixels_in_flight"] = budget.used
-        return {**data, **counters}
+        data["pixels_in_flight"] = self.budget.used
+        return {**data, **self.counters}
 
-    @app.exception_handler(RequestError)
-    async def refuse(_request, error: RequestError):
-        counters["client_errors"] += 1
-        closing = {"Connection": "close"} if error.status == 408 else None
-        body = {"error": error.code, "detail": error.detail}
-        return JSONResponse(body, status_code=error.status, headers=closing)
-
-    async def answer(kind: str, request: Request) -> Response:
-        data, fields = await read_upload(request, config.max_upload_bytes, config.read_timeout_s)
-        picture, options = request_options(kind, request.query_params, fields)
-        loop = asyncio.get_running_loop()
-        pixels = await loop.run_in_executor(cpu_pool, upload_pixels, data, config.max_pixels)
-        try:
-            async with budget.hold(pixels):
-                body, batch_size = await work(kind, picture, data, options)
-        except Overloaded:
-            raise RequestError(503, "busy", "too many requests waiting; retry shortly") from None
-        counters["ok"] += 1
-        media_type = MEDIA_TYPES[options.format_of(picture)]
-        return Response(body, media_type=media_type, headers={"X-Batch-Size": str(batch_size)})
-
-    async def work(kind: str, picture: str, data: bytes, options) -> tuple[bytes, int]:
-        """Decode, model (batched with other requests), full resolution and the picture: its bytes and the
-        batch size."""
-        loop = asyncio.get_running_loop()
-        decode = (decode_for_model, kind, data, config.max_pixels, predictor)
-        item = await loop.run_in_executor(cpu_pool, *decode)
-        small, batch_size = await batcher_box["batcher"].submit(item)
-        body = await loop.run_in_executor(cpu_pool, finish_answer, picture, item, small, predictor, options)
-        return body, batch_size
-
-    @app.post("/v1/mask", summary="Car mask of an uploaded photo (PNG, car 255).")
-    async def mask(request: Request) -> Response:
-        return await answer("mask", request)
-
-    cutout_summary = "The car cut out of an uploaded photo (PNG, WebP or JPEG; transparent or on a colour)."
-
-    @app.post("/v1/cutout", summary=cutout_summary)
-    async def cutout(request: Request) -> Response:
-        return await answer("cutout", request)
-
-    @app.get("/healthz")
-    async def healthz() -> dict[str, Any]:
+    def health(self) -> dict[str, Any]:
         from maskingnet.serve.guard import current_guard
 
         guard = current_guard()
         return {
             "status": "ok",
             "pid": os.getpid(),
-            "uptime_s": round(time.time() - started, 1),
+            "uptime_s": round(time.time() - self.started, 1),
             "rss_mb": rss_mb(),
-            "stats": stats(),
+            "stats": self.stats(),
             "connections": guard.summary() if guard else None,
         }
 
+    async def refuse(self, _request, error: RequestError):
+        from fastapi.responses import JSONResponse
+
+        self.counters["client_errors"] += 1
+        closing = {"Connection": "close"} if error.status == 408 else None
+        body = {"error": error.code, "detail": error.detail}
+        return JSONResponse(body, status_code=error.status, headers=closing)
+
+    async def answer(self, kind: str, request):
+        """One endpoint's answer: the upload read within its limits, then :meth:`work` within the budget."""
+        from fastapi.responses import Response
+
+        config = self.config
+        data, fields = await read_upload(request, config.max_upload_bytes, config.read_timeout_s)
+        picture, options = request_options(kind, request.query_params, fields)
+        loop = asyncio.get_running_loop()
+        pixels = await loop.run_in_executor(self.cpu_pool, upload_pixels, data, config.max_pixels)
+        try:
+            async with self.budget.hold(pixels):
+                body, batch_size = await self.work(kind, picture, data, options)
+        except Overloaded:
+            raise RequestError(503, "busy", "too many requests waiting; retry shortly") from None
+        self.counters["ok"] += 1
+        media_type = MEDIA_TYPES[options.format_of(picture)]
+        return Response(body, media_type=media_type, headers={"X-Batch-Size": str(batch_size)})
+
+    async def work(self, kind: str, picture: str, data: bytes, options) -> tuple[bytes, int]:
+        """Decode, model (batched with other requests), full resolution and the picture: its bytes and the
+        batch size."""
+        loop = asyncio.get_running_loop()
+        decode = (decode_for_model, kind, data, self.config.max_pixels, self.predictor)
+        item = await loop.run_in_executor(self.cpu_pool, *decode)
+        small, batch_size = await self.batcher.submit(item)
+        finish = (finish_answer, picture, item, small, self.predictor, options)
+        return await loop.run_in_executor(self.cpu_pool, *finish), batch_size
+
+
+def create_app(config: ServeConfig, predictor=None):
+    """The FastAPI application for ``config`` (``predictor``: an already loaded one, e.g. in tests)."""
+    try:
+        from fastapi import FastAPI
+
+        from maskingnet.serve.access import protect
+    except ImportError as error:
+        raise ServeError(f"{SERVE_EXTRA_HINT} ({error})") from error
+    service = Service(config, predictor or load_predictor(config))
+    app = FastAPI(title="maskingnet", summary="Cut cars out of photographs.", lifespan=service.lifespan)
+    protect(app, config.access_options())
+    app.add_exception_handler(RequestError, service.refuse)
+    add_routes(app, service)
+    return app
+
+
+CUTOUT_SUMMARY = "The car cut out of an uploaded photo (PNG, WebP or JPEG; transparent or on a colour)."
+
+
+def add_routes(app, service: Service) -> None:
+    """The endpoints (module docstring of :mod:`maskingnet.serve`)."""
+    from fastapi import Request
+    from fastapi.responses import HTMLResponse, Response
+
+    @app.post("/v1/mask", summary="Car mask of an uploaded photo (PNG, car 255).")
+    async def mask(request: Request) -> Response:
+        return await service.answer("mask", request)
+
+    @app.post("/v1/cutout", summary=CUTOUT_SUMMARY)
+    async def cutout(request: Request) -> Response:
+        return await service.answer("cutout", request)
+
+    @app.get("/healthz")
+    async def healthz() -> dict[str, Any]:
+        return service.health()
+
     @app.get("/v1/model")
     async def model_info() -> dict[str, Any]:
-        return {**summary, "stats": stats()}
+        return {**service.summary, "stats": service.stats()}
 
     @app.get("/", response_class=HTMLResponse, include_in_schema=False)
     async def page() -> HTMLResponse:
         return HTMLResponse(PAGE.read_text(encoding="utf-8"))
-
-    return app
 
 
 def app_from_env():

@@ -96,7 +96,8 @@ def test_listing_needs_a_canvas(tmp_path, checkpoint):
 def test_under_torchrun_a_listing_s_folder_stays_with_one_rank():
     from pathlib import Path, PurePosixPath
 
-    from maskingnet.predict import Job, rank_share
+    from maskingnet.predict.config import Job
+    from maskingnet.predict.run import rank_share
 
     jobs = [Job(Path(name), PurePosixPath(name), []) for name in ("a/1.jpg", "a/2.jpg", "b/1.jpg", "b/2.jpg")]
     shares = [rank_share(jobs, rank, 2, by_folder=True) for rank in range(2)]

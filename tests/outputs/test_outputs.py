@@ -10,7 +10,7 @@ from maskingnet.outputs.pictures import (
     alpha_from_probs,
     background_image,
     binary_mask,
-    car_box,
+    car_region,
     cutout_image,
     decontaminate,
     dilate,
@@ -171,11 +171,11 @@ def test_edge_band_on_the_car_box_equals_the_band_on_the_frame():
     assert np.array_equal(edge_band(hard, 3), dilate(hard, 3) & ~erode(hard, 3))
 
 
-def test_car_box_is_the_widened_bounding_box_clipped_to_the_frame():
+def test_car_region_is_the_widened_bounding_box_clipped_to_the_frame():
     mask = np.zeros((20, 30), bool)
     mask[2:5, 10:12] = True
-    assert car_box(mask, 3) == (slice(0, 8), slice(7, 15))
-    assert car_box(np.zeros((4, 4), bool), 3) is None
+    assert car_region(mask, 3) == (slice(0, 8), slice(7, 15))
+    assert car_region(np.zeros((4, 4), bool), 3) is None
 
 
 def test_decontaminate_gives_the_rounded_mean_of_the_source_pixels_in_reach():

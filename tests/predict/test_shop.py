@@ -1,4 +1,4 @@
-"""``maskingnet predict`` for a web shop (issue 14): the input tree kept with a manifest, re-runs that notice
+"""``maskingnet predict`` for a web shop: the input tree kept with a manifest, re-runs that notice
 changed settings, web formats and framing, and clear ends (empty inputs, odd names, a full disk)."""
 
 import csv

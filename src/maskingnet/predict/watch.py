@@ -14,7 +14,8 @@ import time
 from collections.abc import Callable
 
 from maskingnet.errors import MaskingnetError
-from maskingnet.predict import PredictConfig, PredictSummary, _say, predict_files
+from maskingnet.predict.config import PredictConfig, PredictSummary
+from maskingnet.predict.run import predict_files, say
 
 DEFAULT_INTERVAL_S = 2.0
 Snapshot = dict[str, tuple[int, int]]
@@ -52,7 +53,7 @@ def _add(found: Snapshot, path: str) -> None:
 
 def watch(
     config: PredictConfig,
-    report: Callable[[str], None] = _say,
+    report: Callable[[str], None] = say,
     interval: float = DEFAULT_INTERVAL_S,
     should_stop: Callable[[], bool] = lambda: False,
     on_round: Callable[[PredictSummary], None] | None = None,

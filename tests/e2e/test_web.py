@@ -4,7 +4,7 @@ Chromium is driven over the DevTools protocol on a pipe (``--remote-debugging-pi
 in a NUL byte on file descriptors 3 and 4), so no driver, no websocket library and no network are needed.
 Debian's ``chromium`` package is required; ``make test`` installs it. Without it this test FAILS on purpose.
 
-``python tests/test_web.py CHECKPOINT PHOTO... --out docs/serve_page.png`` takes the README screenshot.
+``python tests/e2e/test_web.py CHECKPOINT PHOTO... --out docs/serve_page.png`` takes the README screenshot.
 """
 
 from __future__ import annotations

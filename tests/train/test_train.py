@@ -306,7 +306,7 @@ def test_init_from_refuses_another_architecture_in_one_line(trained_run, synth_d
     assert len(lines) == 1 and "maskingnet width 0.125" in lines[0] and "unet" in lines[0]
 
 
-# ----------------------------------------------------------------------- damaged runs (issue 15, item 4)
+# ----------------------------------------------------------------------- damaged runs
 
 
 @pytest.fixture

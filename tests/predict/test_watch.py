@@ -11,7 +11,7 @@ from PIL import Image
 
 from maskingnet.inference import ModelSettings
 from maskingnet.predict import PredictConfig
-from maskingnet.watch import watch
+from maskingnet.predict.watch import watch
 
 
 @pytest.fixture(scope="module")
