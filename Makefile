@@ -18,7 +18,7 @@ endif
 STAMP := $(VENV)/.installed$(if $(filter cuda,$(TORCH)),-cuda)
 HAS_CUDA := $(PY) -c "import sys, torch; sys.exit(not torch.backends.cuda.is_built())"
 
-.PHONY: install browser demo test test-fast bench peer gpu-check lint clean
+.PHONY: install browser demo test test-fast bench peer gpu-check lint format-check clean
 
 install: $(STAMP)
 
@@ -42,12 +42,13 @@ SAMPLE ?= ../shared/data/carvana-sample/train
 demo: $(STAMP)
 	$(PY) -m maskingnet demo --out runs/demo $(if $(wildcard $(SAMPLE)),--photos $(SAMPLE))
 
-# tests/test_web.py drives the served page in headless Chromium: Debian's package, installed when missing.
+# tests/e2e/test_web.py drives the served page in headless Chromium: Debian's package, installed when missing.
 browser:
 	@test -x /usr/bin/chromium || { apt-get update -qq && DEBIAN_FRONTEND=noninteractive \
 		apt-get install -y -qq --no-install-recommends chromium; }
 
-test: $(STAMP) browser
+# The whole suite, after lint (CI runs this).
+test: $(STAMP) browser lint
 	$(PY) -m pytest
 
 # The loop a contributor runs on every change (under 3 minutes on 2 cores): all but the tests marked slow
@@ -93,8 +94,15 @@ GPU_CHECK_OUT ?= runs/gpu-check
 gpu-check: $(STAMP)
 	$(PY) benchmarks/gpu_check.py --out $(GPU_CHECK_OUT)
 
+LINTED := src tests benchmarks docs
+
+# ruff check always; the format check joins `lint` once the tree is formatted in one commit (today
+# `make format-check` lists the files ruff format would change).
 lint: $(STAMP)
-	$(VENV)/bin/ruff check src tests benchmarks
+	$(VENV)/bin/ruff check $(LINTED)
+
+format-check: $(STAMP)
+	$(VENV)/bin/ruff format --check $(LINTED)
 
 clean:
 	rm -rf runs .pytest_cache build *.egg-info src/*.egg-info
