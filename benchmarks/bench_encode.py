@@ -58,7 +58,8 @@ def main() -> None:
     }
     wall = {
         "RGBA png file: PIL save (before)": lambda: atomic_save(
-            folder / "a_cutout.png", lambda tmp: cut.save(tmp, compress_level=3)),
+            folder / "a_cutout.png", lambda tmp: cut.save(tmp, compress_level=3)
+        ),
         "RGBA png file: write_image": lambda: write_image(folder / "b_cutout.png", rgba),
     }
     cpu_s = {name: [] for name in cpu}

@@ -74,9 +74,13 @@ def get(port: int, path: str, timeout: float) -> tuple[int | str, float]:
 def post_file(port: int, path: str, data: bytes, timeout: float = 600) -> tuple[int | str, bytes]:
     boundary = uuid.uuid4().hex
     body = (
-        f'--{boundary}\r\nContent-Disposition: form-data; name="file"; filename="x.png"\r\n'
-        "Content-Type: image/png\r\n\r\n"
-    ).encode() + data + f"\r\n--{boundary}--\r\n".encode()
+        (
+            f'--{boundary}\r\nContent-Disposition: form-data; name="file"; filename="x.png"\r\n'
+            "Content-Type: image/png\r\n\r\n"
+        ).encode()
+        + data
+        + f"\r\n--{boundary}--\r\n".encode()
+    )
     try:
         connection = http.client.HTTPConnection("127.0.0.1", port, timeout=timeout)
         connection.request("POST", path, body, {"Content-Type": f"multipart/form-data; boundary={boundary}"})
@@ -99,9 +103,11 @@ def serve_case(port: int, pid: int, side: int, concurrent: int) -> None:
     peak = (proc_kb(pid, "VmHWM") - rss) / 1024
     statuses = sorted({str(status) for status, _ in answers})
     refused = [body.decode(errors="replace") for status, body in answers if status != 200]
-    print(f"serve  {concurrent} x {side}x{side} PNG ({len(data) / 1024:.0f} KB) soft_edges cutout: "
-          f"{'/'.join(statuses)} in {seconds:.1f} s, RSS +{grown:.0f} MB, peak RSS +{peak:.0f} MB  "
-          f"[{(refused or ['PNG'])[0][:120]}]")
+    print(
+        f"serve  {concurrent} x {side}x{side} PNG ({len(data) / 1024:.0f} KB) soft_edges cutout: "
+        f"{'/'.join(statuses)} in {seconds:.1f} s, RSS +{grown:.0f} MB, peak RSS +{peak:.0f} MB  "
+        f"[{(refused or ['PNG'])[0][:120]}]"
+    )
 
 
 def scan_bomb_case(port: int, bombs: int) -> None:
@@ -120,9 +126,11 @@ def scan_bomb_case(port: int, bombs: int) -> None:
         answers = [send.result() for send in sends]
         bombs_s = time.perf_counter() - started
     statuses = "/".join(sorted({str(status) for status, _ in answers}))
-    print(f"serve  1918x1280 PNG /v1/mask alone: {alone} in {alone_s:.2f} s; beside {bombs} scan bombs "
-          f"({len(bomb) / 1024:.0f} KB, 4000x4000, {70_010} scans): {beside} in {beside_s:.2f} s; "
-          f"bombs {statuses} after {bombs_s:.2f} s [{answers[0][1].decode(errors='replace')[:120]}]")
+    print(
+        f"serve  1918x1280 PNG /v1/mask alone: {alone} in {alone_s:.2f} s; beside {bombs} scan bombs "
+        f"({len(bomb) / 1024:.0f} KB, 4000x4000, {70_010} scans): {beside} in {beside_s:.2f} s; "
+        f"bombs {statuses} after {bombs_s:.2f} s [{answers[0][1].decode(errors='replace')[:120]}]"
+    )
 
 
 def idle_case(port: int, idle: int) -> None:
@@ -152,17 +160,33 @@ def _open(sock: socket.socket) -> bool:
 def predict_case(model: str, side: int, work: Path) -> None:
     image = work / f"ramp{side}.png"
     image.write_bytes(ramp_png(side, side))
-    command = [sys.executable, "-m", "maskingnet", "predict", "-m", model, str(image), "--out",
-               str(work / f"out{side}"), "--save", "mask,cutout", "--soft-edges", "--no-progress",
-               "--workers", "0"]
+    command = [
+        sys.executable,
+        "-m",
+        "maskingnet",
+        "predict",
+        "-m",
+        model,
+        str(image),
+        "--out",
+        str(work / f"out{side}"),
+        "--save",
+        "mask,cutout",
+        "--soft-edges",
+        "--no-progress",
+        "--workers",
+        "0",
+    ]
     started = time.perf_counter()
     process = subprocess.Popen(command, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE)
     _, status, usage = os.wait4(process.pid, 0)
     seconds = time.perf_counter() - started
     tail = process.stderr.read().decode(errors="replace").strip().splitlines()[-1:] if process.stderr else []
-    print(f"predict {side}x{side} PNG ({image.stat().st_size / 1024:.0f} KB) mask+cutout soft edges: exit "
-          f"{os.waitstatus_to_exitcode(status)} in {seconds:.1f} s, peak RSS {usage.ru_maxrss / 1024:.0f} MB "
-          f"[{' '.join(tail)[:120]}]")
+    print(
+        f"predict {side}x{side} PNG ({image.stat().st_size / 1024:.0f} KB) mask+cutout soft edges: exit "
+        f"{os.waitstatus_to_exitcode(status)} in {seconds:.1f} s, peak RSS {usage.ru_maxrss / 1024:.0f} MB "
+        f"[{' '.join(tail)[:120]}]"
+    )
 
 
 def main() -> None:
@@ -175,8 +199,10 @@ def main() -> None:
     parser.add_argument("--scan-bombs", type=int, default=3, help="scan bombs beside a photo (0: skip)")
     parser.add_argument("--server-args", default="", help="extra 'maskingnet serve' options")
     args = parser.parse_args()
-    print(f"# {platform.node()}, {os.cpu_count()} CPUs, Python {platform.python_version()}, "
-          f"load {os.getloadavg()[0]:.1f}")
+    print(
+        f"# {platform.node()}, {os.cpu_count()} CPUs, Python {platform.python_version()}, "
+        f"load {os.getloadavg()[0]:.1f}"
+    )
     with tempfile.TemporaryDirectory() as tmp:
         work = Path(tmp)
         model = args.model or str(make_half_car_checkpoint(work / "half.safetensors"))

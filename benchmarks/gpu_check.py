@@ -41,8 +41,19 @@ from maskingnet.errors import MaskingnetError
 from maskingnet.runtime import resolve_device
 
 MASKINGNET = [sys.executable, "-m", "maskingnet"]
-TINY_TRAIN = ["--width", "0.125", "--size", "128", "--epochs", "1", "--max-steps", "3", "--workers", "0",
-              "--no-progress"]
+TINY_TRAIN = [
+    "--width",
+    "0.125",
+    "--size",
+    "128",
+    "--epochs",
+    "1",
+    "--max-steps",
+    "3",
+    "--workers",
+    "0",
+    "--no-progress",
+]
 STEP_TIMEOUT_S = 900
 MIN_AGREEMENT = 0.99
 
@@ -167,8 +178,19 @@ def mask_agreement(ours: Path, reference: Path) -> float:
 
 def predict_check(photos: Path, out: Path, cpu_masks: Path, *options: str) -> Callable[[], dict[str, Any]]:
     def action() -> dict[str, Any]:
-        run([*MASKINGNET, "predict", str(photos), "--out", str(out), "--save", "mask", "--no-progress",
-             *options])
+        run(
+            [
+                *MASKINGNET,
+                "predict",
+                str(photos),
+                "--out",
+                str(out),
+                "--save",
+                "mask",
+                "--no-progress",
+                *options,
+            ]
+        )
         lowest = mask_agreement(out, cpu_masks)
         if lowest < MIN_AGREEMENT:
             raise RuntimeError(f"mask Dice with the CPU's {lowest:.5f} < {MIN_AGREEMENT}")
@@ -179,8 +201,21 @@ def predict_check(photos: Path, out: Path, cpu_masks: Path, *options: str) -> Ca
 
 def evaluate_check(data: Path, out: Path, device: str) -> Callable[[], dict[str, Any]]:
     def action() -> dict[str, Any]:
-        done = run([*MASKINGNET, "evaluate", "--data", str(data), "--split", "all", "--out", str(out),
-                    "--no-progress", "--device", device])
+        done = run(
+            [
+                *MASKINGNET,
+                "evaluate",
+                "--data",
+                str(data),
+                "--split",
+                "all",
+                "--out",
+                str(out),
+                "--no-progress",
+                "--device",
+                device,
+            ]
+        )
         return {"line": done.stdout.strip().splitlines()[-1]}
 
     return action
@@ -258,8 +293,14 @@ def bench_table(device: str, quick: bool) -> dict[str, Any]:
     plan = make_plan(config)
     rows = bench_models(config, plan)
     gpu = torch.cuda.get_device_name(plan.device) if plan.device.type == "cuda" else "CPU"
-    return {"gpu": gpu, "size": plan.size, "batch": plan.batch, "repeats": plan.repeats,
-            "cudnn_benchmark": bool(torch.backends.cudnn.benchmark), "rows": rows}
+    return {
+        "gpu": gpu,
+        "size": plan.size,
+        "batch": plan.batch,
+        "repeats": plan.repeats,
+        "cudnn_benchmark": bool(torch.backends.cudnn.benchmark),
+        "rows": rows,
+    }
 
 
 def train_checks(data: Path, root: Path, device: str) -> list[Check]:
@@ -267,12 +308,18 @@ def train_checks(data: Path, root: Path, device: str) -> list[Check]:
 
     checks = [
         timed("train, AMP bf16", train_check(data, root / "train-bf16", device, "--precision", "bf16")),
-        timed("train, AMP fp16 + GradScaler",
-              train_check(data, root / "train-fp16", device, "--precision", "fp16")),
-        timed("train, auto precision + channels_last",
-              train_check(data, root / "train-cl", device, "--channels-last")),
-        timed("train, auto precision + torch.compile",
-              train_check(data, root / "train-compile", device, "--compile")),
+        timed(
+            "train, AMP fp16 + GradScaler",
+            train_check(data, root / "train-fp16", device, "--precision", "fp16"),
+        ),
+        timed(
+            "train, auto precision + channels_last",
+            train_check(data, root / "train-cl", device, "--channels-last"),
+        ),
+        timed(
+            "train, auto precision + torch.compile",
+            train_check(data, root / "train-compile", device, "--compile"),
+        ),
     ]
     gpus = torch.cuda.device_count() if device == "cuda" else 0
     if gpus >= 2:
@@ -288,13 +335,31 @@ def run_checks(root: Path, device: str, quick: bool, skip_bench: bool) -> list[C
     run([*MASKINGNET, "synth", "--out", str(data), "--cars", "3", "--test-cars", "1", "--size", "480x320"])
     photos = data / "test"
     checks = train_checks(data, root, device)
-    run([*MASKINGNET, "predict", str(photos), "--out", str(cpu_masks), "--save", "mask", "--no-progress",
-         "--device", "cpu"])
+    run(
+        [
+            *MASKINGNET,
+            "predict",
+            str(photos),
+            "--out",
+            str(cpu_masks),
+            "--save",
+            "mask",
+            "--no-progress",
+            "--device",
+            "cpu",
+        ]
+    )
     checks += [
-        timed("predict, auto precision",
-              predict_check(photos, root / "predict-auto", cpu_masks, "--device", device)),
-        timed("predict, fp16", predict_check(photos, root / "predict-fp16", cpu_masks, "--device", device,
-                                             "--precision", "fp16")),
+        timed(
+            "predict, auto precision",
+            predict_check(photos, root / "predict-auto", cpu_masks, "--device", device),
+        ),
+        timed(
+            "predict, fp16",
+            predict_check(
+                photos, root / "predict-fp16", cpu_masks, "--device", device, "--precision", "fp16"
+            ),
+        ),
         timed("evaluate", evaluate_check(data, root / "evaluate", device)),
         timed("submit", submit_check(photos, root / "submission.csv.gz", device)),
         timed("serve", serve_check(sorted(photos.glob("*.jpg"))[0], root / "serve.log", device)),
@@ -348,8 +413,11 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--out", type=Path, default=Path("runs/gpu-check"), help="folder for the results")
     parser.add_argument("--quick", action="store_true", help="fewer timed runs in the bench table")
     parser.add_argument("--skip-bench", action="store_true", help="only the CUDA paths, no timing table")
-    parser.add_argument("--rehearse-on-cpu", action="store_true",
-                        help="run the same commands on the CPU to test this script (says nothing of CUDA)")
+    parser.add_argument(
+        "--rehearse-on-cpu",
+        action="store_true",
+        help="run the same commands on the CPU to test this script (says nothing of CUDA)",
+    )
     args = parser.parse_args(argv)
     result: dict[str, Any] = {
         "when": time.strftime("%Y-%m-%d %H:%M UTC", time.gmtime()),

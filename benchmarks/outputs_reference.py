@@ -105,8 +105,10 @@ def _near_colours(
     weight = source[outer].astype(np.float32)
     counts = _window_sums(weight, radius)
     sums = _window_sums(rgb[outer].astype(np.float32) * weight[..., None], radius)
-    inner = (slice(part[0].start - outer[0].start, part[0].stop - outer[0].start),
-             slice(part[1].start - outer[1].start, part[1].stop - outer[1].start))
+    inner = (
+        slice(part[0].start - outer[0].start, part[0].stop - outer[0].start),
+        slice(part[1].start - outer[1].start, part[1].stop - outer[1].start),
+    )
     total = counts[inner][fill]
     found = total > 0
     return _as_colour(sums[inner][fill][found] / total[found][:, None]), found

@@ -12,10 +12,24 @@ REAL_SAMPLE = REPO.parent / "shared" / "data" / "carvana-sample"
 
 SLOW_MODULES = {
     # whole-program runs: training, servers, a browser, wheels, exports, benchmarks, hostile inputs
-    "test_train.py", "test_train_split.py", "test_train_refiner.py", "test_evaluate.py", "test_ablation.py",
-    "test_demo.py", "test_bench.py", "test_bench_peer.py", "test_serve.py", "test_web.py", "test_wheel.py",
-    "test_export.py", "test_quantize.py", "test_gpu_check.py", "test_submit.py", "test_synth.py",
-    "test_carvana.py", "test_cache.py",
+    "test_train.py",
+    "test_train_split.py",
+    "test_train_refiner.py",
+    "test_evaluate.py",
+    "test_ablation.py",
+    "test_demo.py",
+    "test_bench.py",
+    "test_bench_peer.py",
+    "test_serve.py",
+    "test_web.py",
+    "test_wheel.py",
+    "test_export.py",
+    "test_quantize.py",
+    "test_gpu_check.py",
+    "test_submit.py",
+    "test_synth.py",
+    "test_carvana.py",
+    "test_cache.py",
 }
 SLOW_FOLDERS = {"adversarial", "e2e"}
 SLOW_TESTS = {"test_predict_takes_a_bundled_name_a_checkpoint_or_an_onnx[onnx]"}  # an ONNX export: ~25 s
@@ -73,8 +87,18 @@ def trained_run(synth_dir, tmp_path_factory) -> Path:
     out = tmp_path_factory.mktemp("trained") / "run"
     threads = torch.get_num_threads()
     try:
-        train(TrainConfig(data=str(synth_dir), out=str(out), width=0.125, size=(64, 64), epochs=2, threads=1,
-                          workers=0, progress=False))
+        train(
+            TrainConfig(
+                data=str(synth_dir),
+                out=str(out),
+                width=0.125,
+                size=(64, 64),
+                epochs=2,
+                threads=1,
+                workers=0,
+                progress=False,
+            )
+        )
     finally:
         torch.set_num_threads(threads)
     return out

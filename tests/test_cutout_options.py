@@ -42,8 +42,20 @@ def test_format_and_canvas_as_predict_takes_them(photo, checkpoint):
 
 def test_a_jpg_cutout_is_on_the_background_and_cropped_to_the_car(photo, checkpoint, tmp_path):
     target = tmp_path / "car.jpg"
-    result = cutout(str(photo), "-m", str(checkpoint), "-o", str(target), "--crop-to-car", "--margin", "0",
-                    "--background", "#ff0000", "--quality", "80")
+    result = cutout(
+        str(photo),
+        "-m",
+        str(checkpoint),
+        "-o",
+        str(target),
+        "--crop-to-car",
+        "--margin",
+        "0",
+        "--background",
+        "#ff0000",
+        "--quality",
+        "80",
+    )
     assert result.exit_code == 0, result.output
     image = Image.open(target)
     assert image.format == "JPEG" and image.size[0] <= 48 and image.size[1] <= 32

@@ -22,8 +22,14 @@ def test_quick_demo_is_smaller_than_the_full_one():
 
 
 def test_demo_cuts_out_real_photos_with_the_bundled_model(tmp_path, real_sample):
-    config = DemoConfig(out=tmp_path / "demo", cars=1, size=(96, 64), workers=1, photos=real_sample / "train",
-                        bundled_photos=2)
+    config = DemoConfig(
+        out=tmp_path / "demo",
+        cars=1,
+        size=(96, 64),
+        workers=1,
+        photos=real_sample / "train",
+        bundled_photos=2,
+    )
     summary = run_demo(config, log=lambda line: None)
     cutouts = sorted((tmp_path / "demo" / "bundled").glob("*_cutout.png"))
     assert summary["bundled"]["done"] == 2 and len(cutouts) == 2

@@ -30,8 +30,11 @@ def one_gpu(monkeypatch):
 
 
 def test_cuda_on_a_cpu_only_build_names_the_build_and_the_cuda_install(cpu_only_torch):
-    with pytest.raises(DeviceError, match=r"^--device cuda: this torch \(.+\) was built without CUDA "
-                       r"\(install the CUDA build: make install TORCH=cuda\)$"):
+    with pytest.raises(
+        DeviceError,
+        match=r"^--device cuda: this torch \(.+\) was built without CUDA "
+        r"\(install the CUDA build: make install TORCH=cuda\)$",
+    ):
         resolve_device("cuda")
 
 
@@ -97,8 +100,17 @@ def test_every_verb_refuses_an_unavailable_cuda_in_one_line(verb, inputs, cpu_on
 
 
 def test_predict_refuses_a_gpu_index_past_the_count_in_one_line(inputs, one_gpu):
-    args = ["predict", str(inputs / "test"), "--out", str(inputs / "out"), "--no-progress", "-m",
-            str(inputs / "tiny.safetensors"), "--device", "cuda:3"]
+    args = [
+        "predict",
+        str(inputs / "test"),
+        "--out",
+        str(inputs / "out"),
+        "--no-progress",
+        "-m",
+        str(inputs / "tiny.safetensors"),
+        "--device",
+        "cuda:3",
+    ]
     result = CliRunner().invoke(app, args)
     assert (result.exit_code, result.output.strip()) == (1, "predict: --device cuda:3: only 1 GPU (cuda:0)")
 
@@ -119,9 +131,7 @@ def test_ablation_stops_at_its_first_network_with_the_same_line(inputs, cpu_only
     assert result.output.strip().splitlines()[-1].startswith("ablation: --device cuda: this torch")
 
 
-@pytest.mark.parametrize(
-    ("cores", "cpu", "gpu"), [(1, 0, 0), (2, 0, 1), (4, 2, 3), (16, 4, 4)]
-)
+@pytest.mark.parametrize(("cores", "cpu", "gpu"), [(1, 0, 0), (2, 0, 1), (4, 2, 3), (16, 4, 4)])
 def test_decoding_processes_leave_a_cpu_network_its_cores(monkeypatch, cores, cpu, gpu):
     """On a CPU the network uses every core: decoding processes only where cores are to spare."""
     monkeypatch.setattr(runtime, "usable_cores", lambda: cores)

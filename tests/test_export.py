@@ -144,9 +144,7 @@ def test_onnx_input_size_rejects_garbage():
 def test_cli_export_fixed_size_gives_a_static_graph(tmp_path):
     checkpoint = save_model(create_model("unet", width=0.125), tmp_path / "unet.safetensors")
     out = tmp_path / "unet-64x48.onnx"
-    result = CliRunner().invoke(
-        app, ["export", "-m", str(checkpoint), "--out", str(out), "--size", "64x48"]
-    )
+    result = CliRunner().invoke(app, ["export", "-m", str(checkpoint), "--out", str(out), "--size", "64x48"])
     assert result.exit_code == 0, result.output
     dims = onnx.load(str(out)).graph.input[0].type.tensor_type.shape.dim
     assert [d.dim_value for d in dims[1:]] == [3, 48, 64]

@@ -57,8 +57,13 @@ def test_mask_agreement_is_the_lowest_dice_over_the_masks(gpu_check, tmp_path):
 
 
 def test_the_report_puts_the_gpu_table_beside_the_thesis_figures(gpu_check):
-    row = {"name": "maskingnet", "train_ms_per_image": 21.04, "thesis_train_ms": 180.46,
-           "test_ms_per_image": 5.61, "thesis_test_ms": 46.609}
+    row = {
+        "name": "maskingnet",
+        "train_ms_per_image": 21.04,
+        "thesis_train_ms": 180.46,
+        "test_ms_per_image": 5.61,
+        "thesis_test_ms": 46.609,
+    }
     bench = {"gpu": "NVIDIA H100", "size": 512, "batch": 4, "rows": [row]}
     checks = [{"name": "bench: six networks", "ok": True, "seconds": 9.0, "detail": "", "data": bench}]
     text = gpu_check.markdown({"when": "now", "environment": {}, "gpu": True, "checks": checks})

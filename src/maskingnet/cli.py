@@ -39,14 +39,30 @@ F = TypeVar("F", bound=Callable[..., Any])
 
 # ----------------------------------------------------------------------------- options shared by verbs
 # Running a model: evaluate, predict, submit, serve.
-ModelFile = Annotated[str | None, typer.Option(
-    "-m", "--model", metavar="NAME_OR_PATH",
-    help="A bundled model (see 'maskingnet models'), a .safetensors checkpoint or an exported .onnx "
-         "[maskingnet-carvana].")]
-Refine = Annotated[bool, typer.Option(help="Place the outline from the photo itself: the model's edge "
-                                           "refiner, or the guided filter when it has none.")]
-Guided = Annotated[bool, typer.Option(help="Place the outline with the generic guided filter even when the "
-                                           "model has a refiner (photos unlike its training studio).")]
+ModelFile = Annotated[
+    str | None,
+    typer.Option(
+        "-m",
+        "--model",
+        metavar="NAME_OR_PATH",
+        help="A bundled model (see 'maskingnet models'), a .safetensors checkpoint or an exported .onnx "
+        "[maskingnet-carvana].",
+    ),
+]
+Refine = Annotated[
+    bool,
+    typer.Option(
+        help="Place the outline from the photo itself: the model's edge "
+        "refiner, or the guided filter when it has none."
+    ),
+]
+Guided = Annotated[
+    bool,
+    typer.Option(
+        help="Place the outline with the generic guided filter even when the "
+        "model has a refiner (photos unlike its training studio)."
+    ),
+]
 Clean = Annotated[bool, typer.Option(help="Keep only the car: drop far blobs, fill small enclosed holes.")]
 Size = Annotated[str | None, typer.Option(help="Model input N or WxH (default: the checkpoint's).")]
 Device = Annotated[str, typer.Option(help="auto, cpu, cuda, cuda:N or mps.")]
@@ -59,8 +75,9 @@ BatchSize = Annotated[int, typer.Option(help="Images per model batch.")]
 Workers = Annotated[int | None, typer.Option(help="Decoding processes (0: none; default: by cores).")]
 Progress = Annotated[bool, typer.Option(help="Show a progress bar.")]
 # Choosing networks: bench, ablation.
-Models = Annotated[str | None, typer.Option(help="Comma-separated networks (default: all six; see "
-                                                 "'maskingnet models').")]
+Models = Annotated[
+    str | None, typer.Option(help="Comma-separated networks (default: all six; see 'maskingnet models').")
+]
 
 
 MODEL_GROUP: dict[str, tuple[Any, Any]] = {
@@ -127,8 +144,10 @@ def model_path(model: str | None) -> Path:
     return resolve_model(model)
 
 
-BUNDLED_TERMS = ("the bundled model's weights come from Kaggle's Carvana data: non-commercial use only; for "
-                 "other uses train on your own photos (README: 'Fine-tune on your own photos')")
+BUNDLED_TERMS = (
+    "the bundled model's weights come from Kaggle's Carvana data: non-commercial use only; for "
+    "other uses train on your own photos (README: 'Fine-tune on your own photos')"
+)
 
 
 def say_terms(verb_name: str, checkpoint: Any) -> None:
@@ -321,40 +340,59 @@ def train(
     lr_step: Annotated[int | None, train_option("lr_step", "Times --lr-gamma every N epochs.")] = None,
     lr_gamma: Annotated[float | None, train_option("lr_gamma", "StepLR factor.")] = None,
     size: Annotated[str | None, train_option("size", "Training size N or WxH.")] = None,
-    scale: Annotated[float | None, typer.Option(help="Photo scale, e.g. 0.25: 1918x1280 -> 480x320 "
-                                                "(instead of --size).")] = None,
-    crop: Annotated[str | None, typer.Option(help="Train on random WxH crops of the scaled photo "
-                                             "(validation: whole photos).")] = None,
+    scale: Annotated[
+        float | None, typer.Option(help="Photo scale, e.g. 0.25: 1918x1280 -> 480x320 (instead of --size).")
+    ] = None,
+    crop: Annotated[
+        str | None,
+        typer.Option(help="Train on random WxH crops of the scaled photo (validation: whole photos)."),
+    ] = None,
     width: Annotated[float | None, train_option("width", "Channel width multiplier.")] = None,
     loss: Annotated[str | None, train_option("loss", " or ".join(LOSSES) + ".")] = None,
-    augment: Annotated[bool | None, train_option(
-        "augment", "Flip, shift/scale/rotate, colour jitter.", "--augment/--no-augment")] = None,
+    augment: Annotated[
+        bool | None,
+        train_option("augment", "Flip, shift/scale/rotate, colour jitter.", "--augment/--no-augment"),
+    ] = None,
     vgg_weights: Annotated[Path | None, typer.Option(help="Local torchvision vgg16(_bn) weights.")] = None,
-    init_from: Annotated[str | None, typer.Option(
-        help="Fine-tune: start from this bundled model or checkpoint (its model, width and size are the "
-             "defaults).")] = None,
+    init_from: Annotated[
+        str | None,
+        typer.Option(
+            help="Fine-tune: start from this bundled model or checkpoint (its model, width and size are the "
+            "defaults)."
+        ),
+    ] = None,
     split: Annotated[str | None, train_option("split", "car (by car id) or thesis (4071/1017).")] = None,
     val_fraction: Annotated[float | None, train_option("val_fraction", "Share of cars held out.")] = None,
-    val_cars: Annotated[str | None, typer.Option(
-        help="Validate on exactly these cars: ids separated by commas, or @FILE (one or more a line).")]
-    = None,
+    val_cars: Annotated[
+        str | None,
+        typer.Option(
+            help="Validate on exactly these cars: ids separated by commas, or @FILE (one or more a line)."
+        ),
+    ] = None,
     fold: Annotated[int | None, typer.Option(help="Validate on fold K of --folds (by car).")] = None,
     folds: Annotated[int | None, train_option("folds", "Number of folds for --fold.")] = None,
     seed: Annotated[int | None, train_option("seed", "Seed: split, init, data order, augmentation.")] = None,
-    workers: Annotated[int | None, typer.Option(
-        help="DataLoader processes per training process (default: by cores).")] = None,
-    threads: Annotated[int | None, typer.Option(
-        help="torch CPU threads per process (default: torch's).")] = None,
+    workers: Annotated[
+        int | None, typer.Option(help="DataLoader processes per training process (default: by cores).")
+    ] = None,
+    threads: Annotated[
+        int | None, typer.Option(help="torch CPU threads per process (default: torch's).")
+    ] = None,
     device: Annotated[str | None, train_option("device", "auto, cpu, cuda, cuda:N or mps.")] = None,
     precision: Annotated[str | None, train_option("precision", ", ".join(PRECISIONS) + ".")] = None,
-    channels_last: Annotated[bool | None, train_option(
-        "channels_last", "channels_last memory format.", "--channels-last")] = None,
+    channels_last: Annotated[
+        bool | None, train_option("channels_last", "channels_last memory format.", "--channels-last")
+    ] = None,
     compile: Annotated[bool | None, train_option("compile", "torch.compile the model.", "--compile")] = None,
     accumulate: Annotated[int | None, train_option("accumulate", "Batches per optimizer step.")] = None,
     max_steps: Annotated[int | None, typer.Option(help="Stop after this many optimizer steps.")] = None,
-    cache: Annotated[Path | None, typer.Option(
-        help="Folder for the photos and masks at the training size, made once and read every epoch "
-             "(rebuilt for a changed size or file).")] = None,
+    cache: Annotated[
+        Path | None,
+        typer.Option(
+            help="Folder for the photos and masks at the training size, made once and read every epoch "
+            "(rebuilt for a changed size or file)."
+        ),
+    ] = None,
     resume: Annotated[bool, typer.Option("--resume", help="Continue the run in --out.")] = False,
     progress: Annotated[bool, typer.Option(help="Show a progress bar.")] = True,
 ) -> None:
@@ -409,25 +447,38 @@ def say_trained(summary: dict[str, Any]) -> None:
 @app.command("train-refiner", short_help="Train the edge refiner of a trained network.")
 @verb
 def train_refiner(
-    model: Annotated[str, typer.Option(
-        "-m", "--model", metavar="NAME_OR_PATH",
-        help="The trained network (a run's checkpoint): its val cars are left out, its answers used.")],
+    model: Annotated[
+        str,
+        typer.Option(
+            "-m",
+            "--model",
+            metavar="NAME_OR_PATH",
+            help="The trained network (a run's checkpoint): its val cars are left out, its answers used.",
+        ),
+    ],
     data: Annotated[Path, typer.Option(help="The network's training data (Carvana or plain layout).")],
     out: Annotated[Path, typer.Option(help="Model file to write: the network with the refiner inside.")],
     steps: Annotated[int, typer.Option(help="Optimizer steps (12,000: 27 minutes on 2 cores).")] = 12000,
     batch_size: Annotated[int, typer.Option(help="Patches per step.")] = 16,
     lr: Annotated[float, typer.Option(help="Adam learning rate (cosine to 0).")] = 2e-3,
-    real_fraction: Annotated[float, typer.Option(
-        help="Share of patches whose coarse input is the network's own answer (the rest: damaged truth).")]
-    = 1.0,
+    real_fraction: Annotated[
+        float,
+        typer.Option(
+            help="Share of patches whose coarse input is the network's own answer (the rest: damaged truth)."
+        ),
+    ] = 1.0,
     channels: Annotated[int, typer.Option(help="Refiner width.")] = 8,
     scale: Annotated[float, typer.Option(help="Refiner's working scale of the full photo.")] = 1.0,
     band: Annotated[int, typer.Option(help="Working pixels either side of the outline it may change.")] = 12,
     seed: Annotated[int, typer.Option(help="Seed: patches, damage, initial weights.")] = 0,
     cache: Annotated[Path | None, typer.Option(help="Folder to keep decoded photos in between runs.")] = None,
-    photos: Annotated[int | None, typer.Option(
-        help="Use at most N training photos, spread over as many cars as possible (memory: ~30 MB a "
-             "1918x1280 photo) [all].")] = None,
+    photos: Annotated[
+        int | None,
+        typer.Option(
+            help="Use at most N training photos, spread over as many cars as possible (memory: ~30 MB a "
+            "1918x1280 photo) [all]."
+        ),
+    ] = None,
     threads: Annotated[int | None, typer.Option(help="torch CPU threads [torch's].")] = None,
     progress: Progress = True,
 ) -> None:
@@ -441,9 +492,20 @@ def train_refiner(
     if threads:
         torch.set_num_threads(threads)
     config = RefinerTrainConfig(
-        data=str(data), model=str(resolve_model(model)), out=str(out), steps=steps, batch_size=batch_size,
-        lr=lr, real_fraction=real_fraction, channels=channels, scale=scale, band=band, seed=seed,
-        cache=str(cache) if cache else None, progress=progress, photos=photos,
+        data=str(data),
+        model=str(resolve_model(model)),
+        out=str(out),
+        steps=steps,
+        batch_size=batch_size,
+        lr=lr,
+        real_fraction=real_fraction,
+        channels=channels,
+        scale=scale,
+        band=band,
+        seed=seed,
+        cache=str(cache) if cache else None,
+        progress=progress,
+        photos=photos,
     )
     summary = run_refiner(config, say=lambda line: typer.echo(line, err=True))
     seconds = summary["seconds"]
@@ -474,8 +536,15 @@ def evaluate(
 
     check_threshold(threshold)
     summary = run_evaluate(
-        settings, data, split=split, out=out, batch_size=batch_size, workers=workers, threshold=threshold,
-        worst=worst, progress=progress,
+        settings,
+        data,
+        split=split,
+        out=out,
+        batch_size=batch_size,
+        workers=workers,
+        threshold=threshold,
+        worst=worst,
+        progress=progress,
     )
     typer.echo(
         f"mean Dice {summary['mean_dice']:.5f} over {summary['images']} images at the original resolution "
@@ -496,22 +565,41 @@ def predict(
     save: Annotated[str, typer.Option(help="Any of mask,cutout,white,overlay.")] = "mask,cutout",
     background: Annotated[str, typer.Option(help="Colour behind the car in the 'white' output.")] = "white",
     soft_edges: Annotated[bool, typer.Option(help="Soft alpha in a thin edge band.")] = False,
-    overwrite: Annotated[bool, typer.Option(help="Redo images whose outputs already exist (even when made "
-                                                 "with the same model and settings).")] = False,
+    overwrite: Annotated[
+        bool,
+        typer.Option(
+            help="Redo images whose outputs already exist (even when made with the same model and settings)."
+        ),
+    ] = False,
     recursive: Annotated[bool, typer.Option(help="Look into sub-folders of folder inputs.")] = True,
-    fmt: Annotated[str, typer.Option(
-        "--format", help="png, webp or jpg for the cut-out and the photo on a colour (auto: PNG cut-out, "
-                         "JPEG on a colour; a jpg cut-out is the car on --background).")] = "auto",
+    fmt: Annotated[
+        str,
+        typer.Option(
+            "--format",
+            help="png, webp or jpg for the cut-out and the photo on a colour (auto: PNG cut-out, "
+            "JPEG on a colour; a jpg cut-out is the car on --background).",
+        ),
+    ] = "auto",
     quality: Annotated[int | None, typer.Option(help="JPEG/WebP quality, 1-100 [jpg 95, webp 90].")] = None,
-    crop_to_car: Annotated[bool, typer.Option(help="Frame the cut-out and the photo on a colour around the "
-                                                   "car.")] = False,
+    crop_to_car: Annotated[
+        bool, typer.Option(help="Frame the cut-out and the photo on a colour around the car.")
+    ] = False,
     margin: Annotated[float, typer.Option(help="Space around the framed car, a fraction of its box.")] = 0.05,
-    canvas: Annotated[str | None, typer.Option(help="Framed outputs of this WxH, the car scaled to fit and "
-                                                    "centred (implies --crop-to-car).")] = None,
-    listing: Annotated[bool, typer.Option(help="One scale and one baseline for all photos of a folder on "
-                                               "--canvas (one car's listing).")] = False,
-    watch: Annotated[bool, typer.Option(help="Keep running: cut out photos that arrive in the inputs "
-                                             "(Ctrl-C stops).")] = False,
+    canvas: Annotated[
+        str | None,
+        typer.Option(
+            help="Framed outputs of this WxH, the car scaled to fit and centred (implies --crop-to-car)."
+        ),
+    ] = None,
+    listing: Annotated[
+        bool,
+        typer.Option(
+            help="One scale and one baseline for all photos of a folder on --canvas (one car's listing)."
+        ),
+    ] = False,
+    watch: Annotated[
+        bool, typer.Option(help="Keep running: cut out photos that arrive in the inputs (Ctrl-C stops).")
+    ] = False,
     watch_interval: Annotated[float, typer.Option(help="Seconds between looks at the inputs.")] = 2.0,
     settings: ModelGroup = None,
     threshold: Threshold = 0.5,
@@ -527,10 +615,22 @@ def predict(
 
     say_terms("predict", settings.checkpoint)
     config = PredictConfig(
-        model=settings, inputs=inputs, out=out, save=parse_kinds(save), batch_size=batch_size,
-        workers=workers, threshold=threshold, background=parse_color(background), soft_edges=soft_edges,
-        overwrite=overwrite, recursive=recursive, progress=progress, fmt=fmt, quality=quality,
-        crop_to_car=crop_to_car or canvas is not None, margin=margin,
+        model=settings,
+        inputs=inputs,
+        out=out,
+        save=parse_kinds(save),
+        batch_size=batch_size,
+        workers=workers,
+        threshold=threshold,
+        background=parse_color(background),
+        soft_edges=soft_edges,
+        overwrite=overwrite,
+        recursive=recursive,
+        progress=progress,
+        fmt=fmt,
+        quality=quality,
+        crop_to_car=crop_to_car or canvas is not None,
+        margin=margin,
         canvas=parse_size(canvas, square=False, what="--canvas"),
         listing=listing,
     )
@@ -568,20 +668,35 @@ CUTOUT_KINDS = ("cutout", "white", "mask")
 @model_settings(without=("size", "backend", "tta"))
 def cutout(
     photo: Annotated[str, typer.Argument(help="The photo, or - to read it from stdin.")],
-    output: Annotated[str | None, typer.Option(
-        "-o", "--output", help="Output file (.png, .webp, .jpg), or - for stdout (the default when stdout is "
-                               "not a terminal).")] = None,
-    kind: Annotated[str, typer.Option(
-        help="cutout (transparent), white (on --background) or mask.")] = "cutout",
+    output: Annotated[
+        str | None,
+        typer.Option(
+            "-o",
+            "--output",
+            help="Output file (.png, .webp, .jpg), or - for stdout (the default when stdout is "
+            "not a terminal).",
+        ),
+    ] = None,
+    kind: Annotated[
+        str, typer.Option(help="cutout (transparent), white (on --background) or mask.")
+    ] = "cutout",
     background: Annotated[str, typer.Option(help="Colour behind the car for 'white' and JPEG.")] = "white",
     soft_edges: Annotated[bool, typer.Option(help="Soft alpha in a thin edge band.")] = False,
-    fmt: Annotated[str | None, typer.Option(
-        "--format", help="png, webp or jpg (default: from the -o file's suffix; png on stdout).")] = None,
+    fmt: Annotated[
+        str | None,
+        typer.Option(
+            "--format", help="png, webp or jpg (default: from the -o file's suffix; png on stdout)."
+        ),
+    ] = None,
     quality: Annotated[int | None, typer.Option(help="JPEG/WebP quality, 1-100 [jpg 95, webp 90].")] = None,
     crop_to_car: Annotated[bool, typer.Option(help="Frame the picture around the car.")] = False,
     margin: Annotated[float, typer.Option(help="Space around the framed car, a fraction of its box.")] = 0.05,
-    canvas: Annotated[str | None, typer.Option(
-        help="A picture of this WxH, the car scaled to fit and centred (implies --crop-to-car).")] = None,
+    canvas: Annotated[
+        str | None,
+        typer.Option(
+            help="A picture of this WxH, the car scaled to fit and centred (implies --crop-to-car)."
+        ),
+    ] = None,
     settings: ModelGroup = None,
     threshold: Threshold = 0.5,
 ) -> None:
@@ -607,9 +722,15 @@ def cutout(
             raise ValueError(f"{output}: output must end in .png, .webp or .jpg (or give --format)")
     on_colour = kind == "white" or (kind == "cutout" and fmt.lower() in ("jpg", "jpeg"))
     picture, options = picture_request(
-        "mask" if kind == "mask" else "cutout", format=fmt, quality=quality, crop_to_car=crop_to_car,
-        margin=margin, canvas=parse_size(canvas, square=False, what="--canvas"), soft_edges=soft_edges,
-        background=parse_color(background) if on_colour else None, threshold=threshold,
+        "mask" if kind == "mask" else "cutout",
+        format=fmt,
+        quality=quality,
+        crop_to_car=crop_to_car,
+        margin=margin,
+        canvas=parse_size(canvas, square=False, what="--canvas"),
+        soft_edges=soft_edges,
+        background=parse_color(background) if on_colour else None,
+        threshold=threshold,
     )
     source = _read_stdin() if photo == "-" else Path(photo)
     predictor = Predictor.from_settings(settings)
@@ -667,8 +788,15 @@ def submit(
 
     check_threshold(threshold)
     config = SubmitConfig(
-        model=settings, test_dir=test_dir, out=out, threshold=threshold, batch_size=batch_size,
-        workers=workers, sample=sample, flush_every=flush_every, progress=progress,
+        model=settings,
+        test_dir=test_dir,
+        out=out,
+        threshold=threshold,
+        batch_size=batch_size,
+        workers=workers,
+        sample=sample,
+        flush_every=flush_every,
+        progress=progress,
     )
     summary = run_submit(config)
     if summary.merged:
@@ -712,24 +840,44 @@ def serve(
     max_batch: Annotated[int, typer.Option(help="Most requests answered by one model call.")] = 8,
     max_wait_ms: Annotated[float, typer.Option(help="Longest wait for requests to batch with.")] = 10.0,
     queue_size: Annotated[int, typer.Option(help="Requests waiting for the model before 503.")] = 64,
-    max_pixels: Annotated[int, typer.Option(
-        help="Larger photos are refused (422); 4 photos this size may be in flight at once.")] = 16_000_000,
-    max_connections: Annotated[int, typer.Option(
-        help="Open connections; at the cap idle ones are closed to make room.")] = 128,
-    read_timeout: Annotated[float, typer.Option(
-        help="Seconds to send a request head, or between bytes of a body (408).")] = 10.0,
-    request_timeout: Annotated[float, typer.Option(
-        help="Seconds from a request head to the end of its answer.")] = 120.0,
-    allowed_host: Annotated[list[str] | None, typer.Option(
-        metavar="HOST", help="Also answer requests for this Host (repeatable; *.example.com, * for any); "
-                             "always: localhost, 127.0.0.1, [::1] and --host.")] = None,
-    api_key: Annotated[str | None, typer.Option(
-        metavar="KEY", envvar="MASKINGNET_API_KEY", show_envvar=True,
-        help="Require this key (Authorization: Bearer KEY or X-API-Key) on all but /healthz.")] = None,
-    cors_origin: Annotated[list[str] | None, typer.Option(
-        metavar="ORIGIN", help="Let pages of this origin call the API (repeatable; * for any).")] = None,
-    access_log: Annotated[str | None, typer.Option(
-        metavar="FILE", help="Append one line per request to this file (- for stderr).")] = None,
+    max_pixels: Annotated[
+        int,
+        typer.Option(help="Larger photos are refused (422); 4 photos this size may be in flight at once."),
+    ] = 16_000_000,
+    max_connections: Annotated[
+        int, typer.Option(help="Open connections; at the cap idle ones are closed to make room.")
+    ] = 128,
+    read_timeout: Annotated[
+        float, typer.Option(help="Seconds to send a request head, or between bytes of a body (408).")
+    ] = 10.0,
+    request_timeout: Annotated[
+        float, typer.Option(help="Seconds from a request head to the end of its answer.")
+    ] = 120.0,
+    allowed_host: Annotated[
+        list[str] | None,
+        typer.Option(
+            metavar="HOST",
+            help="Also answer requests for this Host (repeatable; *.example.com, * for any); "
+            "always: localhost, 127.0.0.1, [::1] and --host.",
+        ),
+    ] = None,
+    api_key: Annotated[
+        str | None,
+        typer.Option(
+            metavar="KEY",
+            envvar="MASKINGNET_API_KEY",
+            show_envvar=True,
+            help="Require this key (Authorization: Bearer KEY or X-API-Key) on all but /healthz.",
+        ),
+    ] = None,
+    cors_origin: Annotated[
+        list[str] | None,
+        typer.Option(metavar="ORIGIN", help="Let pages of this origin call the API (repeatable; * for any)."),
+    ] = None,
+    access_log: Annotated[
+        str | None,
+        typer.Option(metavar="FILE", help="Append one line per request to this file (- for stderr)."),
+    ] = None,
     settings: ModelGroup = None,
 ) -> None:
     """HTTP service: POST /v1/mask, /v1/cutout (PNG); GET /healthz, /v1/model; a drag-and-drop page at /."""
@@ -738,11 +886,22 @@ def serve(
 
     say_terms("serve", settings.checkpoint)
     config = ServeConfig(
-        model=settings, host=host, port=port, max_upload_mb=max_upload_mb, workers=workers,
-        max_batch=max_batch, max_wait_ms=max_wait_ms, queue_size=queue_size, max_pixels=max_pixels,
-        max_connections=max_connections, read_timeout_s=read_timeout, request_timeout_s=request_timeout,
-        allowed_hosts=tuple(allowed_host or ()), api_key=api_key or None,
-        cors_origins=tuple(cors_origin or ()), access_log=access_log,
+        model=settings,
+        host=host,
+        port=port,
+        max_upload_mb=max_upload_mb,
+        workers=workers,
+        max_batch=max_batch,
+        max_wait_ms=max_wait_ms,
+        queue_size=queue_size,
+        max_pixels=max_pixels,
+        max_connections=max_connections,
+        read_timeout_s=read_timeout,
+        request_timeout_s=request_timeout,
+        allowed_hosts=tuple(allowed_host or ()),
+        api_key=api_key or None,
+        cors_origins=tuple(cors_origin or ()),
+        access_log=access_log,
     )
     run_server(config)
 
@@ -754,9 +913,13 @@ def serve(
 @verb
 def bench(
     out: Annotated[Path, typer.Option(help="Folder for bench.json and bench.md.")] = Path("runs/bench"),
-    data: Annotated[Path | None, typer.Option(
-        help="Carvana-layout folder of real photos for the mask agreement, the pipeline and the RLE rows "
-        "(none: those are skipped).")] = None,
+    data: Annotated[
+        Path | None,
+        typer.Option(
+            help="Carvana-layout folder of real photos for the mask agreement, the pipeline and the RLE rows "
+            "(none: those are skipped)."
+        ),
+    ] = None,
     quick: Annotated[bool, typer.Option(help="Small sizes, single runs: minutes on 2 CPU cores.")] = False,
     device: Annotated[str, typer.Option(help="auto, cpu, cuda or cuda:N.")] = "auto",
     size: Annotated[int | None, typer.Option(help="Six-model timing side [GPU 512, CPU 256].")] = None,
@@ -764,12 +927,20 @@ def bench(
     repeats: Annotated[int | None, typer.Option(help="Timed runs per figure (best is kept).")] = None,
     model: ModelFile = None,
     models: Models = None,
-    peer: Annotated[str | None, typer.Option(
-        help="Only the peer section, against these tools: rembg, or rembg,imgly (needs --data and 'make "
-        "peer'). Without it every section runs, the peers' where they are installed.")] = None,
-    section: Annotated[list[str] | None, typer.Option(
-        help="Only this section (repeatable): models, peak, fast_path, pipeline, default_model, int8, "
-        "output_stage, rle, startup, peer.")] = None,
+    peer: Annotated[
+        str | None,
+        typer.Option(
+            help="Only the peer section, against these tools: rembg, or rembg,imgly (needs --data and 'make "
+            "peer'). Without it every section runs, the peers' where they are installed."
+        ),
+    ] = None,
+    section: Annotated[
+        list[str] | None,
+        typer.Option(
+            help="Only this section (repeatable): models, peak, fast_path, pipeline, default_model, int8, "
+            "output_stage, rle, startup, peer."
+        ),
+    ] = None,
 ) -> None:
     """Benchmarks: the six networks' cost, the CPU fast path, conv peak, end-to-end predict, RLE, peers."""
     from maskingnet.bench.report import run_bench
@@ -790,8 +961,17 @@ def bench(
         sections["sections"] = tuple(section)
         command += "".join(f" --section {name}" for name in section)
     config = BenchConfig(
-        out=out, quick=quick, device=device, models=model_names(models), size=size, batch=batch,
-        repeats=repeats, data=data, checkpoint=model_path(model), extra={"command": command}, **sections,
+        out=out,
+        quick=quick,
+        device=device,
+        models=model_names(models),
+        size=size,
+        batch=batch,
+        repeats=repeats,
+        data=data,
+        checkpoint=model_path(model),
+        extra={"command": command},
+        **sections,
     )
     result = run_bench(config)
     typer.echo(f"wrote {out / 'bench.json'} and {out / 'bench.md'} in {result['seconds']} s")
@@ -823,8 +1003,17 @@ def ablation(
         f"--seed {seed} --batch-size {batch_size} --models {','.join(names)}"
     )
     config = AblationConfig(
-        data=data, out=out, models=names, epochs=epochs, size=parse_size(size), width=width, seed=seed,
-        batch_size=batch_size, device=device, progress=progress, extra={"command": command},
+        data=data,
+        out=out,
+        models=names,
+        epochs=epochs,
+        size=parse_size(size),
+        width=width,
+        seed=seed,
+        batch_size=batch_size,
+        device=device,
+        progress=progress,
+        extra={"command": command},
     )
     result = run_ablation(config, say=typer.echo)
     typer.echo(f"wrote {out / 'ablation.md'} ({len(result['rows'])} networks, {result['seconds']:.0f} s)")
@@ -836,9 +1025,12 @@ def demo(
     out: Annotated[Path, typer.Option(help="Folder for everything the demo writes.")] = Path("runs/demo"),
     quick: Annotated[bool, typer.Option(help="Tiny version: seconds instead of minutes.")] = False,
     seed: Annotated[int, typer.Option(help="Seed of the synthetic data.")] = 0,
-    photos: Annotated[Path | None, typer.Option(
-        help="Folder of real car photos to cut out with the bundled model (default: synthetic ones).")]
-    = None,
+    photos: Annotated[
+        Path | None,
+        typer.Option(
+            help="Folder of real car photos to cut out with the bundled model (default: synthetic ones)."
+        ),
+    ] = None,
 ) -> None:
     """Run the project end to end: the bundled model on photos, then training on synthetic data."""
     from maskingnet.demo import DemoConfig, run_demo

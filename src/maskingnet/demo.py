@@ -31,6 +31,7 @@ OUTLINE = (255, 230, 0)
 @dataclass
 class DemoConfig:
     """What the demo runs on. ``quick`` shrinks everything so that the demo takes seconds."""
+
     out: Path = Path("runs/demo")
     cars: int = 8
     size: tuple[int, int] = (480, 320)

@@ -163,8 +163,12 @@ def done_record_path(out: Path) -> Path:
 def record_done(out: Path, settings: dict[str, Any]) -> None:
     """Record which job made the finished ``out`` (and its size and time, to notice a replaced file)."""
     stat = out.stat()
-    record = {"fingerprint": fingerprint(settings), "settings": settings, "bytes": stat.st_size,
-              "mtime_ns": stat.st_mtime_ns}
+    record = {
+        "fingerprint": fingerprint(settings),
+        "settings": settings,
+        "bytes": stat.st_size,
+        "mtime_ns": stat.st_mtime_ns,
+    }
     with atomic_write(done_record_path(out), "w") as handle:
         json.dump(record, handle)
 
@@ -268,8 +272,14 @@ def write_part(
     sink = RleSink([name for name, _ in todo], writer.write, config.threshold, config.flush_every, report)
     bar = progress_bar(len(rows), desc="submit", enabled=config.progress, initial=first)
     try:
-        run([path for _, path in todo], predictor, sink, batch_size=config.batch_size,
-            workers=config.workers, tick=bar.update)
+        run(
+            [path for _, path in todo],
+            predictor,
+            sink,
+            batch_size=config.batch_size,
+            workers=config.workers,
+            tick=bar.update,
+        )
     finally:
         bar.close()
         summary.done += sink.done

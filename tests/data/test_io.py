@@ -275,8 +275,9 @@ def test_a_dangling_link_is_reported(tmp_path):
     good = save(tmp_path / "a.png", photo())
     (tmp_path / "gone.jpg").symlink_to(tmp_path / "missing.jpg")
     paths, problems = list_images(tmp_path)
-    assert paths == [good] and problems == [f"{tmp_path / 'gone.jpg'}: dangling symbolic link (to "
-                                            f"{tmp_path / 'missing.jpg'})"]
+    assert paths == [good] and problems == [
+        f"{tmp_path / 'gone.jpg'}: dangling symbolic link (to {tmp_path / 'missing.jpg'})"
+    ]
 
 
 def test_a_link_to_itself_is_reported_as_a_loop(tmp_path):

@@ -77,9 +77,25 @@ def test_predict_accepts_precision_int8(tmp_path):
     checkpoint = make_half_car_checkpoint(tmp_path / "tiny.safetensors")
     Image.new("RGB", (96, 64), (120, 90, 60)).save(tmp_path / "car.png")
     result = subprocess.run(
-        [sys.executable, "-m", "maskingnet", "predict", "-m", str(checkpoint), str(tmp_path / "car.png"),
-         "--out", str(tmp_path / "out"), "--precision", "int8", "--workers", "0", "--no-progress"],
-        capture_output=True, text=True, timeout=300,
+        [
+            sys.executable,
+            "-m",
+            "maskingnet",
+            "predict",
+            "-m",
+            str(checkpoint),
+            str(tmp_path / "car.png"),
+            "--out",
+            str(tmp_path / "out"),
+            "--precision",
+            "int8",
+            "--workers",
+            "0",
+            "--no-progress",
+        ],
+        capture_output=True,
+        text=True,
+        timeout=300,
     )
     assert result.returncode == 0, result.stderr
     assert list((tmp_path / "out").rglob("car*.png"))

@@ -111,8 +111,21 @@ def test_predict_takes_a_bundled_name_a_checkpoint_or_an_onnx(kind, tmp_path, re
     if kind == "onnx":
         model = str(request.getfixturevalue("exported_bundled"))
     car_photo().save(tmp_path / "car.jpg")
-    args = ["predict", str(tmp_path / "car.jpg"), "-m", model, "--out", str(tmp_path / "out"),
-            "--save", "mask", "--workers", "0", "--no-progress", "--precision", "fp32"]
+    args = [
+        "predict",
+        str(tmp_path / "car.jpg"),
+        "-m",
+        model,
+        "--out",
+        str(tmp_path / "out"),
+        "--save",
+        "mask",
+        "--workers",
+        "0",
+        "--no-progress",
+        "--precision",
+        "fp32",
+    ]
     result = CliRunner().invoke(app, args)
     assert result.exit_code == 0, result.output
     mask = np.asarray(Image.open(tmp_path / "out" / "car_mask.png"))
@@ -159,8 +172,10 @@ def test_the_bundled_edge_refiner_beats_plain_up_sampling_on_a_held_out_car(real
     path = bundled_path(DEFAULT_MODEL)
     held_out = read_config(path)[1]["split"]["val_cars"][0]
     network = Predictor(DEFAULT_MODEL, precision="fp32", refine=False, clean=False)
-    refined_by = {"bilinear": EdgeStage(None, CleanUp(enabled=False), None),
-                  "refiner": EdgeStage(load_refiner(path), CleanUp(enabled=False), None)}
+    refined_by = {
+        "bilinear": EdgeStage(None, CleanUp(enabled=False), None),
+        "refiner": EdgeStage(load_refiner(path), CleanUp(enabled=False), None),
+    }
     for record in [r for r in scan(real_sample).records if r.car_id == held_out][:2]:
         photo = np.asarray(read_image(record.image_path).convert("RGB"))
         item = network.prepare(str(record.image_path), need_photo=False, index=0)

@@ -52,9 +52,11 @@ def test_models_at_the_default_size_answers_from_stored_numbers_without_torch():
     import subprocess
     import sys
 
-    code = ("import sys; from maskingnet.cli import app\n"
-            "try: app(['models'])\nexcept SystemExit: pass\n"
-            "assert 'torch' not in sys.modules, 'torch was imported'")
+    code = (
+        "import sys; from maskingnet.cli import app\n"
+        "try: app(['models'])\nexcept SystemExit: pass\n"
+        "assert 'torch' not in sys.modules, 'torch was imported'"
+    )
     result = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=120)
     assert result.returncode == 0, result.stderr
     assert "| `maskingnet` |" in result.stdout and "maskingnet-carvana" in result.stdout

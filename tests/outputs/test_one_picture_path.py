@@ -36,8 +36,9 @@ def photo(tmp_path_factory):
 def predicted(checkpoint, photo, folder, soft: bool, **options) -> dict[str, bytes]:
     """``predict``'s files for ``photo``, by kind."""
     save = ("mask", "cutout", "white")
-    config = PredictConfig(checkpoint, [photo], folder, save=save, soft_edges=soft, workers=0, progress=False,
-                           **options)
+    config = PredictConfig(
+        checkpoint, [photo], folder, save=save, soft_edges=soft, workers=0, progress=False, **options
+    )
     predict_files(config, report=lambda line: None)
     return {kind: next(folder.glob(f"car_{kind}.*")).read_bytes() for kind in save}
 

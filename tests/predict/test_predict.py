@@ -99,8 +99,16 @@ def mixed_run(tmp_path_factory, checkpoint):
     expected = write_good_inputs(root / "in")
     bad = write_bad_inputs(root / "in" / "bad")
     out = root / "out"
-    args = ["predict", "-m", str(checkpoint), str(root / "in"), "--out", str(out),
-            "--save", ",".join(ALL_KINDS)]
+    args = [
+        "predict",
+        "-m",
+        str(checkpoint),
+        str(root / "in"),
+        "--out",
+        str(out),
+        "--save",
+        ",".join(ALL_KINDS),
+    ]
     first = run_cli(*args, "--workers", "1", "--no-progress", "--precision", "fp32")
     stats = {path.name: (path.stat().st_mtime_ns, path.stat().st_ino) for path in out.iterdir()}
     lines = []

@@ -50,7 +50,16 @@ def test_jpg_cutout_and_white_write_one_picture_and_say_why(tmp_path, checkpoint
     folder = tmp_path / "in"
     folder.mkdir()
     Image.fromarray(np.zeros((32, 48, 3), np.uint8)).save(folder / "car.jpg")
-    result = predict(str(folder), "--out", str(tmp_path / "out"), "-m", str(checkpoint), "--format", "jpg",
-                     "--save", "cutout,white")
+    result = predict(
+        str(folder),
+        "--out",
+        str(tmp_path / "out"),
+        "-m",
+        str(checkpoint),
+        "--format",
+        "jpg",
+        "--save",
+        "cutout,white",
+    )
     assert result.exit_code == 0 and "writing 'white' only" in result.output
     assert sorted(path.name for path in (tmp_path / "out").glob("car_*")) == ["car_white.jpg"]

@@ -66,7 +66,9 @@ def test_the_manifest_lists_every_photo_with_its_outputs_and_status(shop):
     root, _ = shop
     rows = manifest(root / "out")
     assert {name: row["status"] for name, row in rows.items()} == {
-        "sku1/front.jpg": "done", "sku2/front.jpg": "done", f"sku2/{ODD_NAME}": "done",
+        "sku1/front.jpg": "done",
+        "sku2/front.jpg": "done",
+        f"sku2/{ODD_NAME}": "done",
         "sku2/bad\nname.jpg": "failed",
     }
     done = [row for row in rows.values() if row["status"] == "done"]
@@ -94,8 +96,9 @@ def test_loose_files_are_placed_relative_to_their_common_parent(tmp_path, checkp
 def test_a_rerun_with_other_settings_redoes_the_photos_and_says_why(tmp_path, checkpoint):
     photo(tmp_path / "in" / "car.jpg")
     predict(checkpoint, str(tmp_path / "in"), "--out", str(tmp_path / "out"))
-    again = predict(checkpoint, str(tmp_path / "in"), "--out", str(tmp_path / "out"), "--soft-edges",
-                    "--threshold", "0.3")
+    again = predict(
+        checkpoint, str(tmp_path / "in"), "--out", str(tmp_path / "out"), "--soft-edges", "--threshold", "0.3"
+    )
     assert again.exit_code == 0 and "1 done, 0 failed, 0 skipped" in again.output
     why = "settings changed since the last run (soft_edges False -> True, threshold 0.5 -> 0.3)"
     assert f"{why}: redoing 1 photo" in again.output
@@ -123,16 +126,38 @@ def test_a_resumed_run_keeps_the_rows_of_the_photos_it_skips(tmp_path, checkpoin
 @pytest.mark.skipif(not features.check("webp"), reason="PIL without WebP")
 def test_webp_cutouts_keep_their_transparency(tmp_path, checkpoint):
     photo(tmp_path / "in" / "car.jpg")
-    result = predict(checkpoint, str(tmp_path / "in"), "--out", str(tmp_path / "out"), "--save", "cutout",
-                     "--format", "webp", "--quality", "80")
+    result = predict(
+        checkpoint,
+        str(tmp_path / "in"),
+        "--out",
+        str(tmp_path / "out"),
+        "--save",
+        "cutout",
+        "--format",
+        "webp",
+        "--quality",
+        "80",
+    )
     with Image.open(tmp_path / "out" / "car_cutout.webp") as image:
         assert result.exit_code == 0 and image.format == "WEBP" and image.mode == "RGBA"
 
 
 def test_a_jpg_cutout_is_the_car_on_the_background_colour(tmp_path, checkpoint):
     photo(tmp_path / "in" / "car.jpg", size=(96, 64))
-    predict(checkpoint, str(tmp_path / "in"), "--out", str(tmp_path / "out"), "--save", "mask,cutout",
-            "--format", "jpg", "--quality", "100", "--background", "#ff0000")
+    predict(
+        checkpoint,
+        str(tmp_path / "in"),
+        "--out",
+        str(tmp_path / "out"),
+        "--save",
+        "mask,cutout",
+        "--format",
+        "jpg",
+        "--quality",
+        "100",
+        "--background",
+        "#ff0000",
+    )
     mask = np.asarray(Image.open(tmp_path / "out" / "car_mask.png")) > 0
     cutout = np.asarray(Image.open(tmp_path / "out" / "car_cutout.jpg")).astype(int)
     backdrop = np.median(cutout[~mask], axis=0)  # JPEG blurs colours along the outline
@@ -141,8 +166,17 @@ def test_a_jpg_cutout_is_the_car_on_the_background_colour(tmp_path, checkpoint):
 
 def test_crop_to_car_frames_the_cutout_and_keeps_the_mask_whole(tmp_path, checkpoint):
     photo(tmp_path / "in" / "car.jpg", size=(96, 64))
-    predict(checkpoint, str(tmp_path / "in"), "--out", str(tmp_path / "out"), "--save", "mask,cutout",
-            "--crop-to-car", "--margin", "0.1")
+    predict(
+        checkpoint,
+        str(tmp_path / "in"),
+        "--out",
+        str(tmp_path / "out"),
+        "--save",
+        "mask,cutout",
+        "--crop-to-car",
+        "--margin",
+        "0.1",
+    )
     mask = np.asarray(Image.open(tmp_path / "out" / "car_mask.png"))
     left, top, right, bottom = framed_box(car_box(mask), 0.1)
     assert mask.shape == (64, 96)
@@ -151,8 +185,16 @@ def test_crop_to_car_frames_the_cutout_and_keeps_the_mask_whole(tmp_path, checkp
 
 def test_a_canvas_gives_every_framed_output_its_size(tmp_path, checkpoint):
     photo(tmp_path / "in" / "car.jpg")
-    predict(checkpoint, str(tmp_path / "in"), "--out", str(tmp_path / "out"), "--save", "cutout,white",
-            "--canvas", "80x60")
+    predict(
+        checkpoint,
+        str(tmp_path / "in"),
+        "--out",
+        str(tmp_path / "out"),
+        "--save",
+        "cutout,white",
+        "--canvas",
+        "80x60",
+    )
     sizes = {path.name: Image.open(path).size for path in (tmp_path / "out").glob("car_*")}
     assert sizes == {"car_cutout.png": (80, 60), "car_white.jpg": (80, 60)}
 

@@ -370,11 +370,16 @@ def guarded(tmp_path_factory, start_server, server):
     log = tmp_path_factory.mktemp("access") / "access.log"
     _, host, port = start_server(
         server[3],
-        "--allowed-host", "cars.example",
-        "--api-key", API_KEY,
-        "--cors-origin", "https://shop.example",
-        "--cors-origin", "https://other.example",
-        "--access-log", str(log),
+        "--allowed-host",
+        "cars.example",
+        "--api-key",
+        API_KEY,
+        "--cors-origin",
+        "https://shop.example",
+        "--cors-origin",
+        "https://other.example",
+        "--access-log",
+        str(log),
     )
     return host, port, log
 
@@ -436,8 +441,11 @@ def test_an_unlisted_origin_gets_no_cors_header(guarded):
 
 
 def test_a_cors_preflight_is_answered_without_the_key(guarded):
-    headers = {"Origin": "https://shop.example", "Access-Control-Request-Method": "POST",
-               "Access-Control-Request-Headers": "authorization"}
+    headers = {
+        "Origin": "https://shop.example",
+        "Access-Control-Request-Method": "POST",
+        "Access-Control-Request-Headers": "authorization",
+    }
     status, answer_headers, _ = request(*guarded[:2], "OPTIONS", "/v1/cutout", headers=headers)
     assert status == 200
     assert answer_headers["access-control-allow-origin"] == "https://shop.example"

@@ -282,9 +282,26 @@ def test_init_from_starts_from_the_given_weights_and_carries_its_refiner(trained
     out = tmp_path / "tuned"
     result = CliRunner().invoke(
         app,
-        ["train", "--data", str(synth_dir), "--out", str(out), "--init-from", str(with_refiner),
-         "--epochs", "1", "--max-steps", "1", "--lr", "1e-9", "--threads", "1", "--workers", "0",
-         "--no-progress"],
+        [
+            "train",
+            "--data",
+            str(synth_dir),
+            "--out",
+            str(out),
+            "--init-from",
+            str(with_refiner),
+            "--epochs",
+            "1",
+            "--max-steps",
+            "1",
+            "--lr",
+            "1e-9",
+            "--threads",
+            "1",
+            "--workers",
+            "0",
+            "--no-progress",
+        ],
     )
     assert result.exit_code == 0, result.output
     tuned, start = load_model(out / "checkpoints" / "last.safetensors"), load_model(source)
@@ -298,8 +315,18 @@ def test_init_from_refuses_another_architecture_in_one_line(trained_run, synth_d
     source = trained_run / "checkpoints" / "best.safetensors"
     result = CliRunner().invoke(
         app,
-        ["train", "--data", str(synth_dir), "--out", str(tmp_path / "x"), "--init-from", str(source),
-         "--model", "unet", *TINY],
+        [
+            "train",
+            "--data",
+            str(synth_dir),
+            "--out",
+            str(tmp_path / "x"),
+            "--init-from",
+            str(source),
+            "--model",
+            "unet",
+            *TINY,
+        ],
     )
     assert result.exit_code == 1
     lines = result.output.strip().splitlines()

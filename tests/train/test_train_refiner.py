@@ -18,9 +18,18 @@ from maskingnet.train.refiner import (
 
 
 def tiny(trained_run, synth_dir, out, **overrides) -> RefinerTrainConfig:
-    settings = dict(data=str(synth_dir), model=str(trained_run / "checkpoints" / "best.safetensors"),
-                    out=str(out), steps=3, batch_size=2, tile=16, margin=4, band=3, channels=4,
-                    progress=False)
+    settings = dict(
+        data=str(synth_dir),
+        model=str(trained_run / "checkpoints" / "best.safetensors"),
+        out=str(out),
+        steps=3,
+        batch_size=2,
+        tile=16,
+        margin=4,
+        band=3,
+        channels=4,
+        progress=False,
+    )
     return RefinerTrainConfig(**{**settings, **overrides})
 
 

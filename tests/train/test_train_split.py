@@ -26,10 +26,20 @@ def listed_run(synth_dir, tmp_path_factory):
     val_car = synth_cars(synth_dir)[1]
     threads = torch.get_num_threads()
     try:
-        train(TrainConfig(
-            data=str(synth_dir), out=str(out), width=0.125, size=(64, 64), epochs=1, threads=1, workers=0,
-            progress=False, val_cars=(val_car,), cache=str(out.parent / "cache"),
-        ))
+        train(
+            TrainConfig(
+                data=str(synth_dir),
+                out=str(out),
+                width=0.125,
+                size=(64, 64),
+                epochs=1,
+                threads=1,
+                workers=0,
+                progress=False,
+                val_cars=(val_car,),
+                cache=str(out.parent / "cache"),
+            )
+        )
     finally:
         torch.set_num_threads(threads)
     return out, val_car
@@ -55,8 +65,16 @@ def test_the_run_reads_its_photos_from_the_cache(listed_run):
 
 
 def test_val_car_missing_from_the_data_is_one_line(synth_dir, tmp_path):
-    config = TrainConfig(data=str(synth_dir), out=str(tmp_path / "run"), width=0.125, size=(64, 64),
-                         epochs=1, workers=0, progress=False, val_cars=("0123456789ab",))
+    config = TrainConfig(
+        data=str(synth_dir),
+        out=str(tmp_path / "run"),
+        width=0.125,
+        size=(64, 64),
+        epochs=1,
+        workers=0,
+        progress=False,
+        val_cars=("0123456789ab",),
+    )
     with pytest.raises(TrainError, match="val cars not in the data: 0123456789ab"):
         train(config)
 
@@ -82,8 +100,14 @@ def test_val_cars_and_fold_exclude_each_other():
 
 
 def test_epoch_line_says_how_long_the_remaining_epochs_take():
-    row = {"epoch": 2, "train_loss": 0.1, "val_loss": 0.1, "val_dice": 0.9, "images_per_s": 5.0,
-           "seconds": 750.0}
+    row = {
+        "epoch": 2,
+        "train_loss": 0.1,
+        "val_loss": 0.1,
+        "val_dice": 0.9,
+        "images_per_s": 5.0,
+        "seconds": 750.0,
+    }
     assert epoch_line(row, 8, eta=4500.0).endswith("(5.0 img/s, 12 min 30 s, 1 h 15 min to go)")
     assert "to go" not in epoch_line({**row, "epoch": 8}, 8, eta=0.0)
 

@@ -59,8 +59,10 @@ def pipeline_stage_seconds(
 
 
 def _best_stages(best: dict, new: dict) -> dict:
-    return {name: {clock: min(best.get(name, new[name])[clock], value) for clock, value in times.items()}
-            for name, times in new.items()}
+    return {
+        name: {clock: min(best.get(name, new[name])[clock], value) for clock, value in times.items()}
+        for name, times in new.items()
+    }
 
 
 def overlap_bound(stages: dict[str, dict[str, float]], cores: int) -> float:
@@ -71,8 +73,11 @@ def overlap_bound(stages: dict[str, dict[str, float]], cores: int) -> float:
 
 
 def bench_pipeline(
-    paths: Sequence[Path], model: str | Path | None = None, device: str = "cpu",
-    say: Callable[[str], None] = print, rounds: int = 2,
+    paths: Sequence[Path],
+    model: str | Path | None = None,
+    device: str = "cpu",
+    say: Callable[[str], None] = print,
+    rounds: int = 2,
 ) -> dict[str, Any]:
     """The section of the module docstring on ``paths``: in each of ``rounds``, ``predict`` on them, then
     each stage alone; the best of the rounds is kept for every figure."""
@@ -84,8 +89,13 @@ def bench_pipeline(
     e2e, stages, summary = float("inf"), {}, None
     with tempfile.TemporaryDirectory(prefix="maskingnet-bench-") as tmp:
         config = PredictConfig(
-            model=ModelSettings(predictor.backend, device=device), inputs=[str(p) for p in paths],
-            out=Path(tmp) / "masks", save=("mask",), batch_size=batch, progress=False, overwrite=True,
+            model=ModelSettings(predictor.backend, device=device),
+            inputs=[str(p) for p in paths],
+            out=Path(tmp) / "masks",
+            save=("mask",),
+            batch_size=batch,
+            progress=False,
+            overwrite=True,
         )
         predict_files(dataclasses.replace(config, inputs=[str(paths[0])]), lambda line: None)
         for round_ in range(rounds):

@@ -45,7 +45,9 @@ STEPS = ("import_cli", "import_inference", "load_model", "first_photo", "warm_ph
 def _child_steps(checkpoint: str, photo: Path, out: Path) -> dict[str, float]:
     result = subprocess.run(
         [sys.executable, "-c", CHILD, checkpoint, str(photo), str(out / "startup.png")],
-        capture_output=True, text=True, check=True,
+        capture_output=True,
+        text=True,
+        check=True,
     )
     return json.loads(result.stdout.strip().splitlines()[-1])
 

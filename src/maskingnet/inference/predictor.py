@@ -85,8 +85,9 @@ class Predictor:
                 checkpoint, size=size, device=device, precision=precision, backend=backend, tta=tta, **options
             )
         self.settings = settings
-        self.backend: Backend = make_backend(settings.checkpoint, settings.device, settings.precision,
-                                             settings.backend)
+        self.backend: Backend = make_backend(
+            settings.checkpoint, settings.device, settings.precision, settings.backend
+        )
         self.size = settings.size or self.backend.spec.size or DEFAULT_SIZE
         self.tta = settings.tta
         self.batch_size = max(1, int(batch_size))
@@ -193,8 +194,12 @@ class Predictor:
         around the car with ``crop_to_car``/``margin``/``canvas``; the pixels ``predict`` writes for the
         same options."""
         kind, options = picture_request(
-            background=background, soft_edges=soft_edges, threshold=threshold, crop_to_car=crop_to_car,
-            margin=margin, canvas=canvas,
+            background=background,
+            soft_edges=soft_edges,
+            threshold=threshold,
+            crop_to_car=crop_to_car,
+            margin=margin,
+            canvas=canvas,
         )
         item = self.prepare(image, need_photo=True)
         probs = self.predict_prepared([item])[0]

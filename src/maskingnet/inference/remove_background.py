@@ -69,8 +69,15 @@ def remove(
     if not isinstance(data, (bytes, bytearray, memoryview, Image.Image, np.ndarray)):
         raise TypeError(f"remove() takes bytes, a PIL image or a numpy array, not {type(data).__name__}")
     kind, options = picture_request(
-        "mask" if only_mask else "cutout", format=format, quality=quality, crop_to_car=crop_to_car,
-        margin=margin, canvas=canvas, background=_colour(bgcolor), soft_edges=soft_edges, threshold=threshold,
+        "mask" if only_mask else "cutout",
+        format=format,
+        quality=quality,
+        crop_to_car=crop_to_car,
+        margin=margin,
+        canvas=canvas,
+        background=_colour(bgcolor),
+        soft_edges=soft_edges,
+        threshold=threshold,
     )
     predictor = session if session is not None else default_session()
     source = bytes(data) if isinstance(data, (bytearray, memoryview)) else data

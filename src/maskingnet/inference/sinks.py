@@ -174,8 +174,9 @@ class DiceSink(Sink):
         pred = probs > self.threshold
         if truth.shape != pred.shape:
             name = self.names[item.index] if self.names is not None else f"photo {item.index}"
-            return Failed(f"{name}: mask is {truth.shape[1]}x{truth.shape[0]}, photo is {item.size[0]}x"
-                          f"{item.size[1]}")
+            return Failed(
+                f"{name}: mask is {truth.shape[1]}x{truth.shape[0]}, photo is {item.size[0]}x{item.size[1]}"
+            )
         return Scored(item.index, compare_masks(pred, truth), truth, pred)
 
     def finish(self, item: Prepared, result: Scored) -> None:

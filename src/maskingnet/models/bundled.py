@@ -64,8 +64,10 @@ def bundled_path(name: str) -> Path:
         raise CheckpointError(path, f"bundled model {name!r} is missing from this installation")
     digest = file_sha256(path)
     if digest != model.sha256:
-        raise CheckpointError(path, f"bundled model {name!r} is damaged (sha256 {digest[:12]}..., expected "
-                                    f"{model.sha256[:12]}...)")
+        raise CheckpointError(
+            path,
+            f"bundled model {name!r} is damaged (sha256 {digest[:12]}..., expected {model.sha256[:12]}...)",
+        )
     return path
 
 

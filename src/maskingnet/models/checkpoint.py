@@ -221,7 +221,7 @@ def read_checked_tensors(
     otherwise ``CheckpointError(path, f"{misfit} (...)")`` naming what differs."""
     try:
         with safe_open(str(path), framework="pt", device="cpu") as handle:
-            names = {key[len(prefix):]: key for key in handle.keys() if wanted(key)}
+            names = {key[len(prefix) :]: key for key in handle.keys() if wanted(key)}
             found = {name: _header_entry(handle, key) for name, key in names.items()}
             mismatch = _describe_mismatch(expected, found)
             if mismatch:

@@ -78,8 +78,13 @@ def crop_padded(image: np.ndarray, box: Box, fill: tuple[int, ...]) -> np.ndarra
     if (left, top, right, bottom) == (max(left, 0), max(top, 0), min(right, width), min(bottom, height)):
         return inside
     return cv2.copyMakeBorder(
-        inside, max(-top, 0), max(bottom - height, 0), max(-left, 0), max(right - width, 0),
-        cv2.BORDER_CONSTANT, value=fill,
+        inside,
+        max(-top, 0),
+        max(bottom - height, 0),
+        max(-left, 0),
+        max(right - width, 0),
+        cv2.BORDER_CONSTANT,
+        value=fill,
     )
 
 
@@ -119,8 +124,9 @@ def canvas_scale(alpha: np.ndarray, framing: Framing) -> float | None:
     if framing.canvas is None:
         return None
     box = car_box(alpha)
-    left, top, right, bottom = (0, 0, alpha.shape[1], alpha.shape[0]) if box is None else framed_box(
-        box, framing.margin)
+    left, top, right, bottom = (
+        (0, 0, alpha.shape[1], alpha.shape[0]) if box is None else framed_box(box, framing.margin)
+    )
     return min(framing.canvas[0] / max(right - left, 1), framing.canvas[1] / max(bottom - top, 1))
 
 

@@ -60,8 +60,9 @@ def relative_inputs(files: Sequence[Path], root: Path | None) -> dict[Path, Pure
     """Each file's path relative to ``root``, with ``/`` separators (just its name without a root)."""
     if root is None:
         return {path: PurePosixPath(path.name) for path in files}
-    return {path: PurePosixPath(Path(os.path.relpath(os.path.abspath(path), root)).as_posix())
-            for path in files}
+    return {
+        path: PurePosixPath(Path(os.path.relpath(os.path.abspath(path), root)).as_posix()) for path in files
+    }
 
 
 def output_stems(relative: Sequence[PurePosixPath]) -> dict[PurePosixPath, PurePosixPath]:

@@ -48,7 +48,10 @@ class ManifestRow:
     def cells(self) -> list[str]:
         kinds = [self.outputs.get(kind, "") for kind in KINDS]
         return [
-            self.input, self.status, self.error, *kinds,
+            self.input,
+            self.status,
+            self.error,
+            *kinds,
             "" if self.car_fraction is None else f"{self.car_fraction:.6f}",
             "" if self.unsure is None else f"{self.unsure:.2f}",
             self.review,

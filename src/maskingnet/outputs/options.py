@@ -21,7 +21,14 @@ from maskingnet.outputs.pictures import EdgeConfig, check_threshold, parse_color
 from maskingnet.utils import parse_size
 
 OUTPUT_OPTIONS = (
-    "format", "quality", "crop_to_car", "margin", "canvas", "background", "soft_edges", "threshold",
+    "format",
+    "quality",
+    "crop_to_car",
+    "margin",
+    "canvas",
+    "background",
+    "soft_edges",
+    "threshold",
 )
 TRUE_WORDS = {"1", "true", "yes", "on"}
 FALSE_WORDS = {"0", "false", "no", "off", ""}

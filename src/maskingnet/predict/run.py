@@ -229,8 +229,14 @@ def predict_into(
     sink = (ListingSink if config.listing else ManifestSink)(todo, book, key, config, previous, say)
     with progress_bar(len(todo), desc="predict", enabled=config.progress) as bar:
         try:
-            run([job.path for job in todo], predictor, sink, batch_size=config.batch_size,
-                workers=config.workers, tick=bar.update)
+            run(
+                [job.path for job in todo],
+                predictor,
+                sink,
+                batch_size=config.batch_size,
+                workers=config.workers,
+                tick=bar.update,
+            )
         finally:
             sink.cleanup()
             summary.done, summary.failed = sink.done, summary.failed + sink.failed
@@ -239,4 +245,3 @@ def predict_into(
     summary.review = summary_lines((str(job.rel), review.flags) for job, review in sink.flagged)
     for line in summary.review:
         say(line)
-

@@ -155,4 +155,3 @@ def read_run_config(out: str | os.PathLike) -> dict[str, Any]:
         raise TrainError(f"{path}: not found (is {out} a training run folder?)") from None
     except json.JSONDecodeError as err:
         raise TrainError(f"{path}: not valid JSON ({err})") from None
-

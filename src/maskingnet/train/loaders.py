@@ -19,14 +19,23 @@ class EpochData:
     (whole, unaugmented)."""
 
     def __init__(
-        self, split: Split, config: TrainConfig, ctx: DistContext, device: torch.device,
+        self,
+        split: Split,
+        config: TrainConfig,
+        ctx: DistContext,
+        device: torch.device,
         cache: SampleCache | None = None,
     ) -> None:
         self.seed, self.rank = config.seed, ctx.rank
         workers = default_workers(ctx.world_size) if config.workers is None else config.workers
         self.train_set = SegmentationDataset(
-            split.train, size=config.size, augment=config.augment, seed=config.seed, crop=config.crop,
-            random_crop=True, cache=cache,
+            split.train,
+            size=config.size,
+            augment=config.augment,
+            seed=config.seed,
+            crop=config.crop,
+            random_crop=True,
+            cache=cache,
         )
         val_set = SegmentationDataset(
             split.val, size=config.size, augment=False, seed=config.seed, cache=cache
@@ -37,7 +46,10 @@ class EpochData:
         self.generator = torch.Generator()
         common = {"num_workers": workers, "pin_memory": device.type == "cuda"}
         self.train = DataLoader(
-            self.train_set, batch_size=config.batch_size, sampler=self.sampler, generator=self.generator,
+            self.train_set,
+            batch_size=config.batch_size,
+            sampler=self.sampler,
+            generator=self.generator,
             **common,
         )
         # Validation is sharded without padding so every image counts exactly once after the all-reduce.

@@ -50,8 +50,16 @@ class Trainer:
         check_ranks_agree(self.start_epoch, self.folder, self.device)
         net = wrap_for_training(self.model, self.ctx, self.device, self.config.compile)
         self.loop = EpochLoop(
-            self.config, self.ctx, self.device, self.precision, self.model, net, self.optimization,
-            EpochData(self.split, self.config, self.ctx, self.device, cache), self.progress, self.folder,
+            self.config,
+            self.ctx,
+            self.device,
+            self.precision,
+            self.model,
+            net,
+            self.optimization,
+            EpochData(self.split, self.config, self.ctx, self.device, cache),
+            self.progress,
+            self.folder,
         )
         if self.ctx.is_main:
             self.folder.write_config(
@@ -59,8 +67,11 @@ class Trainer:
             )
             if self.progress.history:
                 self.folder.write_metrics(self.progress.history)
-            print(start_line(self.config, self.split, self.model, self.device, self.precision, self.ctx),
-                  file=sys.stderr, flush=True)
+            print(
+                start_line(self.config, self.split, self.model, self.device, self.precision, self.ctx),
+                file=sys.stderr,
+                flush=True,
+            )
 
     def _split(self, resuming: bool) -> Split:
         """The photos (and, for ``--scale``, the size); a resumed run keeps the split it recorded."""
@@ -216,7 +227,11 @@ def check_ranks_agree(start_epoch: int, folder: RunFolder, device: torch.device)
 
 
 def start_line(
-    config: TrainConfig, split: Split, model: torch.nn.Module, device: torch.device, precision: str,
+    config: TrainConfig,
+    split: Split,
+    model: torch.nn.Module,
+    device: torch.device,
+    precision: str,
     ctx: DistContext,
 ) -> str:
     """The line printed before the first step: what trains on what, where, in which precision."""
