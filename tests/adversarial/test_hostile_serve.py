@@ -23,7 +23,7 @@ from maskingnet.models import create_model, save_model
 from maskingnet.serve.batcher import Overloaded, PixelBudget
 from maskingnet.serve.guard import json_errors
 
-IDLE = 130  # the count: more than the default 128 connections
+IDLE = 130  # more than the default 128 connections
 WAIT_S = 30  # the longest any bounded loop here waits for the server
 
 
