@@ -74,6 +74,10 @@ Threshold = Annotated[float, typer.Option(help="Car where the probability exceed
 BatchSize = Annotated[int, typer.Option(help="Images per model batch.")]
 Workers = Annotated[int | None, typer.Option(help="Decoding processes (0: none; default: by cores).")]
 Progress = Annotated[bool, typer.Option(help="Show a progress bar.")]
+# Output pictures: predict, cutout.
+SoftEdges = Annotated[bool, typer.Option(help="Soft alpha in a thin edge band.")]
+Quality = Annotated[int | None, typer.Option(help="JPEG/WebP quality, 1-100 [jpg 95, webp 90].")]
+Margin = Annotated[float, typer.Option(help="Space around the framed car, a fraction of its box.")]
 # Choosing networks: bench, ablation.
 Models = Annotated[
     str | None, typer.Option(help="Comma-separated networks (default: all six; see 'maskingnet models').")
@@ -111,12 +115,24 @@ def model_settings(without: tuple[str, ...] = ()) -> Callable[[F], F]:
     """Give a verb the model-running group: its ``settings`` parameter becomes the group's options on the
     command line (those in ``without`` left out, at their defaults) and arrives as one ``ModelSettings``."""
     group = {name: spec for name, spec in MODEL_GROUP.items() if name not in without}
+    return option_group("settings", group, settings_from_options)
+
+
+REQUIRED = inspect.Parameter.empty
+"""The default of an option in a group that must be given."""
+
+
+def option_group(
+    target: str, group: dict[str, tuple[Any, Any]], build: Callable[[dict[str, Any]], Any]
+) -> Callable[[F], F]:
+    """Give a verb a group of options (name -> (its type and help, its default)): its parameter ``target``
+    becomes the group's options on the command line and arrives as ``build`` of their values."""
 
     def decorate(function: F) -> F:
         signature = inspect.signature(function)
         parameters = []
         for parameter in signature.parameters.values():
-            if parameter.name != "settings":
+            if parameter.name != target:
                 annotation = eval(parameter.annotation, function.__globals__)  # noqa: S307 - our own source
                 parameters.append(parameter.replace(annotation=annotation))
                 continue
@@ -128,7 +144,7 @@ def model_settings(without: tuple[str, ...] = ()) -> Callable[[F], F]:
         @functools.wraps(function)
         def wrapper(*args: Any, **kwargs: Any) -> Any:
             values = {name: kwargs.pop(name) for name in group}
-            return function(*args, settings=settings_from_options(values), **kwargs)
+            return function(*args, **{target: build(values)}, **kwargs)
 
         wrapper.__signature__ = signature.replace(parameters=parameters)  # type: ignore[attr-defined]
         wrapper.__annotations__ = {parameter.name: parameter.annotation for parameter in parameters}
@@ -327,81 +343,76 @@ def train_option(name: str, help: str, *declarations: str) -> Any:
     return typer.Option(*declarations, help=f"{help}  [default: {shown}]")
 
 
-@app.command(short_help="Train a network.")
-@verb
-@resumable
-def train(
-    out: Annotated[Path, typer.Option(help="Run folder (config, metrics, curves, checkpoints).")],
-    data: Annotated[Path | None, typer.Option(help="Carvana-layout (or images/ + masks/) folder.")] = None,
-    model: Annotated[str | None, train_option("model", "One of 'maskingnet models'.")] = None,
-    epochs: Annotated[int | None, train_option("epochs", "Epochs.")] = None,
-    batch_size: Annotated[int | None, train_option("batch_size", "Images per step per process.")] = None,
-    lr: Annotated[float | None, train_option("lr", "Adam learning rate.")] = None,
-    lr_step: Annotated[int | None, train_option("lr_step", "Times --lr-gamma every N epochs.")] = None,
-    lr_gamma: Annotated[float | None, train_option("lr_gamma", "StepLR factor.")] = None,
-    size: Annotated[str | None, train_option("size", "Training size N or WxH.")] = None,
-    scale: Annotated[
+TRAIN_OPTIONS: dict[str, Any] = {
+    "out": Annotated[Path, typer.Option(help="Run folder (config, metrics, curves, checkpoints).")],
+    "data": Annotated[Path | None, typer.Option(help="Carvana-layout (or images/ + masks/) folder.")],
+    "model": Annotated[str | None, train_option("model", "One of 'maskingnet models'.")],
+    "epochs": Annotated[int | None, train_option("epochs", "Epochs.")],
+    "batch_size": Annotated[int | None, train_option("batch_size", "Images per step per process.")],
+    "lr": Annotated[float | None, train_option("lr", "Adam learning rate.")],
+    "lr_step": Annotated[int | None, train_option("lr_step", "Times --lr-gamma every N epochs.")],
+    "lr_gamma": Annotated[float | None, train_option("lr_gamma", "StepLR factor.")],
+    "size": Annotated[str | None, train_option("size", "Training size N or WxH.")],
+    "scale": Annotated[
         float | None, typer.Option(help="Photo scale, e.g. 0.25: 1918x1280 -> 480x320 (instead of --size).")
-    ] = None,
-    crop: Annotated[
+    ],
+    "crop": Annotated[
         str | None,
         typer.Option(help="Train on random WxH crops of the scaled photo (validation: whole photos)."),
-    ] = None,
-    width: Annotated[float | None, train_option("width", "Channel width multiplier.")] = None,
-    loss: Annotated[str | None, train_option("loss", " or ".join(LOSSES) + ".")] = None,
-    augment: Annotated[
+    ],
+    "width": Annotated[float | None, train_option("width", "Channel width multiplier.")],
+    "loss": Annotated[str | None, train_option("loss", " or ".join(LOSSES) + ".")],
+    "augment": Annotated[
         bool | None,
         train_option("augment", "Flip, shift/scale/rotate, colour jitter.", "--augment/--no-augment"),
-    ] = None,
-    vgg_weights: Annotated[Path | None, typer.Option(help="Local torchvision vgg16(_bn) weights.")] = None,
-    init_from: Annotated[
+    ],
+    "vgg_weights": Annotated[Path | None, typer.Option(help="Local torchvision vgg16(_bn) weights.")],
+    "init_from": Annotated[
         str | None,
         typer.Option(
-            help="Fine-tune: start from this bundled model or checkpoint (its model, width and size are the "
-            "defaults)."
+            help="Fine-tune: start from this bundled model or checkpoint (its model, width and size are "
+            "the defaults)."
         ),
-    ] = None,
-    split: Annotated[str | None, train_option("split", "car (by car id) or thesis (4071/1017).")] = None,
-    val_fraction: Annotated[float | None, train_option("val_fraction", "Share of cars held out.")] = None,
-    val_cars: Annotated[
+    ],
+    "split": Annotated[str | None, train_option("split", "car (by car id) or thesis (4071/1017).")],
+    "val_fraction": Annotated[float | None, train_option("val_fraction", "Share of cars held out.")],
+    "val_cars": Annotated[
         str | None,
         typer.Option(
             help="Validate on exactly these cars: ids separated by commas, or @FILE (one or more a line)."
         ),
-    ] = None,
-    fold: Annotated[int | None, typer.Option(help="Validate on fold K of --folds (by car).")] = None,
-    folds: Annotated[int | None, train_option("folds", "Number of folds for --fold.")] = None,
-    seed: Annotated[int | None, train_option("seed", "Seed: split, init, data order, augmentation.")] = None,
-    workers: Annotated[
+    ],
+    "fold": Annotated[int | None, typer.Option(help="Validate on fold K of --folds (by car).")],
+    "folds": Annotated[int | None, train_option("folds", "Number of folds for --fold.")],
+    "seed": Annotated[int | None, train_option("seed", "Seed: split, init, data order, augmentation.")],
+    "workers": Annotated[
         int | None, typer.Option(help="DataLoader processes per training process (default: by cores).")
-    ] = None,
-    threads: Annotated[
-        int | None, typer.Option(help="torch CPU threads per process (default: torch's).")
-    ] = None,
-    device: Annotated[str | None, train_option("device", "auto, cpu, cuda, cuda:N or mps.")] = None,
-    precision: Annotated[str | None, train_option("precision", ", ".join(PRECISIONS) + ".")] = None,
-    channels_last: Annotated[
+    ],
+    "threads": Annotated[int | None, typer.Option(help="torch CPU threads per process (default: torch's).")],
+    "device": Annotated[str | None, train_option("device", "auto, cpu, cuda, cuda:N or mps.")],
+    "precision": Annotated[str | None, train_option("precision", ", ".join(PRECISIONS) + ".")],
+    "channels_last": Annotated[
         bool | None, train_option("channels_last", "channels_last memory format.", "--channels-last")
-    ] = None,
-    compile: Annotated[bool | None, train_option("compile", "torch.compile the model.", "--compile")] = None,
-    accumulate: Annotated[int | None, train_option("accumulate", "Batches per optimizer step.")] = None,
-    max_steps: Annotated[int | None, typer.Option(help="Stop after this many optimizer steps.")] = None,
-    cache: Annotated[
+    ],
+    "compile": Annotated[bool | None, train_option("compile", "torch.compile the model.", "--compile")],
+    "accumulate": Annotated[int | None, train_option("accumulate", "Batches per optimizer step.")],
+    "max_steps": Annotated[int | None, typer.Option(help="Stop after this many optimizer steps.")],
+    "cache": Annotated[
         Path | None,
         typer.Option(
             help="Folder for the photos and masks at the training size, made once and read every epoch "
             "(rebuilt for a changed size or file)."
         ),
-    ] = None,
-    resume: Annotated[bool, typer.Option("--resume", help="Continue the run in --out.")] = False,
-    progress: Annotated[bool, typer.Option(help="Show a progress bar.")] = True,
-) -> None:
-    """Train a network (the thesis recipe by default); under torchrun, one process per device (DDP)."""
-    options = dict(locals())  # every option as parsed, before anything else is named here
-    from maskingnet.train import train as run_train
-
-    say_trained(run_train(train_config(options)))
-
+    ],
+    "resume": Annotated[bool, typer.Option("--resume", help="Continue the run in --out.")],
+    "progress": Progress,
+}
+"""``train``'s options, each the TrainConfig field of its name."""
+TRAIN_GROUP = {
+    name: (kind, {"out": REQUIRED, "resume": False, "progress": True}.get(name))
+    for name, kind in TRAIN_OPTIONS.items()
+}
+"""``train``'s options with their defaults: None (not given) for all but ``out``, ``resume``, ``progress``."""
 
 TRAIN_PATHS = ("data", "vgg_weights", "cache")
 """Options given as paths that the run's config.json stores as strings."""
@@ -430,6 +441,17 @@ def train_config(options: dict[str, Any]) -> TrainConfig:
     if init_from and not stored:
         settings = {**init_from_defaults(init_from), **settings}
     return TrainConfig.from_run(out, **settings) if stored else TrainConfig(**settings)
+
+
+@app.command(short_help="Train a network.")
+@verb
+@resumable
+@option_group("config", TRAIN_GROUP, train_config)
+def train(config: TrainConfig) -> None:
+    """Train a network (the thesis recipe by default); under torchrun, one process per device (DDP)."""
+    from maskingnet.train import train as run_train
+
+    say_trained(run_train(config))
 
 
 def say_trained(summary: dict[str, Any]) -> None:
@@ -483,33 +505,32 @@ def train_refiner(
     progress: Progress = True,
 ) -> None:
     """Train the edge refiner (full-resolution outline) for a trained network, on its training cars."""
+    options = dict(locals())  # every option as parsed, before anything else is named here
     import torch
 
-    from maskingnet.models.bundled import resolve_model
-    from maskingnet.train.refiner import RefinerTrainConfig
     from maskingnet.train.refiner import train_refiner as run_refiner
 
     if threads:
         torch.set_num_threads(threads)
-    config = RefinerTrainConfig(
-        data=str(data),
-        model=str(resolve_model(model)),
-        out=str(out),
-        steps=steps,
-        batch_size=batch_size,
-        lr=lr,
-        real_fraction=real_fraction,
-        channels=channels,
-        scale=scale,
-        band=band,
-        seed=seed,
-        cache=str(cache) if cache else None,
-        progress=progress,
-        photos=photos,
-    )
-    summary = run_refiner(config, say=lambda line: typer.echo(line, err=True))
+    summary = run_refiner(refiner_config(options), say=lambda line: typer.echo(line, err=True))
     seconds = summary["seconds"]
     typer.echo(f"{summary['out']}: refiner trained for {summary['steps']} steps in {seconds:.0f} s")
+
+
+def refiner_config(options: dict[str, Any]) -> Any:
+    """``train-refiner``'s options as a ``RefinerTrainConfig`` (paths as strings, the model name resolved)."""
+    from maskingnet.models.bundled import resolve_model
+    from maskingnet.train.refiner import RefinerTrainConfig
+
+    fields = {name: value for name, value in options.items() if name != "threads"}
+    cache = fields.pop("cache")
+    return RefinerTrainConfig(
+        data=str(fields.pop("data")),
+        model=str(resolve_model(fields.pop("model"))),
+        out=str(fields.pop("out")),
+        cache=str(cache) if cache else None,
+        **fields,
+    )
 
 
 # ---------------------------------------------------------------------------------- running a model
@@ -564,7 +585,7 @@ def predict(
     out: Annotated[Path, typer.Option(help="Folder for the outputs.")],
     save: Annotated[str, typer.Option(help="Any of mask,cutout,white,overlay.")] = "mask,cutout",
     background: Annotated[str, typer.Option(help="Colour behind the car in the 'white' output.")] = "white",
-    soft_edges: Annotated[bool, typer.Option(help="Soft alpha in a thin edge band.")] = False,
+    soft_edges: SoftEdges = False,
     overwrite: Annotated[
         bool,
         typer.Option(
@@ -580,11 +601,11 @@ def predict(
             "JPEG on a colour; a jpg cut-out is the car on --background).",
         ),
     ] = "auto",
-    quality: Annotated[int | None, typer.Option(help="JPEG/WebP quality, 1-100 [jpg 95, webp 90].")] = None,
+    quality: Quality = None,
     crop_to_car: Annotated[
         bool, typer.Option(help="Frame the cut-out and the photo on a colour around the car.")
     ] = False,
-    margin: Annotated[float, typer.Option(help="Space around the framed car, a fraction of its box.")] = 0.05,
+    margin: Margin = 0.05,
     canvas: Annotated[
         str | None,
         typer.Option(
@@ -609,35 +630,37 @@ def predict(
 ) -> None:
     """Cut cars out of photos: masks, transparent cut-outs, white-background JPEGs, overlays; the input tree
     is mirrored under --out, with manifest.csv describing every photo."""
-    from maskingnet.outputs import parse_color, parse_kinds
-    from maskingnet.predict import PredictConfig, predict_files
-    from maskingnet.utils import parse_size
+    options = dict(locals())  # every option as parsed, before anything else is named here
+    from maskingnet.predict import predict_files
 
     say_terms("predict", settings.checkpoint)
-    config = PredictConfig(
-        model=settings,
-        inputs=inputs,
-        out=out,
-        save=parse_kinds(save),
-        batch_size=batch_size,
-        workers=workers,
-        threshold=threshold,
-        background=parse_color(background),
-        soft_edges=soft_edges,
-        overwrite=overwrite,
-        recursive=recursive,
-        progress=progress,
-        fmt=fmt,
-        quality=quality,
-        crop_to_car=crop_to_car or canvas is not None,
-        margin=margin,
-        canvas=parse_size(canvas, square=False, what="--canvas"),
-        listing=listing,
-    )
+    config = predict_config(options)
     if watch:
         watch_inputs(config, watch_interval)
         return
-    summary = predict_files(config)
+    say_predicted(predict_files(config), out)
+
+
+def predict_config(options: dict[str, Any]) -> Any:
+    """``predict``'s options as a ``PredictConfig`` (``--canvas`` implies ``--crop-to-car``)."""
+    from maskingnet.outputs import parse_color, parse_kinds
+    from maskingnet.predict import PredictConfig
+    from maskingnet.utils import parse_size
+
+    fields = {name: value for name, value in options.items() if name not in ("watch", "watch_interval")}
+    canvas = fields.pop("canvas")
+    return PredictConfig(
+        model=fields.pop("settings"),
+        save=parse_kinds(fields.pop("save")),
+        background=parse_color(fields.pop("background")),
+        crop_to_car=fields.pop("crop_to_car") or canvas is not None,
+        canvas=parse_size(canvas, square=False, what="--canvas"),
+        **fields,
+    )
+
+
+def say_predicted(summary: Any, out: Path) -> None:
+    """The batch's one line; exit 1 when some photos failed."""
     typer.echo(
         f"{summary.done} done, {summary.failed} failed, {summary.skipped} skipped (outputs exist) "
         f"in {summary.seconds:.1f} s ({summary.images_per_second:.2f} img/s) -> {out}",
@@ -681,16 +704,16 @@ def cutout(
         str, typer.Option(help="cutout (transparent), white (on --background) or mask.")
     ] = "cutout",
     background: Annotated[str, typer.Option(help="Colour behind the car for 'white' and JPEG.")] = "white",
-    soft_edges: Annotated[bool, typer.Option(help="Soft alpha in a thin edge band.")] = False,
+    soft_edges: SoftEdges = False,
     fmt: Annotated[
         str | None,
         typer.Option(
             "--format", help="png, webp or jpg (default: from the -o file's suffix; png on stdout)."
         ),
     ] = None,
-    quality: Annotated[int | None, typer.Option(help="JPEG/WebP quality, 1-100 [jpg 95, webp 90].")] = None,
+    quality: Quality = None,
     crop_to_car: Annotated[bool, typer.Option(help="Frame the picture around the car.")] = False,
-    margin: Annotated[float, typer.Option(help="Space around the framed car, a fraction of its box.")] = 0.05,
+    margin: Margin = 0.05,
     canvas: Annotated[
         str | None,
         typer.Option(
@@ -702,24 +725,14 @@ def cutout(
 ) -> None:
     """One photo, one cut-out, for scripts and pipes: maskingnet cutout car.jpg -o car.png, or
     maskingnet cutout car.jpg > car.png. The same output options as predict."""
-    from maskingnet.inference import Predictor
     from maskingnet.outputs import check_threshold, parse_color
-    from maskingnet.outputs.files import finished_pictures, picture_bytes
     from maskingnet.outputs.options import picture_request
-    from maskingnet.utils import atomic_save, parse_size
+    from maskingnet.utils import parse_size
 
     check_threshold(threshold)
-    if output is None:
-        if sys.stdout is None or sys.stdout.isatty():
-            raise ValueError("give -o FILE, or pipe the output (maskingnet cutout car.jpg > car.png)")
-        output = "-"
+    output = cutout_output(output)
     check_standard_streams(photo == "-", output == "-")
-    if kind not in CUTOUT_KINDS:
-        raise ValueError(f"--kind must be one of {', '.join(CUTOUT_KINDS)} (got {kind!r})")
-    if fmt is None:
-        fmt = "png" if output == "-" else CUTOUT_FORMATS.get(Path(output).suffix.lower())
-        if fmt is None:
-            raise ValueError(f"{output}: output must end in .png, .webp or .jpg (or give --format)")
+    fmt = cutout_format(kind, fmt, output)
     on_colour = kind == "white" or (kind == "cutout" and fmt.lower() in ("jpg", "jpeg"))
     picture, options = picture_request(
         "mask" if kind == "mask" else "cutout",
@@ -732,20 +745,54 @@ def cutout(
         background=parse_color(background) if on_colour else None,
         threshold=threshold,
     )
+    write_output(output, cut_out(settings, photo, picture, options))
+
+
+CUTOUT_FORMATS = {".png": "png", ".webp": "webp", ".jpg": "jpg", ".jpeg": "jpg"}
+
+
+def cutout_output(output: str | None) -> str:
+    """``-o``: the file, or ``-`` (stdout), which is the default only when stdout is not a terminal."""
+    if output is not None:
+        return output
+    if sys.stdout is None or sys.stdout.isatty():
+        raise ValueError("give -o FILE, or pipe the output (maskingnet cutout car.jpg > car.png)")
+    return "-"
+
+
+def cutout_format(kind: str, fmt: str | None, output: str) -> str:
+    """``--kind`` checked, and ``--format``, by default from the output file's suffix (PNG on stdout)."""
+    if kind not in CUTOUT_KINDS:
+        raise ValueError(f"--kind must be one of {', '.join(CUTOUT_KINDS)} (got {kind!r})")
+    if fmt is None:
+        fmt = "png" if output == "-" else CUTOUT_FORMATS.get(Path(output).suffix.lower())
+        if fmt is None:
+            raise ValueError(f"{output}: output must end in .png, .webp or .jpg (or give --format)")
+    return fmt
+
+
+def cut_out(settings: Any, photo: str, picture: str, options: Any) -> bytes:
+    """One photo (a path, or ``-`` for stdin) run through the model, as the encoded ``picture``."""
+    from maskingnet.inference import Predictor
+    from maskingnet.outputs.files import finished_pictures, picture_bytes
+
     source = _read_stdin() if photo == "-" else Path(photo)
     predictor = Predictor.from_settings(settings)
-    item = predictor.prepare(source, need_photo=kind != "mask")
+    item = predictor.prepare(source, need_photo=picture != "mask")
     probs = predictor.predict_prepared([item])[0]
     image = finished_pictures((picture,), item.photo_array(), probs, options)[picture]
-    data = picture_bytes(picture, image, options, options.fmt)
+    return picture_bytes(picture, image, options, options.fmt)
+
+
+def write_output(output: str, data: bytes) -> None:
+    """The bytes to stdout (``-``) or atomically to the file."""
+    from maskingnet.utils import atomic_save
+
     if output == "-":
         sys.stdout.buffer.write(data)
         sys.stdout.buffer.flush()
         return
     atomic_save(Path(output), lambda tmp: Path(tmp).write_bytes(data))
-
-
-CUTOUT_FORMATS = {".png": "png", ".webp": "webp", ".jpg": "jpg", ".jpeg": "jpg"}
 
 
 def check_standard_streams(reads_stdin: bool, writes_stdout: bool) -> None:
@@ -881,29 +928,27 @@ def serve(
     settings: ModelGroup = None,
 ) -> None:
     """HTTP service: POST /v1/mask, /v1/cutout (PNG); GET /healthz, /v1/model; a drag-and-drop page at /."""
-    from maskingnet.serve import ServeConfig
+    options = dict(locals())  # every option as parsed, before anything else is named here
     from maskingnet.serve import serve as run_server
 
     say_terms("serve", settings.checkpoint)
-    config = ServeConfig(
-        model=settings,
-        host=host,
-        port=port,
-        max_upload_mb=max_upload_mb,
-        workers=workers,
-        max_batch=max_batch,
-        max_wait_ms=max_wait_ms,
-        queue_size=queue_size,
-        max_pixels=max_pixels,
-        max_connections=max_connections,
-        read_timeout_s=read_timeout,
-        request_timeout_s=request_timeout,
-        allowed_hosts=tuple(allowed_host or ()),
-        api_key=api_key or None,
-        cors_origins=tuple(cors_origin or ()),
-        access_log=access_log,
+    run_server(serve_config(options))
+
+
+def serve_config(options: dict[str, Any]) -> Any:
+    """``serve``'s options as a ``ServeConfig`` (repeated options as tuples, an empty key as none)."""
+    from maskingnet.serve import ServeConfig
+
+    fields = dict(options)
+    return ServeConfig(
+        model=fields.pop("settings"),
+        read_timeout_s=fields.pop("read_timeout"),
+        request_timeout_s=fields.pop("request_timeout"),
+        allowed_hosts=tuple(fields.pop("allowed_host") or ()),
+        api_key=fields.pop("api_key") or None,
+        cors_origins=tuple(fields.pop("cors_origin") or ()),
+        **fields,
     )
-    run_server(config)
 
 
 # ----------------------------------------------------------------------------------------- the project
@@ -946,20 +991,9 @@ def bench(
     from maskingnet.bench.report import run_bench
     from maskingnet.bench.timing import BenchConfig
 
-    peers = tuple(name.strip() for name in (peer or "").split(",") if name.strip())
-    if peer is not None and (not peers or peers[0] != "rembg" or not set(peers) <= {"rembg", "imgly"}):
-        raise typer.BadParameter(f"{peer!r}: rembg, or rembg,imgly", param_hint="--peer")
+    sections = bench_sections(peer, section)
     command = "maskingnet bench" + (" --quick" if quick else "") + (f" --peer {peer}" if peer else "")
-    command += f" --out {out}"
-    sections: dict[str, Any] = {"sections": ("peer",), "peers": peers} if peer else {}
-    if section:
-        known = BenchConfig.__dataclass_fields__["sections"].default
-        unknown = [name for name in section if name not in known]
-        if unknown:
-            choices = ", ".join(known)
-            raise typer.BadParameter(f"{', '.join(unknown)}: choose from {choices}", param_hint="--section")
-        sections["sections"] = tuple(section)
-        command += "".join(f" --section {name}" for name in section)
+    command += f" --out {out}" + "".join(f" --section {name}" for name in section or ())
     config = BenchConfig(
         out=out,
         quick=quick,
@@ -975,6 +1009,25 @@ def bench(
     )
     result = run_bench(config)
     typer.echo(f"wrote {out / 'bench.json'} and {out / 'bench.md'} in {result['seconds']} s")
+
+
+def bench_sections(peer: str | None, section: list[str] | None) -> dict[str, Any]:
+    """``--peer`` and ``--section`` checked, as ``BenchConfig``'s ``sections`` and ``peers`` (neither given:
+    nothing, so every section runs)."""
+    from maskingnet.bench.timing import BenchConfig
+
+    peers = tuple(name.strip() for name in (peer or "").split(",") if name.strip())
+    if peer is not None and (not peers or peers[0] != "rembg" or not set(peers) <= {"rembg", "imgly"}):
+        raise typer.BadParameter(f"{peer!r}: rembg, or rembg,imgly", param_hint="--peer")
+    sections: dict[str, Any] = {"sections": ("peer",), "peers": peers} if peer else {}
+    if section:
+        known = BenchConfig.__dataclass_fields__["sections"].default
+        unknown = [name for name in section if name not in known]
+        if unknown:
+            choices = ", ".join(known)
+            raise typer.BadParameter(f"{', '.join(unknown)}: choose from {choices}", param_hint="--section")
+        sections["sections"] = tuple(section)
+    return sections
 
 
 @app.command(short_help="Reproduce the thesis's ablation table.")
