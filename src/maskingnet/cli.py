@@ -1,9 +1,10 @@
 """The ``maskingnet`` command line. Thin: every verb parses options and calls one library function.
 
 Library modules are imported inside each verb so that ``maskingnet --help`` answers instantly. Options that
-several verbs share are defined once below (the model-running group, the decoding group). Errors follow one
-policy (:mod:`maskingnet.errors`): a problem the user can fix is one line ``verb: what is wrong`` on stderr
-and exit status 1; a command line that cannot be parsed exits 2.
+several verbs share are defined once below (the model-running group, the decoding and output options);
+``train``'s options are one group too, arriving as one ``TrainConfig``. Errors follow one policy
+(:mod:`maskingnet.errors`): a problem the user can fix is one line ``verb: what is wrong`` on stderr and
+exit status 1; a command line that cannot be parsed exits 2.
 """
 
 from __future__ import annotations
