@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import io
 import pickle
+from pathlib import Path
 
 import numpy as np
 import pytest
@@ -16,6 +17,8 @@ from maskingnet.inference import Predictor
 from maskingnet.models import DEFAULT_MODEL, list_bundled, load_model, read_config, resolve_model
 from maskingnet.models.bundled import BUNDLED, bundled_path, file_sha256
 from maskingnet.models.checkpoint import CheckpointError, load_refiner
+
+REPO = Path(__file__).resolve().parents[2]
 
 
 def car_photo(width: int = 192, height: int = 128) -> Image.Image:
@@ -52,7 +55,28 @@ def test_bundled_model_records_config_meta_and_its_training():
     config, meta = read_config(bundled_path(DEFAULT_MODEL))
     assert config.name == "maskingnet" and 0 < config.width <= 1
     assert len(meta["input_size"]) == 2 and 0.9 < meta["val_dice"] <= 1
-    assert len(meta["split"]["val_cars"]) == 5 and meta["epoch"] >= 1
+    assert meta["epoch"] >= 1 and meta["train_crop"] is not None
+
+
+def listed_cars(path: Path) -> list[str]:
+    lines = (line.split("#", 1)[0].strip() for line in path.read_text().splitlines())
+    return sorted(line for line in lines if line)
+
+
+def test_bundled_model_lists_the_cars_it_trained_and_validated_on():
+    _, meta = read_config(bundled_path(DEFAULT_MODEL))
+    train_cars, val_cars = meta["split"]["train_cars"], meta["split"]["val_cars"]
+    assert val_cars == listed_cars(REPO / "docs" / "carvana-val-cars.txt")
+    assert len(train_cars) == 247 and not set(train_cars) & set(val_cars)
+
+
+def test_bundled_model_saw_only_the_cars_this_project_may_train_on():
+    allowed = REPO.parent / "shared" / "data" / "carvana-train-cars.txt"
+    if not allowed.is_file():
+        pytest.skip(f"{allowed} not found")
+    _, meta = read_config(bundled_path(DEFAULT_MODEL))
+    seen = set(meta["split"]["train_cars"]) | set(meta["split"]["val_cars"])
+    assert seen <= set(listed_cars(allowed))
 
 
 def test_a_damaged_bundled_file_is_refused(tmp_path, monkeypatch):
