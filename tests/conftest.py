@@ -80,27 +80,10 @@ def synth_dir(tmp_path_factory) -> Path:
 @pytest.fixture(scope="session")
 def trained_run(synth_dir, tmp_path_factory) -> Path:
     """A finished tiny training run on ``synth_dir`` (maskingnet, width 0.125, 64x64, 2 epochs). Read only."""
-    import torch
-
-    from maskingnet.train import TrainConfig, train
+    from helpers import train_tiny
 
     out = tmp_path_factory.mktemp("trained") / "run"
-    threads = torch.get_num_threads()
-    try:
-        train(
-            TrainConfig(
-                data=str(synth_dir),
-                out=str(out),
-                width=0.125,
-                size=(64, 64),
-                epochs=2,
-                threads=1,
-                workers=0,
-                progress=False,
-            )
-        )
-    finally:
-        torch.set_num_threads(threads)
+    train_tiny(synth_dir, out)
     return out
 
 

@@ -136,3 +136,18 @@ def progressive_scan_bomb(size: tuple[int, int], repeats: int) -> bytes:
             scans.append(data[pos:end])
         pos = end
     return data[:pos] + min(scans[1:], key=len) * repeats + data[pos:]
+
+
+def train_tiny(data: Path, out: Path, **settings) -> dict:
+    """A tiny training run (maskingnet width 0.125 at 64x64, one torch thread, no loader processes, no
+    progress bar) with ``settings`` on top; torch's thread count is restored afterwards."""
+    import torch
+
+    from maskingnet.train import TrainConfig, train
+
+    defaults = dict(width=0.125, size=(64, 64), epochs=2, threads=1, workers=0, progress=False)
+    threads = torch.get_num_threads()
+    try:
+        return train(TrainConfig(data=str(data), out=str(out), **{**defaults, **settings}))
+    finally:
+        torch.set_num_threads(threads)

@@ -5,7 +5,7 @@ from __future__ import annotations
 import json
 
 import pytest
-import torch
+from helpers import train_tiny
 
 from maskingnet.models import load_model
 from maskingnet.train import TrainConfig, train
@@ -24,24 +24,7 @@ def listed_run(synth_dir, tmp_path_factory):
     """A one-epoch run validated on the second synthetic car, read from a cache."""
     out = tmp_path_factory.mktemp("listed") / "run"
     val_car = synth_cars(synth_dir)[1]
-    threads = torch.get_num_threads()
-    try:
-        train(
-            TrainConfig(
-                data=str(synth_dir),
-                out=str(out),
-                width=0.125,
-                size=(64, 64),
-                epochs=1,
-                threads=1,
-                workers=0,
-                progress=False,
-                val_cars=(val_car,),
-                cache=str(out.parent / "cache"),
-            )
-        )
-    finally:
-        torch.set_num_threads(threads)
+    train_tiny(synth_dir, out, epochs=1, val_cars=(val_car,), cache=str(out.parent / "cache"))
     return out, val_car
 
 
