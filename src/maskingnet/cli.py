@@ -972,6 +972,14 @@ def bench(
     batch: Annotated[int | None, typer.Option(help="Six-model timing batch [GPU 4, CPU 1, quick 2].")] = None,
     repeats: Annotated[int | None, typer.Option(help="Timed runs per figure (best is kept).")] = None,
     model: ModelFile = None,
+    baseline: Annotated[
+        str | None,
+        typer.Option(
+            metavar="NAME_OR_PATH",
+            help="Also time this model's default pipeline beside --model's, in the same turns (the model a "
+            "new one replaces).",
+        ),
+    ] = None,
     models: Models = None,
     peer: Annotated[
         str | None,
@@ -995,6 +1003,7 @@ def bench(
     sections = bench_sections(peer, section)
     command = "maskingnet bench" + (" --quick" if quick else "") + (f" --peer {peer}" if peer else "")
     command += f" --out {out}" + "".join(f" --section {name}" for name in section or ())
+    command += f" --baseline {baseline}" if baseline else ""
     config = BenchConfig(
         out=out,
         quick=quick,
@@ -1005,6 +1014,7 @@ def bench(
         repeats=repeats,
         data=data,
         checkpoint=model_path(model),
+        baseline=model_path(baseline) if baseline else None,
         extra={"command": command},
         **sections,
     )

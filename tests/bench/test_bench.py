@@ -160,6 +160,29 @@ def test_default_model_section_times_the_four_pipelines_on_real_photos(real_samp
     assert "edge stage and clean-up" in "\n".join(default_model_markdown(section))
 
 
+def test_default_model_section_times_a_baseline_model_in_the_same_turns(real_sample, monkeypatch, tmp_path):
+    from maskingnet.bench import default_model
+    from maskingnet.models import create_model, save_model
+
+    baseline = tmp_path / "old.safetensors"
+    save_model(create_model("maskingnet", width=0.125), baseline, meta={"input_size": [64, 64]})
+    timed = []
+
+    def fake_seconds(checkpoint, paths, refine, clean, size=None):
+        timed.append(checkpoint)
+        return 0.2 if checkpoint == baseline else 0.3
+
+    monkeypatch.setattr(default_model, "_seconds_per_photo", fake_seconds)
+    monkeypatch.setattr(default_model, "_naive_seconds_per_photo", lambda model, paths: 0.4)
+    paths = sorted((real_sample / "train").glob("*.jpg"))[:1]
+    section = default_model.bench_default_model(paths, say=lambda line: None, rounds=2, baseline=baseline)
+    assert timed.count(baseline) == 2  # once a round, in turns with the others
+    assert section["default_vs_baseline"] == 1.5
+    assert section["baseline"].startswith("old.safetensors (maskingnet width 0.125")
+    markdown = "\n".join(default_model.default_model_markdown(section))
+    assert "| baseline model old.safetensors" in markdown and "Default / baseline: 1.50x" in markdown
+
+
 def test_the_naive_script_writes_the_masks_the_plain_pipeline_writes(real_sample, tmp_path):
     import numpy as np
     from PIL import Image
@@ -190,3 +213,25 @@ def test_bench_times_cutout_start_up_step_by_step(tiny_bench):
     assert all(seconds > 0 for seconds in steps.values())
     assert section["command_s"] > steps["first_photo"]
     assert "## cutout start-up" in (tiny_bench / "bench.md").read_text()
+
+
+def test_bench_passes_its_baseline_model_to_the_run(monkeypatch, tmp_path):
+    from typer.testing import CliRunner
+
+    from maskingnet.bench import report
+    from maskingnet.cli import app
+
+    seen = {}
+
+    def fake_run(config):
+        seen["config"] = config
+        return {"seconds": 0.0}
+
+    monkeypatch.setattr(report, "run_bench", fake_run)
+    args = ["bench", "--section", "default_model", "--out", str(tmp_path), "--baseline", "maskingnet-carvana"]
+    assert CliRunner().invoke(app, args).exit_code == 0
+    config = seen["config"]
+    assert config.baseline.name == "maskingnet-carvana.safetensors" and config.baseline.is_file()
+    assert config.extra["command"].endswith("--baseline maskingnet-carvana")
+    CliRunner().invoke(app, args[:-2])
+    assert seen["config"].baseline is None

@@ -12,8 +12,9 @@ Four pipelines write masks of the same real 1918x1280 photos, in turns, best of 
   bilinear up-sampling with ``F.interpolate``, the mask thresholded and written by PIL; the same masks as
   ``default, plain`` (the model's input contract is the product's ``prepare``).
 
-The ratios ``default`` / ``previous``, ``default`` / ``default, plain`` and ``naive`` / ``default, plain``
-come from the same run.
+Given a ``baseline`` model (the file a new model replaces), a fifth pipeline times its default ``predict`` in
+the same turns, for ``default`` / ``baseline``. The ratios ``default`` / ``previous``, ``default`` /
+``default, plain``, ``naive`` / ``default, plain`` and ``default`` / ``baseline`` come from the same run.
 
 :func:`bench_int8` (the ``int8`` section) times the bundled model's network alone at its input size, batch 4,
 in fp32, bf16 and int8 (:mod:`maskingnet.inference.quantize`, calibrated on synthetic photos at load), in
@@ -91,14 +92,24 @@ def _naive_seconds_per_photo(model: str | Path, paths: Sequence[Path]) -> float:
     return (time.perf_counter() - started) / max(len(paths), 1)
 
 
+def _describe(model: Path) -> str:
+    network = load_model(model)
+    config = network.config
+    return f"{model.name} ({config.name} width {config.width:g}, input {network.meta.get('input_size')})"
+
+
 def bench_default_model(
-    paths: Sequence[Path], model: Path | None = None, say: Callable[[str], None] = print, rounds: int = 2
+    paths: Sequence[Path],
+    model: Path | None = None,
+    say: Callable[[str], None] = print,
+    rounds: int = 2,
+    baseline: str | Path | None = None,
 ) -> dict[str, Any]:
-    """Seconds per photo of the four pipelines (module docstring) on ``paths``, best of ``rounds``."""
+    """Seconds per photo of the pipelines of the module docstring on ``paths``, best of ``rounds`` (the
+    ``baseline`` model's default pipeline too when one is given)."""
     if not paths:
         return {"images": 0, "note": "no real photos given (--data)"}
     model = resolve_model(model)
-    bundled = load_model(model)
     previous = _previous_network()
     runs: dict[str, Callable[[], float]] = {
         "previous": lambda: _seconds_per_photo(previous, paths, False, False, PREVIOUS_SIZE),
@@ -106,21 +117,27 @@ def bench_default_model(
         "default": lambda: _seconds_per_photo(model, paths, True, True),
         "naive": lambda: _naive_seconds_per_photo(model, paths),
     }
+    if baseline is not None:
+        baseline = resolve_model(baseline)
+        runs["baseline"] = lambda: _seconds_per_photo(baseline, paths, True, True)
     _seconds_per_photo(model, paths[:1], True, True)  # warm-up
     best: dict[str, float] = {}
     for round_ in range(rounds):
         for name, run in runs.items():
             say(f"default model: {name}, round {round_ + 1}/{rounds}")
             best[name] = min(best.get(name, float("inf")), run())
-    return {
+    section = {
         "images": len(paths),
-        "model": f"{model.name} ({bundled.config.name} width {bundled.config.width:g}, "
-        f"input {bundled.meta.get('input_size')})",
+        "model": _describe(model),
         "seconds_per_photo": {name: round(value, 4) for name, value in best.items()},
         "default_vs_previous": round(best["default"] / best["previous"], 2),
         "edge_stage_share": round((best["default"] - best["default_plain"]) / best["default"], 3),
         "plain_vs_naive": round(best["naive"] / best["default_plain"], 2),
     }
+    if baseline is not None:
+        section["baseline"] = _describe(baseline)
+        section["default_vs_baseline"] = round(best["default"] / best["baseline"], 2)
+    return section
 
 
 def default_model_markdown(section: dict[str, Any] | None) -> list[str]:
@@ -140,12 +157,27 @@ def default_model_markdown(section: dict[str, Any] | None) -> list[str]:
         f"| **default model with edge stage and clean-up** | **{seconds['default']:.3f}** |",
         f"| default model, peer-style naive script (eager fp32, one photo at a time, bilinear) "
         f"| {seconds['naive']:.3f} |",
+        *_baseline_rows(section),
         "",
         f"Default / previous: {section['default_vs_previous']:.2f}x the time per photo; the edge stage and "
         f"clean-up are {100 * section['edge_stage_share']:.0f}% of the default pipeline's time; the naive "
-        f"script takes {section['plain_vs_naive']:.2f}x the time `predict` takes for the same masks.",
+        f"script takes {section['plain_vs_naive']:.2f}x the time `predict` takes for the same masks."
+        + _baseline_sentence(section),
         "",
     ]
+
+
+def _baseline_rows(section: dict[str, Any]) -> list[str]:
+    if "baseline" not in section:
+        return []
+    seconds = section["seconds_per_photo"]["baseline"]
+    return [f"| baseline model {section['baseline']}, edge stage and clean-up | {seconds:.3f} |"]
+
+
+def _baseline_sentence(section: dict[str, Any]) -> str:
+    if "baseline" not in section:
+        return ""
+    return f" Default / baseline: {section['default_vs_baseline']:.2f}x the time per photo."
 
 
 def bench_int8(

@@ -80,7 +80,8 @@ def _pipeline(config: BenchConfig, plan: Plan, report: Callable[[str], None]) ->
 
 def _default_model(config: BenchConfig, plan: Plan, report: Callable[[str], None]) -> dict[str, Any]:
     paths = sample_photos(config.data, plan.pipeline_images)
-    return bench_default_model(paths, config.checkpoint, report, rounds=1 if config.quick else 2)
+    rounds = 1 if config.quick else 2
+    return bench_default_model(paths, config.checkpoint, report, rounds=rounds, baseline=config.baseline)
 
 
 def _int8(config: BenchConfig, plan: Plan, report: Callable[[str], None]) -> dict[str, Any]:

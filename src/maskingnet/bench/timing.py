@@ -34,9 +34,10 @@ MODEL_NAMES = tuple(list_models())
 class BenchConfig:
     """Options of ``maskingnet bench``. ``None`` sizes and counts take the defaults of the mode and device:
     the thesis's 512x512 batch 4 on a GPU; on a CPU a smaller size for the six-model table (stated in the
-    report), 512x512 for the fast path always. ``data``: a Carvana-layout folder of real
-    photos for the mask agreement, the pipeline and the RLE timings (None: those are skipped, or use a
-    synthetic mask)."""
+    report), 512x512 for the fast path always. ``data``: a Carvana-layout folder of real photos for the mask
+    agreement, the pipeline and the RLE timings (None: those are skipped, or use a synthetic mask).
+    ``baseline``: another model whose default pipeline the ``default_model`` section times in the same turns
+    (the model a new one replaces)."""
 
     out: Path = Path("runs/bench")
     quick: bool = False
@@ -48,6 +49,7 @@ class BenchConfig:
     repeats: int | None = None
     data: Path | None = None
     checkpoint: Path | None = None
+    baseline: Path | None = None
     auto_checkpoint: bool = True
     photos: int | None = None
     pipeline_images: int | None = None
