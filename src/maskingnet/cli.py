@@ -955,6 +955,16 @@ def serve_config(options: dict[str, Any]) -> Any:
 # ----------------------------------------------------------------------------------------- the project
 
 
+Baseline = Annotated[
+    str | None,
+    typer.Option(
+        metavar="NAME_OR_PATH",
+        help="Also time this model's default pipeline beside --model's, in the same turns (the model a new "
+        "one replaces).",
+    ),
+]
+
+
 @app.command(short_help="Benchmark the networks and the pipeline.")
 @verb
 def bench(
@@ -972,14 +982,7 @@ def bench(
     batch: Annotated[int | None, typer.Option(help="Six-model timing batch [GPU 4, CPU 1, quick 2].")] = None,
     repeats: Annotated[int | None, typer.Option(help="Timed runs per figure (best is kept).")] = None,
     model: ModelFile = None,
-    baseline: Annotated[
-        str | None,
-        typer.Option(
-            metavar="NAME_OR_PATH",
-            help="Also time this model's default pipeline beside --model's, in the same turns (the model a "
-            "new one replaces).",
-        ),
-    ] = None,
+    baseline: Baseline = None,
     models: Models = None,
     peer: Annotated[
         str | None,
@@ -1001,9 +1004,7 @@ def bench(
     from maskingnet.bench.timing import BenchConfig
 
     sections = bench_sections(peer, section)
-    command = "maskingnet bench" + (" --quick" if quick else "") + (f" --peer {peer}" if peer else "")
-    command += f" --out {out}" + "".join(f" --section {name}" for name in section or ())
-    command += f" --baseline {baseline}" if baseline else ""
+    command = bench_command(quick, peer, out, section, baseline)
     config = BenchConfig(
         out=out,
         quick=quick,
@@ -1020,6 +1021,15 @@ def bench(
     )
     result = run_bench(config)
     typer.echo(f"wrote {out / 'bench.json'} and {out / 'bench.md'} in {result['seconds']} s")
+
+
+def bench_command(
+    quick: bool, peer: str | None, out: Path, section: list[str] | None, baseline: str | None
+) -> str:
+    """The command line recorded in ``bench.json`` (the options that change what runs)."""
+    command = "maskingnet bench" + (" --quick" if quick else "") + (f" --peer {peer}" if peer else "")
+    command += f" --out {out}" + "".join(f" --section {name}" for name in section or ())
+    return command + (f" --baseline {baseline}" if baseline else "")
 
 
 def bench_sections(peer: str | None, section: list[str] | None) -> dict[str, Any]:
