@@ -17,6 +17,7 @@ from maskingnet.inference import Predictor
 from maskingnet.models import DEFAULT_MODEL, list_bundled, load_model, read_config, resolve_model
 from maskingnet.models.bundled import BUNDLED, bundled_path, file_sha256
 from maskingnet.models.checkpoint import CheckpointError, load_refiner
+from maskingnet.train.split import read_car_list
 
 REPO = Path(__file__).resolve().parents[2]
 
@@ -59,8 +60,7 @@ def test_bundled_model_records_config_meta_and_its_training():
 
 
 def listed_cars(path: Path) -> list[str]:
-    lines = (line.split("#", 1)[0].strip() for line in path.read_text().splitlines())
-    return sorted(line for line in lines if line)
+    return sorted(read_car_list(f"@{path}"))
 
 
 def test_bundled_model_lists_the_cars_it_trained_and_validated_on():
